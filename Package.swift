@@ -1,0 +1,107 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+let package = Package(
+    name: "DockerParallel",
+    platforms: [.macOS(.v14)],
+    products: [
+        .library(name: "DockerParallel", targets: ["DockerParallel"]),
+        .library(name: "DockerParallelCore", targets: ["DockerParallelCore"]),
+        .library(name: "LocalProvider", targets: ["LocalProvider"]),
+        .library(name: "DockerParallelTestKit", targets: ["DockerParallelTestKit"]),
+        .executable(name: "dockerparallel", targets: ["dockerparallel"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-collections", from: "1.6.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+    ],
+    targets: [
+        // Value types, protocols, wire messages and the pure queue state machine. No networking.
+        .target(
+            name: "DockerParallelCore",
+            dependencies: [.product(name: "DequeModule", package: "swift-collections")]
+        ),
+        // Framing and connections over NIO, shared by server, worker and client.
+        .target(
+            name: "DockerParallelWire",
+            dependencies: [
+                "DockerParallelCore",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "NIOFoundationCompat", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        // The broker.
+        .target(
+            name: "DockerParallelServer",
+            dependencies: [
+                "DockerParallelCore", "DockerParallelWire",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+        // The worker runtime.
+        .target(
+            name: "DockerParallelWorker",
+            dependencies: [
+                "DockerParallelCore", "DockerParallelWire",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+        // What users import.
+        .target(
+            name: "DockerParallel",
+            dependencies: [
+                "DockerParallelCore", "DockerParallelWire", "DockerParallelServer", "DockerParallelWorker",
+                "LocalProvider",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+        // The embedded default: server and workers as processes on this machine.
+        .target(
+            name: "LocalProvider",
+            dependencies: ["DockerParallelCore", .product(name: "Logging", package: "swift-log")]
+        ),
+        // The conformance kit for provider and container authors.
+        .target(
+            name: "DockerParallelTestKit",
+            dependencies: ["DockerParallel"]
+        ),
+        // The CLI; also the server and worker entry point.
+        .executableTarget(
+            name: "dockerparallel",
+            dependencies: [
+                "DockerParallel",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        // An example program whose own executable is the worker for its Swift tasks.
+        .executableTarget(
+            name: "squares-example",
+            dependencies: ["DockerParallel"],
+            path: "Examples/Squares"
+        ),
+        .testTarget(name: "DockerParallelCoreTests", dependencies: ["DockerParallelCore"]),
+        .testTarget(
+            name: "DockerParallelTests",
+            dependencies: ["DockerParallel", "DockerParallelTestKit"]
+        ),
+        .testTarget(name: "CLITests", dependencies: ["DockerParallelCore"]),
+    ]
+)

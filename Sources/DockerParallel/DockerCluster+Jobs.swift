@@ -1,0 +1,162 @@
+import DockerParallelCore
+import DockerParallelWire
+import Foundation
+
+extension DockerCluster {
+    /// Runs a Swift task over every input on the cluster and returns the outputs in input order.
+    ///
+    /// The cluster must be started; a worker executable that registers `task` must be running.
+    /// - Parameters:
+    ///   - inputs: One task per input.
+    ///   - task: The registered task type.
+    ///   - options: Attempts, retries and time limit.
+    /// - Throws: ``TaskFailures`` naming each failed input; connection errors.
+    public func map<Task: ParallelTask>(
+        _ inputs: [Task.Input], using task: Task.Type, options: JobOptions = JobOptions()
+    ) async throws -> [Task.Output] {
+        let job = try await submit(inputs, using: task, options: options)
+        let outputs = try await job.outputs()
+        try? await forget(jobID: job.id)
+        return outputs
+    }
+
+    /// Submits a Swift task over every input and returns at once with a handle on the job.
+    /// - Parameters:
+    ///   - jobID: The job's id; a retried submit with the same id adds nothing twice. Default: a new id.
+    public func submit<Task: ParallelTask>(
+        _ inputs: [Task.Input], using task: Task.Type, options: JobOptions = JobOptions(), jobID: String = DockerCluster.newJobID()
+    ) async throws -> JobHandle<Task> {
+        var specs: [TaskSpec] = []
+        specs.reserveCapacity(inputs.count)
+        let encoder = JSONEncoder()
+        for (index, input) in inputs.enumerated() {
+            let data: Data
+            do {
+                data = try encoder.encode(input)
+            } catch {
+                throw DockerParallelError(.codingFailed, "input #\(index) could not be encoded: \(error)")
+            }
+            specs.append(TaskSpec(index: index, kind: .swift(name: Task.name), input: data))
+        }
+        try await submit(specs, jobID: jobID, options: options)
+        return JobHandle(cluster: self, id: jobID, count: inputs.count)
+    }
+
+    /// Submits one command per input, GNU parallel style, and returns at once with a handle.
+    /// - Parameters:
+    ///   - command: The argv template (`{}` is the input).
+    ///   - inputs: One task per input.
+    ///   - environment: Extra environment for every command.
+    public func submitCommands(
+        _ command: CommandTemplate, inputs: [String], environment: [String: String] = [:],
+        options: JobOptions = JobOptions(), jobID: String = DockerCluster.newJobID()
+    ) async throws -> CommandJob {
+        let specs = inputs.enumerated().map { index, input in
+            TaskSpec(index: index, kind: .command(argv: command.argv(input: input, number: index + 1), environment: environment))
+        }
+        try await submit(specs, jobID: jobID, options: options)
+        return CommandJob(cluster: self, id: jobID, count: inputs.count)
+    }
+
+    /// Submits task specifications in batches; returns once the server has stored them all.
+    public func submit(_ tasks: [TaskSpec], jobID: String, options: JobOptions) async throws {
+        try options.validate()
+        guard !jobID.isEmpty else { throw DockerParallelError(.invalidArgument, "a job id must not be empty") }
+        let connection = try await client()
+        var start = 0
+        repeat {
+            var end = start
+            var bytes = 0
+            while end < tasks.count, end - start < 4096, bytes < 4 * 1024 * 1024 {
+                bytes += tasks[end].input.count + 64
+                end += 1
+            }
+            let reply = try await connection.request(.submit(jobID: jobID, options: options, tasks: Array(tasks[start..<end])))
+            guard case .submitted = reply else {
+                throw DockerParallelError(.protocolViolation, "the server answered submit with \(reply)")
+            }
+            start = end
+        } while start < tasks.count
+        say("Submitted \(tasks.count) tasks as job \(jobID)", level: 2)
+    }
+
+    /// Streams a job's results as they are committed, ending when every task has one.
+    /// - Parameter progress: Called with the job's counts after each batch of results.
+    public func results(
+        jobID: String, progress: @escaping @Sendable (JobStatus) -> Void = { _ in }
+    ) async throws -> AsyncThrowingStream<TaskResult, any Error> {
+        let connection = try await client()
+        let replies = connection.stream(.watch(jobID: jobID))
+        return AsyncThrowingStream { continuation in
+            let reader = _Concurrency.Task {
+                do {
+                    for try await reply in replies {
+                        switch reply {
+                        case .results(let results):
+                            for result in results { continuation.yield(result) }
+                        case .job(let status):
+                            progress(status)
+                            if status.isComplete {
+                                continuation.finish()
+                                return
+                            }
+                        default:
+                            break
+                        }
+                    }
+                    continuation.finish(throwing: DockerParallelError(.connectionFailed, "the server closed the connection before job \(jobID) finished"))
+                } catch {
+                    continuation.finish(throwing: error)
+                }
+            }
+            continuation.onTermination = { _ in reader.cancel() }
+        }
+    }
+
+    /// Waits for every result of a job, ordered by index.
+    public func collect(jobID: String, progress: @escaping @Sendable (JobStatus) -> Void = { _ in }) async throws -> [TaskResult] {
+        var results: [TaskResult] = []
+        for try await result in try await self.results(jobID: jobID, progress: progress) { results.append(result) }
+        return results.sorted { $0.index < $1.index }
+    }
+
+    /// Cancels a job's unfinished tasks, or one task.
+    /// - Returns: The job's counts afterwards.
+    @discardableResult
+    public func cancel(jobID: String, index: Int? = nil) async throws -> JobStatus {
+        let reply = try await client().request(.cancel(jobID: jobID, index: index))
+        guard case .job(let status) = reply else {
+            throw DockerParallelError(.protocolViolation, "the server answered cancel with \(reply)")
+        }
+        return status
+    }
+
+    /// Removes a job and its results from the server.
+    public func forget(jobID: String) async throws {
+        _ = try await client().request(.forget(jobID: jobID))
+    }
+
+    /// What the server reports: connected workers and jobs.
+    public func serverReport() async throws -> ServerReport {
+        let reply = try await client().request(.status, timeout: 10)
+        guard case .status(let report) = reply else {
+            throw DockerParallelError(.protocolViolation, "the server answered status with \(reply)")
+        }
+        return report
+    }
+
+    /// The counts of one job.
+    /// - Throws: `.invalidArgument` when the server does not know the job.
+    public func jobStatus(jobID: String) async throws -> JobStatus {
+        guard let status = try await serverReport().jobs.first(where: { $0.jobID == jobID }) else {
+            throw DockerParallelError(.invalidArgument, "there is no job '\(jobID)' on the server of '\(configuration.jobQueueName)'")
+        }
+        return status
+    }
+
+    /// A new random job id.
+    public nonisolated static func newJobID() -> String {
+        var generator = SystemRandomNumberGenerator()
+        return "job-" + String(generator.next() & 0xffff_ffff_ffff, radix: 16)
+    }
+}

@@ -1,0 +1,324 @@
+import DockerParallelCore
+import DockerParallelWire
+import Foundation
+import Logging
+
+/// A handle on one cluster: its server, its workers and the provider that runs them.
+///
+/// The lifecycle follows the original DockerParallel: ``startCluster()`` starts the server, sets
+/// the worker number and connects; ``stopCluster(ignoreErrors:cleanup:)`` undoes it. Two handles
+/// with the same job queue name are the same cluster: ``reconnect()`` adopts one that runs.
+public actor DockerCluster {
+    /// Receives the cluster's progress messages.
+    public typealias MessageHandler = @Sendable (String) -> Void
+
+    /// The provider that runs the server and the workers.
+    public nonisolated let provider: any CloudProvider
+    /// The container the workers run.
+    public private(set) var workerContainer: any WorkerContainer
+    /// The container the server runs.
+    public private(set) var serverContainer: any WorkerContainer
+    /// The cluster's settings.
+    public private(set) var configuration: ClusterConfiguration
+    /// Where the server is and what the provider last reported.
+    public private(set) var runtime: ClusterRuntime
+    /// 0 silent, 1 progress messages, 2 details.
+    public var verbosity: Int
+    /// Whether ``close()`` stops the cluster, and whether its processes go away with this one
+    /// (Local provider).
+    public var stopClusterOnExit: Bool
+
+    let logger: Logger
+    private let messageHandler: MessageHandler
+    private var providerInitialized = false
+    private var connection: PeerConnection?
+
+    /// Creates a handle; nothing is started until ``startCluster()`` or ``startServer()``.
+    /// - Parameters:
+    ///   - provider: Where to run (default: processes on this machine).
+    ///   - workerContainer: What workers run (default: this executable as a worker).
+    ///   - serverContainer: What the server runs (default: the worker container's server container).
+    ///   - configuration: Job queue name, worker number, hardware, port, password.
+    ///   - serverFromOtherSource: Endpoints of a server run by someone else; the provider then
+    ///     neither starts nor stops it.
+    ///   - verbosity: 0 silent, 1 progress (default), 2 details.
+    ///   - stopClusterOnExit: Default `true`.
+    ///   - logger: Where the cluster logs at debug level.
+    ///   - messages: Receives progress messages (default: none are shown).
+    /// - Throws: When the worker container has no server container.
+    public init(
+        provider: any CloudProvider = LocalProvider(),
+        workerContainer: any WorkerContainer = LocalProcessContainer(),
+        serverContainer: (any WorkerContainer)? = nil,
+        configuration: ClusterConfiguration = ClusterConfiguration(),
+        serverFromOtherSource: ServerEndpoints? = nil,
+        verbosity: Int = 1,
+        stopClusterOnExit: Bool = true,
+        logger: Logger = Logger(label: "DockerParallel", factory: { _ in SwiftLogNoOpLogHandler() }),
+        messages: @escaping MessageHandler = { _ in }
+    ) throws {
+        self.provider = provider
+        self.workerContainer = workerContainer
+        self.serverContainer = try serverContainer ?? workerContainer.serverContainer()
+        self.configuration = configuration
+        self.runtime = ClusterRuntime(serverFromOtherSource: serverFromOtherSource != nil, serverEndpoints: serverFromOtherSource)
+        self.verbosity = verbosity
+        self.stopClusterOnExit = stopClusterOnExit
+        self.logger = logger
+        self.messageHandler = messages
+    }
+
+    // MARK: Settings
+
+    /// Sets the verbosity: 0 silent, 1 progress, 2 details.
+    public func setVerbosity(_ level: Int) { verbosity = level }
+
+    /// Sets whether the cluster stops when this handle is closed or this process exits.
+    public func setStopClusterOnExit(_ value: Bool) { stopClusterOnExit = value }
+
+    // MARK: Cluster
+
+    /// Starts the server, sets the worker number and connects. When a cluster with the same job
+    /// queue name already runs, reconnects to it instead.
+    public func startCluster() async throws {
+        try await initializeProvider()
+        say("Checking if the cluster exists")
+        if try await provider.clusterExists(context: context()) {
+            say("The cluster '\(configuration.jobQueueName)' exists; reconnecting")
+            try await reconnect()
+            return
+        }
+        try await startServer()
+        say("The cluster has \(configuration.expectedWorkerNumber) workers")
+        try await setWorkerNumber(configuration.expectedWorkerNumber)
+        _ = try await client()
+    }
+
+    /// Stops the workers and the server, keeping the expected worker number.
+    /// - Parameters:
+    ///   - ignoreErrors: Carry on past a failing step (each failure is reported as a message).
+    ///   - cleanup: Also free what the provider keeps (state folders, networks).
+    public func stopCluster(ignoreErrors: Bool = false, cleanup: Bool = false) async throws {
+        say("Stopping cluster")
+        connection?.close()
+        connection = nil
+        guard providerInitialized else { return }
+        let expected = configuration.expectedWorkerNumber
+        try await step(ignoreErrors) { try await self.setWorkerNumber(0) }
+        configuration.expectedWorkerNumber = expected
+        try await step(ignoreErrors) { try await self.stopServer() }
+        if cleanup {
+            try await step(ignoreErrors) { try await self.provider.cleanup(context: self.context(), deep: false) }
+        }
+    }
+
+    /// Starts the server unless it runs already.
+    public func startServer() async throws {
+        try await initializeProvider()
+        if runtime.serverFromOtherSource { return }
+        if isServerRunning { try await updateServerStatus() }
+        guard !isServerRunning else { return }
+        say("Deploying server container")
+        let container = serverContainer.configuredAsServer(configuration: configuration)
+        try await provider.runServer(context: context(), container: container, hardware: configuration.serverHardware)
+        runtime.serverEndpoints = try await provider.serverEndpoints(context: context())
+    }
+
+    /// Stops the server, unless it comes from another source.
+    public func stopServer() async throws {
+        connection?.close()
+        connection = nil
+        if runtime.serverFromOtherSource {
+            say("The server is not managed by the cloud provider and will not be stopped")
+            return
+        }
+        guard isServerRunning else { return }
+        try await initializeProvider()
+        try await provider.stopServer(context: context())
+        runtime.serverEndpoints = nil
+    }
+
+    /// Whether this handle knows a running server (it does not ask the provider; see ``update()``).
+    public var isServerRunning: Bool {
+        runtime.serverFromOtherSource || runtime.serverEndpoints != nil
+    }
+
+    /// Sets the expected worker number, and deploys or stops workers if the server runs.
+    /// - Throws: `.invalidArgument` for a negative number.
+    public func setWorkerNumber(_ number: Int) async throws {
+        guard number >= 0 else {
+            throw DockerParallelError(.invalidArgument, "the worker number must be 0 or more, got \(number)")
+        }
+        configuration.expectedWorkerNumber = number
+        guard isServerRunning, let endpoints = runtime.serverEndpoints,
+              let endpoint = endpoints.endpoint(sameLAN: configuration.serverWorkerSameLAN) else { return }
+        try await initializeProvider()
+        say("Setting worker number to \(number)")
+        let container = workerContainer.configuredAsWorker(configuration: configuration, server: endpoint, workerNumber: 1)
+        try await provider.setWorkerNumber(
+            context: context(), container: container, hardware: configuration.workerHardware, workerNumber: number)
+        do {
+            let numbers = try await provider.workerNumbers(context: context())
+            runtime.initializingWorkerNumber = numbers.initializing
+            runtime.runningWorkerNumber = numbers.running
+        } catch {
+            say("Could not read the worker numbers: \(error)")
+        }
+    }
+
+    /// The expected, running and initializing worker numbers, asking the provider.
+    public func workerNumbers() async throws -> WorkerNumbers {
+        try await initializeProvider()
+        let numbers = try await provider.workerNumbers(context: context())
+        runtime.initializingWorkerNumber = numbers.initializing
+        runtime.runningWorkerNumber = numbers.running
+        return WorkerNumbers(
+            expected: configuration.expectedWorkerNumber, initializing: numbers.initializing, running: numbers.running)
+    }
+
+    /// Refreshes the server's status and re-deploys workers that died.
+    public func update() async throws {
+        try await updateServerStatus()
+        try await setWorkerNumber(configuration.expectedWorkerNumber)
+    }
+
+    /// Whether this cluster runs, here or on the platform.
+    public func clusterExists() async throws -> Bool {
+        if isServerRunning { return true }
+        try await initializeProvider()
+        return try await provider.clusterExists(context: context())
+    }
+
+    /// Adopts the running cluster with this handle's job queue name: restores its configuration,
+    /// finds its server and counts its workers. Sets ``stopClusterOnExit`` to false.
+    /// - Throws: `.clusterNotFound` when no such cluster runs.
+    public func reconnect() async throws {
+        try await initializeProvider()
+        guard try await provider.clusterExists(context: context()) else {
+            throw DockerParallelError(
+                .clusterNotFound,
+                "The cluster with the job queue name '\(configuration.jobQueueName)' is not running!")
+        }
+        let data = try await provider.reconnect(context: context())
+        guard data.workerContainerName == workerContainer.name else {
+            throw DockerParallelError(
+                .invalidState,
+                "The current worker container \(workerContainer.name) is different from the \(data.workerContainerName) on the cloud")
+        }
+        configuration = data.configuration
+        if stopClusterOnExit {
+            say("stopClusterOnExit will be set to false")
+            stopClusterOnExit = false
+        }
+        runtime.serverEndpoints = try await provider.serverEndpoints(context: context())
+        let numbers = try await provider.workerNumbers(context: context())
+        runtime.initializingWorkerNumber = numbers.initializing
+        runtime.runningWorkerNumber = numbers.running
+        configuration.expectedWorkerNumber = numbers.initializing + numbers.running
+        _ = try await client()
+    }
+
+    /// Frees what the provider keeps for this cluster.
+    /// - Throws: `.invalidState` while the server or workers still run.
+    public func cleanup(deep: Bool = false) async throws {
+        try await initializeProvider()
+        if isServerRunning && !runtime.serverFromOtherSource {
+            throw DockerParallelError(.invalidState, "The server is still running: stop the cluster first")
+        }
+        let numbers = try await provider.workerNumbers(context: context())
+        if numbers.initializing + numbers.running > 0 {
+            throw DockerParallelError(.invalidState, "The workers are still running: set the worker number to 0 first")
+        }
+        try await provider.cleanup(context: context(), deep: deep)
+    }
+
+    /// Lets go of the cluster: stops it if ``stopClusterOnExit`` is set, else only disconnects.
+    public func close() async {
+        if stopClusterOnExit, providerInitialized {
+            try? await stopCluster(ignoreErrors: true, cleanup: true)
+        }
+        connection?.close()
+        connection = nil
+    }
+
+    /// Runs `body` with a started cluster, and closes it afterwards, whether `body` throws or not.
+    public func withStarted<Result: Sendable>(
+        _ body: @Sendable (DockerCluster) async throws -> Result
+    ) async throws -> Result {
+        do {
+            try await startCluster()
+            let result = try await body(self)
+            await close()
+            return result
+        } catch {
+            await close()
+            throw error
+        }
+    }
+
+    // MARK: Internals
+
+    /// The client connection to the server, made on first use and remade when lost.
+    func client() async throws -> PeerConnection {
+        if let connection, connection.isOpen { return connection }
+        if !runtime.serverFromOtherSource {
+            try await initializeProvider()
+            let deadline = ContinuousClock.now + .seconds(60)
+            while try await provider.serverStatus(context: context()) == .initializing {
+                guard ContinuousClock.now < deadline else {
+                    throw DockerParallelError(.timedOut, "the server did not become ready within 60 s")
+                }
+                try await Task.sleep(for: .milliseconds(20))
+            }
+        }
+        guard let endpoint = runtime.serverEndpoints?.endpoint(sameLAN: configuration.serverClientSameLAN) else {
+            throw DockerParallelError(
+                .serverNotRunning, "The server of '\(configuration.jobQueueName)' is not running: start the cluster first")
+        }
+        let hello = Hello(role: .client, password: configuration.serverPassword.value, name: "client-\(ProcessInfo.processInfo.processIdentifier)")
+        let connection = try await PeerConnection.connect(to: endpoint, hello: hello)
+        self.connection = connection
+        return connection
+    }
+
+    func say(_ message: String, level: Int = 1) {
+        logger.debug("\(message)")
+        if verbosity >= level { messageHandler(message) }
+    }
+
+    private func initializeProvider() async throws {
+        guard !providerInitialized else { return }
+        try await provider.initialize(context: context())
+        providerInitialized = true
+    }
+
+    private func updateServerStatus() async throws {
+        if runtime.serverFromOtherSource { return }
+        try await initializeProvider()
+        switch try await provider.serverStatus(context: context()) {
+        case .stopped:
+            runtime.serverEndpoints = nil
+            connection?.close()
+            connection = nil
+        case .running, .initializing:
+            runtime.serverEndpoints = try await provider.serverEndpoints(context: context())
+        }
+    }
+
+    private func step(_ ignoreErrors: Bool, _ body: () async throws -> Void) async throws {
+        do {
+            try await body()
+        } catch where ignoreErrors {
+            say("Warning: \(error)")
+        }
+    }
+
+    private func context() -> ClusterContext {
+        ClusterContext(
+            configuration: configuration, runtime: runtime,
+            staticData: StaticData(
+                configuration: configuration, workerContainerName: workerContainer.name, workerImage: workerContainer.image,
+                maxWorkersPerContainer: workerContainer.maxWorkersPerContainer, verbosity: verbosity),
+            stopClusterOnExit: stopClusterOnExit, verbosity: verbosity, logger: logger)
+    }
+}

@@ -1,0 +1,147 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import DockerParallelServer
+import DockerParallelWorker
+import Foundation
+import Logging
+import ServiceLifecycle
+
+/// The server and worker entry points of an executable.
+///
+/// Providers start executables with `DOCKERPARALLEL_ROLE` set to `server` or `worker`; call
+/// ``runIfRequested(registry:environment:)`` first thing in `main` so that the same program that
+/// maps work can also serve it:
+///
+/// ```swift
+/// @main struct App {
+///     static func main() async throws {
+///         await DockerParallelMain.runIfRequested(registry: TaskRegistry([Square.self]))
+///         // … the program proper: make a DockerCluster and map over it.
+///     }
+/// }
+/// ```
+public enum DockerParallelMain {
+    /// Runs the server or a worker when the environment asks for one, then exits the process;
+    /// returns at once otherwise.
+    public static func runIfRequested(
+        registry: TaskRegistry, environment: [String: String] = ProcessInfo.processInfo.environment
+    ) async {
+        guard let role = environment[EnvironmentKey.role] else { return }
+        let status: Int32
+        do {
+            switch role {
+            case "server": try await runServer(environment: environment)
+            case "worker": try await runWorker(registry: registry, environment: environment)
+            default:
+                throw DockerParallelError(.invalidArgument, "\(EnvironmentKey.role) must be 'server' or 'worker', not '\(role)'")
+            }
+            status = 0
+        } catch {
+            FileHandle.standardError.write(Data("dockerparallel \(role): error: \(error)\n".utf8))
+            status = 1
+        }
+        exit(status)
+    }
+
+    /// Runs the server described by the environment until SIGTERM or SIGINT.
+    public static func runServer(environment: [String: String]) async throws {
+        let logger = makeLogger(label: "dockerparallel.server", environment: environment)
+        guard let password = environment[EnvironmentKey.password], !password.isEmpty else {
+            throw DockerParallelError(.invalidArgument, "the server needs the cluster password in \(EnvironmentKey.password)")
+        }
+        let port = try integer(EnvironmentKey.port, in: environment) ?? ClusterConfiguration.defaultServerPort
+        let configuration = ServerConfiguration(
+            host: environment[EnvironmentKey.host] ?? "127.0.0.1",
+            port: port,
+            password: ServerPassword(password),
+            jobQueueName: environment[EnvironmentKey.jobQueueName] ?? ClusterConfiguration.defaultJobQueueName,
+            leaseDuration: try double(EnvironmentKey.leaseDuration, in: environment) ?? 30)
+        let endpointFile = environment[EnvironmentKey.endpointFile]
+        let server = BrokerServer(configuration: configuration, logger: logger) { endpoint in
+            logger.info("listening on \(endpoint)")
+            if let endpointFile { writeAtomically("\(endpoint.host) \(endpoint.port)", to: endpointFile) }
+        }
+        try await runGroup(server, environment: environment, logger: logger)
+    }
+
+    /// Runs a worker described by the environment until SIGTERM, SIGINT or a lost server.
+    public static func runWorker(registry: TaskRegistry, environment: [String: String]) async throws {
+        let logger = makeLogger(label: "dockerparallel.worker", environment: environment)
+        guard let password = environment[EnvironmentKey.password], !password.isEmpty else {
+            throw DockerParallelError(.invalidArgument, "the worker needs the cluster password in \(EnvironmentKey.password)")
+        }
+        guard let host = environment[EnvironmentKey.host], let port = try integer(EnvironmentKey.port, in: environment) else {
+            throw DockerParallelError(
+                .invalidArgument, "the worker needs the server's address in \(EnvironmentKey.host) and \(EnvironmentKey.port)")
+        }
+        let name = environment[EnvironmentKey.workerName] ?? "\(ProcessInfo.processInfo.hostName)-\(getpid())"
+        let configuration = WorkerConfiguration(
+            server: Endpoint(host: host, port: port), password: ServerPassword(password), name: name,
+            slots: try integer(EnvironmentKey.slots, in: environment) ?? 1, registry: registry)
+        let readyFile = environment[EnvironmentKey.readyFile]
+        let worker = Worker(configuration: configuration, logger: logger) {
+            logger.info("connected to \(configuration.server) with \(configuration.slots) slot(s)")
+            if let readyFile { writeAtomically(String(getpid()), to: readyFile) }
+        }
+        try await runGroup(worker, environment: environment, logger: logger)
+    }
+
+    private static func runGroup(_ service: some Service, environment: [String: String], logger: Logger) async throws {
+        var services = [ServiceGroupConfiguration.ServiceConfiguration(
+            service: service, successTerminationBehavior: .gracefullyShutdownGroup,
+            failureTerminationBehavior: .gracefullyShutdownGroup)]
+        if let owner = try integer(EnvironmentKey.ownerProcessID, in: environment) {
+            services.append(.init(service: OwnerWatch(processID: pid_t(owner)), successTerminationBehavior: .gracefullyShutdownGroup))
+        }
+        let group = ServiceGroup(configuration: ServiceGroupConfiguration(
+            services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        try await group.run()
+    }
+
+    private static func makeLogger(label: String, environment: [String: String]) -> Logger {
+        var logger = Logger(label: label) { StreamLogHandler.standardError(label: $0) }
+        logger.logLevel = environment["DOCKERPARALLEL_LOG_LEVEL"].flatMap(Logger.Level.init(rawValue:)) ?? .info
+        return logger
+    }
+
+    private static func integer(_ key: String, in environment: [String: String]) throws -> Int? {
+        guard let text = environment[key] else { return nil }
+        guard let value = Int(text) else {
+            throw DockerParallelError(.invalidArgument, "\(key) must be a whole number, not '\(text)'")
+        }
+        return value
+    }
+
+    private static func double(_ key: String, in environment: [String: String]) throws -> Double? {
+        guard let text = environment[key] else { return nil }
+        guard let value = Double(text), value > 0 else {
+            throw DockerParallelError(.invalidArgument, "\(key) must be a positive number, not '\(text)'")
+        }
+        return value
+    }
+
+    private static func writeAtomically(_ text: String, to path: String) {
+        let temporary = path + ".tmp"
+        _ = FileManager.default.createFile(atPath: temporary, contents: Data(text.utf8), attributes: [.posixPermissions: 0o600])
+        rename(temporary, path)
+    }
+}
+
+/// Ends when a given process is gone, so that a cluster started with `stopClusterOnExit` goes
+/// away with the program that started it, even if that program was killed.
+struct OwnerWatch: Service {
+    let processID: pid_t
+
+    func run() async throws {
+        try await cancelWhenGracefulShutdown {
+            while kill(processID, 0) == 0 || errno == EPERM {
+                try await Task.sleep(for: .milliseconds(250))
+            }
+        }
+    }
+}

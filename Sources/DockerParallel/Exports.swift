@@ -1,0 +1,2 @@
+@_exported import DockerParallelCore
+@_exported import LocalProvider

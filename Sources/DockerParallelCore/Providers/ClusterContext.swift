@@ -1,0 +1,30 @@
+import Logging
+
+/// What a provider is told about the cluster it acts for.
+public struct ClusterContext: Sendable {
+    /// The cluster's configuration, including its password.
+    public var configuration: ClusterConfiguration
+    /// The cluster's runtime state.
+    public var runtime: ClusterRuntime
+    /// The data to store with the server so that another process can reconnect.
+    public var staticData: StaticData
+    /// Whether the cluster should go away when the process that made it exits.
+    public var stopClusterOnExit: Bool
+    /// 0 silent, 1 progress, 2 detail.
+    public var verbosity: Int
+    /// Where the provider logs.
+    public var logger: Logger
+
+    /// Creates a context.
+    public init(
+        configuration: ClusterConfiguration, runtime: ClusterRuntime, staticData: StaticData,
+        stopClusterOnExit: Bool, verbosity: Int, logger: Logger
+    ) {
+        self.configuration = configuration
+        self.runtime = runtime
+        self.staticData = staticData
+        self.stopClusterOnExit = stopClusterOnExit
+        self.verbosity = verbosity
+        self.logger = logger
+    }
+}

@@ -1,0 +1,88 @@
+/// What a server or worker container runs (the original's `DockerContainer`).
+///
+/// Containers are values: the configure methods return a configured copy and never change the original.
+public protocol WorkerContainer: Sendable {
+    /// The container's kind, checked when reconnecting.
+    var name: String { get }
+    /// The image (for the Local provider: the executable).
+    var image: String { get }
+    /// The environment the container starts with.
+    var environment: [String: String] { get set }
+    /// How many workers one container runs.
+    var maxWorkersPerContainer: Int { get }
+    /// Debian packages to install when the container starts.
+    var systemPackages: [String] { get }
+    /// Language packages (R, pip) to install when the container starts.
+    var languagePackages: [String] { get }
+    /// An SSH public key to authorise in the container, if any.
+    var sshPublicKey: String? { get }
+
+    /// Returns a copy configured to run the server for `configuration`.
+    func configuredAsServer(configuration: ClusterConfiguration) -> Self
+
+    /// Returns a copy configured to run `workerNumber` workers connecting to `server`.
+    func configuredAsWorker(configuration: ClusterConfiguration, server: Endpoint, workerNumber: Int) -> Self
+
+    /// The server container that goes with this worker container.
+    func serverContainer() throws -> any WorkerContainer
+}
+
+/// Names of the environment variables DockerParallel's own server and worker entry points read.
+public enum EnvironmentKey {
+    /// `server` or `worker`: what the executable should run as.
+    public static let role = "DOCKERPARALLEL_ROLE"
+    /// The cluster password.
+    public static let password = "DOCKERPARALLEL_PASSWORD"
+    /// The server's host (for workers) or bind address (for the server).
+    public static let host = "DOCKERPARALLEL_HOST"
+    /// The server's port.
+    public static let port = "DOCKERPARALLEL_PORT"
+    /// The job queue name.
+    public static let jobQueueName = "DOCKERPARALLEL_QUEUE"
+    /// The number of worker slots in one container.
+    public static let slots = "DOCKERPARALLEL_SLOTS"
+    /// A file the server writes its bound endpoint to.
+    public static let endpointFile = "DOCKERPARALLEL_ENDPOINT_FILE"
+    /// A file the worker creates once it is connected.
+    public static let readyFile = "DOCKERPARALLEL_READY_FILE"
+    /// A process id; when that process is gone, the server or worker exits.
+    public static let ownerProcessID = "DOCKERPARALLEL_OWNER_PID"
+    /// Seconds a lease lasts without a heartbeat.
+    public static let leaseDuration = "DOCKERPARALLEL_LEASE_SECONDS"
+    /// A name for the worker, shown in status.
+    public static let workerName = "DOCKERPARALLEL_WORKER_NAME"
+}
+
+extension WorkerContainer {
+    /// No system packages.
+    public var systemPackages: [String] { [] }
+    /// No language packages.
+    public var languagePackages: [String] { [] }
+    /// No SSH key.
+    public var sshPublicKey: String? { nil }
+
+    /// Sets the environment DockerParallel's server entry point reads, keeping the user's own entries.
+    public func configuredAsServer(configuration: ClusterConfiguration) -> Self {
+        var copy = self
+        copy.environment[EnvironmentKey.role] = "server"
+        copy.environment[EnvironmentKey.password] = configuration.serverPassword.value
+        copy.environment[EnvironmentKey.port] = String(configuration.serverPort)
+        copy.environment[EnvironmentKey.jobQueueName] = configuration.jobQueueName
+        return copy
+    }
+
+    /// Sets the environment DockerParallel's worker entry point reads, keeping the user's own entries.
+    public func configuredAsWorker(configuration: ClusterConfiguration, server: Endpoint, workerNumber: Int) -> Self {
+        var copy = self
+        copy.environment[EnvironmentKey.role] = "worker"
+        copy.environment[EnvironmentKey.password] = configuration.serverPassword.value
+        copy.environment[EnvironmentKey.host] = server.host
+        copy.environment[EnvironmentKey.port] = String(server.port)
+        copy.environment[EnvironmentKey.jobQueueName] = configuration.jobQueueName
+        copy.environment[EnvironmentKey.slots] = String(workerNumber)
+        return copy
+    }
+
+    /// The same container: DockerParallel's executables run both roles.
+    public func serverContainer() throws -> any WorkerContainer { self }
+}

@@ -1,0 +1,78 @@
+import Foundation
+
+/// What a worker reports after running one attempt.
+public struct AttemptReport: Sendable, Codable, Equatable {
+    /// Whether the attempt succeeded.
+    public var succeeded: Bool
+    /// Whether retrying cannot help (unknown task, command not found, undecodable input).
+    public var permanent: Bool
+    /// The command's exit code, if a command ran to its end.
+    public var exitCode: Int32?
+    /// The command's standard output, or the Swift task's encoded output.
+    public var output: Data
+    /// The command's standard error.
+    public var errorOutput: Data
+    /// Why the attempt failed, if it did.
+    public var error: String?
+
+    /// Creates a report.
+    public init(
+        succeeded: Bool, permanent: Bool = false, exitCode: Int32? = nil, output: Data = Data(),
+        errorOutput: Data = Data(), error: String? = nil
+    ) {
+        self.succeeded = succeeded
+        self.permanent = permanent
+        self.exitCode = exitCode
+        self.output = output
+        self.errorOutput = errorOutput
+        self.error = error
+    }
+}
+
+/// The final state of a task.
+public enum TaskStatus: String, Sendable, Codable {
+    case succeeded
+    case failed
+    case cancelled
+}
+
+/// A task's committed result: exactly one per task.
+public struct TaskResult: Sendable, Codable, Equatable {
+    /// The job.
+    public var jobID: String
+    /// The task's index in the job.
+    public var index: Int
+    /// How it ended.
+    public var status: TaskStatus
+    /// How many attempts were started.
+    public var attempts: Int
+    /// The exit code of a command that ran to its end.
+    public var exitCode: Int32?
+    /// Standard output, or a Swift task's encoded output.
+    public var output: Data
+    /// Standard error.
+    public var errorOutput: Data
+    /// Why it failed or was cancelled.
+    public var error: String?
+
+    /// Creates a result.
+    public init(
+        jobID: String, index: Int, status: TaskStatus, attempts: Int, exitCode: Int32? = nil,
+        output: Data = Data(), errorOutput: Data = Data(), error: String? = nil
+    ) {
+        self.jobID = jobID
+        self.index = index
+        self.status = status
+        self.attempts = attempts
+        self.exitCode = exitCode
+        self.output = output
+        self.errorOutput = errorOutput
+        self.error = error
+    }
+
+    /// The last lines of standard error, for error messages.
+    public func lastErrorLines(_ count: Int = 5) -> String {
+        let text = String(decoding: errorOutput, as: UTF8.self)
+        return text.split(separator: "\n", omittingEmptySubsequences: true).suffix(count).joined(separator: "\n")
+    }
+}

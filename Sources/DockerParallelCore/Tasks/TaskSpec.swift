@@ -1,0 +1,84 @@
+import Foundation
+
+/// One unit of work as the broker stores and a worker runs it.
+public struct TaskSpec: Sendable, Codable, Equatable {
+    /// What to run.
+    public enum Kind: Sendable, Codable, Equatable {
+        /// Run a program: `argv[0]` is looked up on `PATH`.
+        case command(argv: [String], environment: [String: String])
+        /// Run the Swift task registered under this name, with ``TaskSpec/input`` as its encoded input.
+        case swift(name: String)
+    }
+
+    /// The task's position in its job; with the job id, its identity.
+    public var index: Int
+    /// What to run.
+    public var kind: Kind
+    /// The encoded input of a Swift task (empty for commands).
+    public var input: Data
+
+    /// Creates a task.
+    public init(index: Int, kind: Kind, input: Data = Data()) {
+        self.index = index
+        self.kind = kind
+        self.input = input
+    }
+}
+
+/// How a job's tasks are retried and limited.
+public struct JobOptions: Sendable, Codable, Equatable {
+    /// Attempts a task gets when its worker dies or its lease expires, before it is failed.
+    public var maxAttempts: Int
+    /// Extra attempts after the task itself failed (non-zero exit, thrown error, timeout).
+    public var failureRetries: Int
+    /// Seconds a single attempt may run; `nil` for no limit.
+    public var timeout: Double?
+
+    /// Creates options.
+    /// - Parameters:
+    ///   - maxAttempts: Attempts across lost workers (default 3).
+    ///   - failureRetries: Retries after the task itself failed (default 0).
+    ///   - timeout: Seconds per attempt (default none).
+    public init(maxAttempts: Int = 3, failureRetries: Int = 0, timeout: Double? = nil) {
+        self.maxAttempts = maxAttempts
+        self.failureRetries = failureRetries
+        self.timeout = timeout
+    }
+
+    /// Checks the options are usable.
+    /// - Throws: ``DockerParallelError`` `.invalidArgument` naming the bad option.
+    public func validate() throws {
+        guard maxAttempts >= 1 else {
+            throw DockerParallelError(.invalidArgument, "maxAttempts must be at least 1, got \(maxAttempts)")
+        }
+        guard failureRetries >= 0 else {
+            throw DockerParallelError(.invalidArgument, "failureRetries must not be negative, got \(failureRetries)")
+        }
+        if let timeout, !(timeout > 0) {
+            throw DockerParallelError(.invalidArgument, "timeout must be a positive number of seconds, got \(timeout)")
+        }
+    }
+}
+
+/// A task handed to a worker under a lease.
+public struct Assignment: Sendable, Codable, Equatable {
+    /// The lease; the worker names it in heartbeats and its report.
+    public var leaseID: UInt64
+    /// The job the task belongs to.
+    public var jobID: String
+    /// The task.
+    public var task: TaskSpec
+    /// Which attempt this is, from 1.
+    public var attempt: Int
+    /// Seconds the attempt may run, if limited.
+    public var timeout: Double?
+
+    /// Creates an assignment.
+    public init(leaseID: UInt64, jobID: String, task: TaskSpec, attempt: Int, timeout: Double?) {
+        self.leaseID = leaseID
+        self.jobID = jobID
+        self.task = task
+        self.attempt = attempt
+        self.timeout = timeout
+    }
+}

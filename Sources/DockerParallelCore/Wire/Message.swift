@@ -1,0 +1,121 @@
+import Foundation
+
+/// The role a connection plays.
+public enum PeerRole: String, Sendable, Codable {
+    /// A program that submits work and collects results.
+    case client
+    /// A worker that leases and runs tasks.
+    case worker
+}
+
+/// The first message on every connection.
+public struct Hello: Sendable, Codable, Equatable {
+    /// The wire protocol version the peer speaks.
+    public var protocolVersion: Int
+    /// What the peer is.
+    public var role: PeerRole
+    /// The cluster password.
+    public var password: String
+    /// A name for status output.
+    public var name: String
+    /// Worker slots (workers only).
+    public var slots: Int
+    /// The Swift tasks the worker can run (workers only).
+    public var taskNames: [String]
+
+    /// The protocol version this build speaks.
+    public static let currentProtocolVersion = 1
+
+    /// Creates a hello.
+    public init(role: PeerRole, password: String, name: String, slots: Int = 0, taskNames: [String] = []) {
+        self.protocolVersion = Self.currentProtocolVersion
+        self.role = role
+        self.password = password
+        self.name = name
+        self.slots = slots
+        self.taskNames = taskNames
+    }
+}
+
+/// A message to the server.
+public enum ClientMessage: Sendable, Codable, Equatable {
+    /// Authenticates the connection; must come first.
+    case hello(Hello)
+    /// Adds tasks to a job; idempotent per (job, index).
+    case submit(jobID: String, options: JobOptions, tasks: [TaskSpec])
+    /// A worker can take `count` more tasks.
+    case credit(count: Int)
+    /// A worker still runs these leases.
+    case heartbeat(leaseIDs: [UInt64])
+    /// A worker's report of one attempt.
+    case complete(leaseID: UInt64, jobID: String, index: Int, report: AttemptReport)
+    /// A worker hands these leases back unfinished.
+    case release(leaseIDs: [UInt64])
+    /// Streams a job's results: those committed already, then each new one.
+    case watch(jobID: String)
+    /// Cancels a job, or one of its tasks.
+    case cancel(jobID: String, index: Int?)
+    /// Removes a job and its results from the server.
+    case forget(jobID: String)
+    /// Asks for the server's status.
+    case status
+}
+
+/// A message from the server.
+public enum ServerMessage: Sendable, Codable, Equatable {
+    /// The hello was accepted.
+    case welcome(leaseDuration: Double)
+    /// A request failed, or the connection is being closed.
+    case error(code: DockerParallelError.Code, message: String)
+    /// A submit was stored.
+    case submitted(accepted: Int, duplicates: Int)
+    /// Tasks for a worker.
+    case assign([Assignment])
+    /// Results of a watched job.
+    case results([TaskResult])
+    /// The state of a job; sent after results while watching, and in reply to cancel.
+    case job(JobStatus)
+    /// A request that needs no other answer was done.
+    case done
+    /// The server's status.
+    case status(ServerReport)
+}
+
+/// What the server reports of itself.
+public struct ServerReport: Sendable, Codable, Equatable {
+    /// One connected worker.
+    public struct Worker: Sendable, Codable, Equatable {
+        /// Its name.
+        public var name: String
+        /// Its slots.
+        public var slots: Int
+        /// Tasks it runs now.
+        public var running: Int
+        /// Creates a worker entry.
+        public init(name: String, slots: Int, running: Int) {
+            self.name = name
+            self.slots = slots
+            self.running = running
+        }
+    }
+
+    /// The job queue name.
+    public var jobQueueName: String
+    /// Seconds since the server started.
+    public var uptime: Double
+    /// Connected workers.
+    public var workers: [Worker]
+    /// Jobs on the server.
+    public var jobs: [JobStatus]
+
+    /// Creates a report.
+    public init(jobQueueName: String, uptime: Double, workers: [Worker], jobs: [JobStatus]) {
+        self.jobQueueName = jobQueueName
+        self.uptime = uptime
+        self.workers = workers
+        self.jobs = jobs
+    }
+
+    /// The total worker slots connected.
+    public var workerSlots: Int { workers.reduce(0) { $0 + $1.slots } }
+}

@@ -1,0 +1,212 @@
+import DockerParallelCore
+import Foundation
+import NIOConcurrencyHelpers
+import NIOCore
+
+/// The broker's shared state: the task queue, the connected peers and who watches which job.
+///
+/// Each event runs under one lock and returns the frames to write, which are written after the
+/// lock is released.
+final class Broker: Sendable {
+    struct Peer {
+        var channel: any Channel
+        var role: PeerRole
+        var name: String
+        var slots: Int
+        var credit = 0
+        var leases: Set<UInt64> = []
+    }
+
+    struct Watcher {
+        var peer: UInt64
+        var channel: any Channel
+        var requestID: UInt32
+    }
+
+    struct State {
+        var queue: TaskQueue
+        var peers: [UInt64: Peer] = [:]
+        var workerOrder: [UInt64] = []
+        var watchers: [String: [Watcher]] = [:]
+        var nextPeerID: UInt64 = 1
+    }
+
+    typealias Output = (channel: any Channel, frame: Frame)
+
+    let configuration: ServerConfiguration
+    private let state: NIOLockedValueBox<State>
+    private let started = ContinuousClock.now
+
+    init(configuration: ServerConfiguration) {
+        self.configuration = configuration
+        self.state = NIOLockedValueBox(State(queue: TaskQueue(leaseDuration: configuration.leaseDuration)))
+    }
+
+    /// Seconds since the broker started.
+    var now: Double {
+        let elapsed = ContinuousClock.now - started
+        return Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) * 1e-18
+    }
+
+    // MARK: Peers
+
+    /// Registers an authenticated peer and returns its id.
+    func connect(_ hello: Hello, channel: any Channel) -> UInt64 {
+        state.withLockedValue { state in
+            let id = state.nextPeerID
+            state.nextPeerID += 1
+            state.peers[id] = Peer(channel: channel, role: hello.role, name: hello.name, slots: hello.slots)
+            if hello.role == .worker { state.workerOrder.append(id) }
+            return id
+        }
+    }
+
+    /// Forgets a peer; a worker's tasks go back to the queue.
+    func disconnect(_ peerID: UInt64) -> [Output] {
+        state.withLockedValue { state in
+            guard let peer = state.peers.removeValue(forKey: peerID) else { return [] }
+            for (job, list) in state.watchers {
+                state.watchers[job] = list.filter { $0.peer != peerID }
+            }
+            guard peer.role == .worker else { return [] }
+            state.workerOrder.removeAll { $0 == peerID }
+            let failed = state.queue.workerLost(WorkerID(peerID))
+            return Self.notify(&state, failed) + dispatch(&state)
+        }
+    }
+
+    // MARK: Messages
+
+    /// Handles one message from an authenticated peer.
+    func handle(_ message: ClientMessage, requestID: UInt32, from peerID: UInt64) -> [Output] {
+        state.withLockedValue { state in
+            guard let peer = state.peers[peerID] else { return [] }
+            let reply = { (message: ServerMessage) -> [Output] in
+                [(peer.channel, Self.frame(message, requestID: requestID))]
+            }
+            switch message {
+            case .hello:
+                return reply(.error(code: .protocolViolation, message: "hello was already sent on this connection"))
+
+            case .submit(let jobID, let options, let tasks):
+                do {
+                    try options.validate()
+                } catch let error as DockerParallelError {
+                    return reply(.error(code: error.code, message: error.message))
+                } catch {
+                    return reply(.error(code: .invalidArgument, message: "\(error)"))
+                }
+                guard !jobID.isEmpty else { return reply(.error(code: .invalidArgument, message: "a job needs a non-empty id")) }
+                let outcome = state.queue.submit(jobID: jobID, options: options, tasks: tasks)
+                return reply(.submitted(accepted: outcome.accepted, duplicates: outcome.duplicates)) + dispatch(&state)
+
+            case .credit(let count):
+                guard peer.role == .worker else { return reply(.error(code: .protocolViolation, message: "only workers take tasks")) }
+                state.peers[peerID]?.credit = max(0, min(count + peer.credit, max(peer.slots, 1) * 4))
+                return dispatch(&state)
+
+            case .heartbeat(let leaseIDs):
+                state.queue.heartbeat(from: WorkerID(peerID), leaseIDs: leaseIDs, now: now)
+                return []
+
+            case .complete(let leaseID, let jobID, let index, let report):
+                state.peers[peerID]?.leases.remove(leaseID)
+                let result = state.queue.complete(
+                    from: WorkerID(peerID), leaseID: leaseID, jobID: jobID, index: index, report: report)
+                return Self.notify(&state, result.map { [$0] } ?? []) + dispatch(&state)
+
+            case .release(let leaseIDs):
+                for id in leaseIDs { state.peers[peerID]?.leases.remove(id) }
+                state.queue.release(from: WorkerID(peerID), leaseIDs: leaseIDs)
+                state.peers[peerID]?.credit = 0
+                return dispatch(&state)
+
+            case .watch(let jobID):
+                guard let status = state.queue.status(jobID: jobID) else {
+                    return reply(.error(code: .invalidArgument, message: "there is no job '\(jobID)' on this server"))
+                }
+                state.watchers[jobID, default: []].append(Watcher(peer: peerID, channel: peer.channel, requestID: requestID))
+                var outputs: [Output] = []
+                let results = state.queue.results(jobID: jobID)
+                for start in stride(from: 0, to: results.count, by: 512) {
+                    outputs += reply(.results(Array(results[start..<min(start + 512, results.count)])))
+                }
+                return outputs + reply(.job(status))
+
+            case .cancel(let jobID, let index):
+                guard state.queue.status(jobID: jobID) != nil else {
+                    return reply(.error(code: .invalidArgument, message: "there is no job '\(jobID)' on this server"))
+                }
+                let results = state.queue.cancel(jobID: jobID, index: index)
+                let status = state.queue.status(jobID: jobID) ?? JobStatus(jobID: jobID)
+                return Self.notify(&state, results) + reply(.job(status))
+
+            case .forget(let jobID):
+                state.queue.forget(jobID: jobID)
+                state.watchers[jobID] = nil
+                return reply(.done)
+
+            case .status:
+                let workers = state.workerOrder.compactMap { id -> ServerReport.Worker? in
+                    guard let peer = state.peers[id] else { return nil }
+                    return ServerReport.Worker(name: peer.name, slots: peer.slots, running: peer.leases.count)
+                }
+                return reply(.status(ServerReport(
+                    jobQueueName: configuration.jobQueueName, uptime: now, workers: workers,
+                    jobs: state.queue.jobStatuses)))
+            }
+        }
+    }
+
+    /// Takes back expired leases.
+    func expireLeases() -> [Output] {
+        state.withLockedValue { state in
+            let failed = state.queue.expireLeases(now: now)
+            return Self.notify(&state, failed) + dispatch(&state)
+        }
+    }
+
+    // MARK: Internals
+
+    /// Hands queued tasks to workers with credit, in turn.
+    private func dispatch(_ state: inout State) -> [Output] {
+        guard state.queue.hasQueuedTasks else { return [] }
+        var outputs: [Output] = []
+        let now = self.now
+        for id in state.workerOrder {
+            guard let peer = state.peers[id], peer.credit > 0 else { continue }
+            let assignments = state.queue.lease(to: WorkerID(id), limit: peer.credit, now: now)
+            guard !assignments.isEmpty else { break }
+            state.peers[id]?.credit -= assignments.count
+            state.peers[id]?.leases.formUnion(assignments.map(\.leaseID))
+            outputs.append((peer.channel, Self.frame(.assign(assignments), requestID: 0)))
+        }
+        // Rotate so the next dispatch starts with another worker.
+        if state.workerOrder.count > 1 { state.workerOrder.append(state.workerOrder.removeFirst()) }
+        return outputs
+    }
+
+    private static func notify(_ state: inout State, _ results: [TaskResult]) -> [Output] {
+        guard !results.isEmpty else { return [] }
+        var outputs: [Output] = []
+        for (jobID, jobResults) in Dictionary(grouping: results, by: \.jobID) {
+            guard let watchers = state.watchers[jobID], !watchers.isEmpty,
+                  let status = state.queue.status(jobID: jobID) else { continue }
+            let resultsBody = frameBody(.results(jobResults))
+            let statusBody = frameBody(.job(status))
+            for watcher in watchers {
+                outputs.append((watcher.channel, Frame(requestID: watcher.requestID, body: resultsBody)))
+                outputs.append((watcher.channel, Frame(requestID: watcher.requestID, body: statusBody)))
+            }
+        }
+        return outputs
+    }
+
+    static func frame(_ message: ServerMessage, requestID: UInt32) -> Frame {
+        Frame(requestID: requestID, body: frameBody(message))
+    }
+
+    private static func frameBody(_ message: ServerMessage) -> Data {
+        (try? MessageCoding.encode(message)) ?? Data()
+    }
+}

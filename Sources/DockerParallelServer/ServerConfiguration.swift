@@ -1,0 +1,41 @@
+import DockerParallelCore
+
+/// How the broker listens and leases.
+public struct ServerConfiguration: Sendable {
+    /// The address to bind; loopback by default.
+    public var host: String
+    /// The port to bind; 0 picks a free one.
+    public var port: Int
+    /// The password every connection must present.
+    public var password: ServerPassword
+    /// The job queue name, reported in status.
+    public var jobQueueName: String
+    /// Seconds a lease lasts without a heartbeat.
+    public var leaseDuration: Double
+    /// The largest frame accepted, in bytes.
+    public var maximumFrameLength: Int
+
+    /// Creates a configuration.
+    /// - Parameters:
+    ///   - host: The bind address (default `127.0.0.1`).
+    ///   - port: The port (default 8888; 0 for any free port).
+    ///   - password: The cluster password.
+    ///   - jobQueueName: The cluster's name.
+    ///   - leaseDuration: Seconds without a heartbeat before a task is taken back (default 30).
+    ///   - maximumFrameLength: Bytes (default 64 MiB).
+    public init(
+        host: String = "127.0.0.1",
+        port: Int = ClusterConfiguration.defaultServerPort,
+        password: ServerPassword,
+        jobQueueName: String = ClusterConfiguration.defaultJobQueueName,
+        leaseDuration: Double = 30,
+        maximumFrameLength: Int = Frame.maximumLength
+    ) {
+        self.host = host
+        self.port = port
+        self.password = password
+        self.jobQueueName = jobQueueName
+        self.leaseDuration = leaseDuration
+        self.maximumFrameLength = maximumFrameLength
+    }
+}

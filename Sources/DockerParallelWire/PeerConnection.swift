@@ -1,0 +1,210 @@
+import DockerParallelCore
+import Foundation
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
+
+/// A client's or worker's authenticated connection to the server.
+///
+/// Requests get replies matched by id; messages the server pushes unasked (task assignments)
+/// arrive on ``pushes``. When the connection drops, every waiting request fails with
+/// `.connectionFailed` and ``pushes`` finishes.
+public final class PeerConnection: Sendable {
+    private struct State {
+        var nextRequestID: UInt32 = 1
+        var pending: [UInt32: CheckedContinuation<ServerMessage, any Error>] = [:]
+        var streams: [UInt32: AsyncThrowingStream<ServerMessage, any Error>.Continuation] = [:]
+        var closed = false
+    }
+
+    private let channel: any Channel
+    private let state = NIOLockedValueBox(State())
+    private let pushContinuation: AsyncStream<ServerMessage>.Continuation
+    /// Messages the server sends unasked, such as task assignments.
+    public let pushes: AsyncStream<ServerMessage>
+    /// Seconds a lease lasts, as the server announced.
+    public private(set) var leaseDuration: Double {
+        get { leaseDurationBox.withLockedValue { $0 } }
+        set { leaseDurationBox.withLockedValue { $0 = newValue } }
+    }
+    private let leaseDurationBox = NIOLockedValueBox(30.0)
+
+    private init(channel: any Channel) {
+        self.channel = channel
+        (pushes, pushContinuation) = AsyncStream.makeStream(of: ServerMessage.self)
+    }
+
+    /// Connects and authenticates.
+    /// - Parameters:
+    ///   - endpoint: The server.
+    ///   - hello: The role and password to present.
+    ///   - timeout: Seconds to wait for the connection and the server's welcome.
+    /// - Throws: `.connectionFailed` when nothing answers, `.authenticationFailed` on a wrong password.
+    public static func connect(to endpoint: Endpoint, hello: Hello, timeout: Double = 10) async throws -> PeerConnection {
+        let channel: any Channel
+        do {
+            channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+                .channelOption(.socketOption(.tcp_nodelay), value: 1)
+                .connectTimeout(.milliseconds(Int64(timeout * 1000)))
+                .connect(host: endpoint.host, port: endpoint.port)
+                .get()
+        } catch {
+            throw DockerParallelError(
+                .connectionFailed,
+                "cannot connect to the DockerParallel server at \(endpoint): \(error). Is the cluster's server running?")
+        }
+        let connection = PeerConnection(channel: channel)
+        try await channel.eventLoop.submit {
+            try channel.pipeline.syncOperations.addFrameCodec()
+            try channel.pipeline.syncOperations.addHandler(PeerHandler(connection: connection))
+        }.get()
+        do {
+            let reply = try await connection.request(.hello(hello), timeout: timeout)
+            guard case .welcome(let leaseDuration) = reply else {
+                throw DockerParallelError(.protocolViolation, "the server answered hello with \(reply)")
+            }
+            connection.leaseDuration = leaseDuration
+            return connection
+        } catch {
+            connection.close()
+            throw error
+        }
+    }
+
+    /// Sends a request and waits for its reply.
+    /// - Throws: The server's error as a ``DockerParallelError``, or `.connectionFailed`.
+    public func request(_ message: ClientMessage, timeout: Double? = nil) async throws -> ServerMessage {
+        let body = try MessageCoding.encode(message)
+        let reply: ServerMessage = try await withCheckedThrowingContinuation { continuation in
+            let id: UInt32? = state.withLockedValue { state in
+                guard !state.closed else { return nil }
+                let id = state.nextRequestID
+                state.nextRequestID = state.nextRequestID &+ 1 == 0 ? 1 : state.nextRequestID &+ 1
+                state.pending[id] = continuation
+                return id
+            }
+            guard let id else {
+                continuation.resume(throwing: Self.closedError)
+                return
+            }
+            channel.writeAndFlush(Frame(requestID: id, body: body), promise: nil)
+            if let timeout {
+                channel.eventLoop.scheduleTask(in: .milliseconds(Int64(timeout * 1000))) { [weak self] in
+                    guard let self else { return }
+                    let waiting = self.state.withLockedValue { $0.pending.removeValue(forKey: id) }
+                    waiting?.resume(throwing: DockerParallelError(.timedOut, "the server did not answer within \(timeout) s"))
+                }
+            }
+        }
+        if case .error(let code, let message) = reply { throw DockerParallelError(code, message) }
+        return reply
+    }
+
+    /// Sends a request whose replies form a stream (watching a job).
+    public func stream(_ message: ClientMessage) -> AsyncThrowingStream<ServerMessage, any Error> {
+        let (stream, continuation) = AsyncThrowingStream.makeStream(of: ServerMessage.self)
+        let id: UInt32? = state.withLockedValue { state in
+            guard !state.closed else { return nil }
+            let id = state.nextRequestID
+            state.nextRequestID = state.nextRequestID &+ 1 == 0 ? 1 : state.nextRequestID &+ 1
+            state.streams[id] = continuation
+            return id
+        }
+        guard let id else {
+            continuation.finish(throwing: Self.closedError)
+            return stream
+        }
+        do {
+            channel.writeAndFlush(Frame(requestID: id, body: try MessageCoding.encode(message)), promise: nil)
+        } catch {
+            continuation.finish(throwing: error)
+        }
+        return stream
+    }
+
+    /// Sends a message that needs no reply.
+    public func send(_ message: ClientMessage) {
+        guard let body = try? MessageCoding.encode(message) else { return }
+        channel.writeAndFlush(Frame(requestID: 0, body: body), promise: nil)
+    }
+
+    /// Closes the connection.
+    public func close() {
+        channel.close(promise: nil)
+    }
+
+    /// Whether the connection is still open.
+    public var isOpen: Bool { !state.withLockedValue { $0.closed } }
+
+    /// Completes when the connection has closed.
+    public func closed() async {
+        try? await channel.closeFuture.get()
+    }
+
+    private static let closedError = DockerParallelError(.connectionFailed, "the connection to the DockerParallel server was closed")
+
+    fileprivate func receive(_ frame: Frame) {
+        let message: ServerMessage
+        do {
+            message = try MessageCoding.decode(ServerMessage.self, from: frame.body)
+        } catch {
+            close()
+            return
+        }
+        if frame.requestID == 0 {
+            pushContinuation.yield(message)
+            return
+        }
+        let (pending, stream) = state.withLockedValue { state in
+            (state.pending.removeValue(forKey: frame.requestID), state.streams[frame.requestID])
+        }
+        if let pending {
+            pending.resume(returning: message)
+        } else if let stream {
+            if case .error(let code, let text) = message {
+                state.withLockedValue { _ = $0.streams.removeValue(forKey: frame.requestID) }
+                stream.finish(throwing: DockerParallelError(code, text))
+            } else {
+                stream.yield(message)
+            }
+        }
+    }
+
+    fileprivate func connectionClosed() {
+        let (pending, streams) = state.withLockedValue { state in
+            state.closed = true
+            defer {
+                state.pending = [:]
+                state.streams = [:]
+            }
+            return (state.pending, state.streams)
+        }
+        for continuation in pending.values { continuation.resume(throwing: Self.closedError) }
+        for continuation in streams.values { continuation.finish(throwing: Self.closedError) }
+        pushContinuation.finish()
+    }
+}
+
+private final class PeerHandler: ChannelInboundHandler, Sendable {
+    typealias InboundIn = Frame
+
+    let connection: PeerConnection
+
+    init(connection: PeerConnection) {
+        self.connection = connection
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        connection.receive(unwrapInboundIn(data))
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        connection.connectionClosed()
+        context.fireChannelInactive()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        context.close(promise: nil)
+    }
+}

@@ -1,0 +1,137 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import DockerParallelCore
+import Foundation
+import NIOConcurrencyHelpers
+
+/// Runs one command as a child process in its own process group, capturing stdout and stderr,
+/// with an optional time limit. Cancelling the calling task kills the process group.
+enum CommandRunner {
+    /// The most output kept per stream; beyond it the output is truncated.
+    static let outputLimit = 16 * 1024 * 1024
+
+    static func run(argv: [String], environment: [String: String], timeout: Double?) async -> AttemptReport {
+        let processID = NIOLockedValueBox<pid_t?>(nil)
+        return await withTaskCancellationHandler {
+            await withCheckedContinuation { (continuation: CheckedContinuation<AttemptReport, Never>) in
+                let thread = Thread {
+                    continuation.resume(returning: runBlocking(
+                        argv: argv, environment: environment, timeout: timeout, processID: processID))
+                }
+                thread.start()
+            }
+        } onCancel: {
+            if let pid = processID.withLockedValue({ $0 }) { kill(-pid, SIGKILL) }
+        }
+    }
+
+    private static func runBlocking(
+        argv: [String], environment: [String: String], timeout: Double?, processID: NIOLockedValueBox<pid_t?>
+    ) -> AttemptReport {
+        var stdoutPipe: [Int32] = [0, 0]
+        var stderrPipe: [Int32] = [0, 0]
+        guard pipe(&stdoutPipe) == 0, pipe(&stderrPipe) == 0 else {
+            return AttemptReport(succeeded: false, error: "cannot create pipes: \(String(cString: strerror(errno)))")
+        }
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_adddup2(&actions, stdoutPipe[1], 1)
+        posix_spawn_file_actions_adddup2(&actions, stderrPipe[1], 2)
+        for fd in stdoutPipe + stderrPipe { posix_spawn_file_actions_addclose(&actions, fd) }
+        var attributes = posix_spawnattr_t()
+        posix_spawnattr_init(&attributes)
+        defer { posix_spawnattr_destroy(&attributes) }
+        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK))
+        posix_spawnattr_setpgroup(&attributes, 0)
+        var defaultSignals = sigset_t()
+        sigemptyset(&defaultSignals)
+        for signal in [SIGTERM, SIGINT, SIGPIPE, SIGHUP] { sigaddset(&defaultSignals, signal) }
+        posix_spawnattr_setsigdefault(&attributes, &defaultSignals)
+        var emptyMask = sigset_t()
+        sigemptyset(&emptyMask)
+        posix_spawnattr_setsigmask(&attributes, &emptyMask)
+
+        var merged = ProcessInfo.processInfo.environment
+        for (key, value) in environment { merged[key] = value }
+        let cArguments = argv.map { strdup($0) } + [nil]
+        let cEnvironment = merged.map { strdup("\($0.key)=\($0.value)") } + [nil]
+        defer {
+            for pointer in cArguments { free(pointer) }
+            for pointer in cEnvironment { free(pointer) }
+        }
+        var pid: pid_t = 0
+        let spawnResult = posix_spawnp(&pid, argv[0], &actions, &attributes, cArguments, cEnvironment)
+        close(stdoutPipe[1])
+        close(stderrPipe[1])
+        guard spawnResult == 0 else {
+            close(stdoutPipe[0])
+            close(stderrPipe[0])
+            let reason = spawnResult == ENOENT
+                ? "command not found: '\(argv[0])' is not on the worker's PATH"
+                : "cannot run '\(argv[0])': \(String(cString: strerror(spawnResult)))"
+            return AttemptReport(succeeded: false, permanent: true, errorOutput: Data(reason.utf8), error: reason)
+        }
+        processID.withLockedValue { $0 = pid }
+
+        var output = Data()
+        var errorOutput = Data()
+        var timedOut = false
+        let deadline = timeout.map { Date().addingTimeInterval($0) }
+        var fds = [pollfd(fd: stdoutPipe[0], events: Int16(POLLIN), revents: 0),
+                   pollfd(fd: stderrPipe[0], events: Int16(POLLIN), revents: 0)]
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        while fds.contains(where: { $0.fd >= 0 }) {
+            var wait: Int32 = -1
+            if let deadline, !timedOut {
+                let remaining = deadline.timeIntervalSinceNow
+                if remaining <= 0 {
+                    timedOut = true
+                    kill(-pid, SIGKILL)
+                    continue
+                }
+                wait = Int32(min(remaining * 1000 + 1, 1000))
+            }
+            let ready = poll(&fds, nfds_t(fds.count), wait)
+            if ready < 0 && errno != EINTR { break }
+            for i in fds.indices where fds[i].fd >= 0 && fds[i].revents != 0 {
+                let count = read(fds[i].fd, &buffer, buffer.count)
+                if count > 0 {
+                    if i == 0 {
+                        if output.count < outputLimit { output.append(contentsOf: buffer[0..<count]) }
+                    } else if errorOutput.count < outputLimit {
+                        errorOutput.append(contentsOf: buffer[0..<count])
+                    }
+                } else if count == 0 || (errno != EINTR && errno != EAGAIN) {
+                    close(fds[i].fd)
+                    fds[i].fd = -1
+                }
+            }
+        }
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+        processID.withLockedValue { $0 = nil }
+
+        let exited = (status & 0x7f) == 0
+        let exitCode = exited ? (status >> 8) & 0xff : 128 + (status & 0x7f)
+        if timedOut {
+            return AttemptReport(
+                succeeded: false, exitCode: exitCode, output: output, errorOutput: errorOutput,
+                error: "timed out after \(timeout ?? 0) s and was killed")
+        }
+        if !exited {
+            return AttemptReport(
+                succeeded: false, exitCode: exitCode, output: output, errorOutput: errorOutput,
+                error: "killed by signal \(status & 0x7f)")
+        }
+        return AttemptReport(
+            succeeded: exitCode == 0, exitCode: exitCode, output: output, errorOutput: errorOutput,
+            error: exitCode == 0 ? nil : "exited with status \(exitCode)")
+    }
+}

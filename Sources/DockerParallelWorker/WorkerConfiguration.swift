@@ -1,0 +1,42 @@
+import DockerParallelCore
+
+/// How a worker finds its server and what it runs.
+public struct WorkerConfiguration: Sendable {
+    /// The server.
+    public var server: Endpoint
+    /// The cluster password.
+    public var password: ServerPassword
+    /// A name shown in the server's status.
+    public var name: String
+    /// Tasks run at once.
+    public var slots: Int
+    /// The Swift tasks this worker can run.
+    public var registry: TaskRegistry
+    /// Seconds to keep trying to reach a lost server before giving up.
+    public var reconnectTimeout: Double
+    /// Seconds running tasks get to finish after a graceful shutdown (SIGTERM) before they are
+    /// handed back to the server.
+    public var shutdownGracePeriod: Double
+
+    /// Creates a configuration.
+    /// - Parameters:
+    ///   - server: The server's endpoint.
+    ///   - password: The cluster password.
+    ///   - name: The worker's name.
+    ///   - slots: Tasks at once (default 1).
+    ///   - registry: Swift tasks (default none; command tasks always work).
+    ///   - reconnectTimeout: Seconds to retry a lost server (default 60).
+    ///   - shutdownGracePeriod: Seconds to finish running tasks on shutdown (default 10).
+    public init(
+        server: Endpoint, password: ServerPassword, name: String, slots: Int = 1,
+        registry: TaskRegistry = TaskRegistry(), reconnectTimeout: Double = 60, shutdownGracePeriod: Double = 10
+    ) {
+        self.server = server
+        self.password = password
+        self.name = name
+        self.slots = max(1, slots)
+        self.registry = registry
+        self.reconnectTimeout = reconnectTimeout
+        self.shutdownGracePeriod = shutdownGracePeriod
+    }
+}

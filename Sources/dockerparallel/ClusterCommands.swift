@@ -1,0 +1,131 @@
+import ArgumentParser
+import DockerParallel
+import Foundation
+
+struct Up: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Start a named cluster on this machine that outlives this command.")
+
+    @OptionGroup var cluster: ClusterOptions
+
+    @Option(help: "Workers to start.")
+    var workers: Int = 1
+
+    @Option(help: "The server's port (0 picks a free one).")
+    var port: Int = ClusterConfiguration.defaultServerPort
+
+    @Option(help: "Worker slots per worker process.")
+    var slotsPerProcess: Int = 1
+
+    mutating func validate() throws {
+        guard workers >= 0 else { throw ValidationError("--workers must be 0 or more") }
+        guard (0...65535).contains(port) else { throw ValidationError("--port must be between 0 and 65535") }
+        guard slotsPerProcess >= 1 else { throw ValidationError("--slots-per-process must be at least 1") }
+    }
+
+    func run() async throws {
+        let configuration = ClusterConfiguration(expectedWorkerNumber: workers, serverPort: port)
+        try ClusterConfiguration.validate(jobQueueName: cluster.name)
+        let handle = try DockerCluster(
+            provider: cluster.provider,
+            workerContainer: LocalProcessContainer(maxWorkersPerContainer: slotsPerProcess),
+            configuration: { var c = configuration; c.jobQueueName = cluster.name; return c }(),
+            verbosity: cluster.verbose ? 2 : 1, stopClusterOnExit: false, messages: CLIEnvironment.printMessage)
+        if try await handle.clusterExists() {
+            throw CLIError("a cluster named '\(cluster.name)' is already running; use `dockerparallel scale` to change its workers, or `down` to stop it")
+        }
+        do {
+            try await handle.startCluster()
+        } catch {
+            try? await handle.stopCluster(ignoreErrors: true, cleanup: true)
+            throw CLIError("could not start cluster '\(cluster.name)': \(error)")
+        }
+        print(try await StatusReport.render(handle))
+    }
+}
+
+struct Status: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Show a named cluster's server, workers and jobs.")
+
+    @OptionGroup var cluster: ClusterOptions
+
+    func run() async throws {
+        let handle = try await cluster.reconnected()
+        print(try await StatusReport.render(handle))
+    }
+}
+
+struct Scale: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Set the number of workers of a named cluster.")
+
+    @Argument(help: "The number of workers.")
+    var workers: Int
+
+    @OptionGroup var cluster: ClusterOptions
+
+    mutating func validate() throws {
+        guard workers >= 0 else { throw ValidationError("the worker number must be 0 or more, got \(workers)") }
+    }
+
+    func run() async throws {
+        let handle = try await cluster.reconnected()
+        await handle.setVerbosity(cluster.verbose ? 2 : 1)
+        try await handle.setWorkerNumber(workers)
+        print(try await StatusReport.render(handle))
+    }
+}
+
+struct Down: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Stop a named cluster and remove its state.")
+
+    @OptionGroup var cluster: ClusterOptions
+
+    func run() async throws {
+        let handle = try await cluster.reconnected()
+        await handle.setVerbosity(cluster.verbose ? 2 : 1)
+        try await handle.stopCluster(cleanup: true)
+        print("Cluster '\(cluster.name)' stopped.")
+    }
+}
+
+struct List: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "List the named clusters on this machine.")
+
+    @Option(help: "Where cluster state lives.")
+    var stateDir: String?
+
+    func run() async throws {
+        let provider = LocalProvider(configuration: .init(stateDirectory: CLIEnvironment.stateDirectory(stateDir)))
+        let names = provider.clusterNames()
+        if names.isEmpty { print("No clusters.") }
+        for name in names {
+            let handle = try DockerCluster(
+                provider: provider, configuration: ClusterConfiguration(jobQueueName: name), verbosity: 0,
+                stopClusterOnExit: false)
+            let running = (try? await handle.clusterExists()) ?? false
+            print("\(name)\t\(running ? "running" : "stopped")")
+        }
+    }
+}
+
+enum StatusReport {
+    static func render(_ cluster: DockerCluster) async throws -> String {
+        let configuration = await cluster.configuration
+        let runtime = await cluster.runtime
+        let numbers = try await cluster.workerNumbers()
+        var lines = ["Cluster:        \(configuration.jobQueueName)"]
+        if let endpoint = runtime.serverEndpoints?.endpoint(sameLAN: configuration.serverClientSameLAN) {
+            lines.append("Server status:  Running at \(endpoint)")
+        } else {
+            lines.append("Server status:  Stopped")
+        }
+        lines.append("Worker number:  \(numbers)")
+        if let report = try? await cluster.serverReport() {
+            lines.append("Connected:      \(report.workers.count) worker process(es), \(report.workerSlots) slot(s)")
+            for job in report.jobs {
+                lines.append("Job \(job.jobID): \(job.finished)/\(job.total) done, \(job.running) running, \(job.queued) queued, \(job.failed) failed, \(job.cancelled) cancelled")
+            }
+        }
+        return lines.joined(separator: "\n")
+    }
+}

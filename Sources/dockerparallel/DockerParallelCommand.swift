@@ -1,0 +1,94 @@
+import ArgumentParser
+import DockerParallel
+import Foundation
+
+@main
+struct DockerParallelCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "dockerparallel",
+        abstract: "Run parallel work on a cluster of workers launched on demand.",
+        discussion: """
+            Run a command per input on an ephemeral local cluster:
+              dockerparallel run -j 4 -- sh -c 'echo $(( {} * {} ))' ::: 1 2 3
+            Manage a named cluster that outlives this process:
+              dockerparallel up --name demo --workers 2
+              dockerparallel run --cluster demo -- gzip -k {} ::: *.csv
+              dockerparallel status --name demo
+              dockerparallel scale 4 --name demo
+              dockerparallel down --name demo
+            """,
+        subcommands: [Run.self, Up.self, Status.self, Scale.self, Down.self, List.self, Server.self, WorkerCommand.self]
+    )
+
+    static func main() async {
+        // Providers start this executable with DOCKERPARALLEL_ROLE set; it then serves that role.
+        await DockerParallelMain.runIfRequested(registry: BuiltinTasks.registry)
+        do {
+            var command = try parseAsRoot()
+            if var asyncCommand = command as? any AsyncParsableCommand {
+                try await asyncCommand.run()
+            } else {
+                try command.run()
+            }
+        } catch {
+            exit(withError: error)
+        }
+    }
+}
+
+/// Options shared by the commands that name a cluster.
+struct ClusterOptions: ParsableArguments {
+    @Option(name: .shortAndLong, help: "The cluster's name (its job queue name).")
+    var name: String = ClusterConfiguration.defaultJobQueueName
+
+    @Option(help: ArgumentHelp("Where cluster state lives.", discussion: "Default: $DOCKERPARALLEL_HOME/clusters, or ~/.dockerparallel/clusters."))
+    var stateDir: String?
+
+    @Flag(name: .shortAndLong, help: "Show more detail.")
+    var verbose = false
+
+    var provider: LocalProvider {
+        LocalProvider(configuration: .init(stateDirectory: CLIEnvironment.stateDirectory(stateDir)))
+    }
+
+    func cluster(verbosity: Int = 1, configuration: ClusterConfiguration? = nil, stopClusterOnExit: Bool = false) throws -> DockerCluster {
+        try ClusterConfiguration.validate(jobQueueName: name)
+        var configuration = configuration ?? ClusterConfiguration()
+        configuration.jobQueueName = name
+        return try DockerCluster(
+            provider: provider, workerContainer: LocalProcessContainer(), configuration: configuration,
+            verbosity: verbose ? 2 : verbosity, stopClusterOnExit: stopClusterOnExit,
+            messages: CLIEnvironment.printMessage)
+    }
+
+    /// A handle on the running cluster, or a clear error when it does not run.
+    func reconnected() async throws -> DockerCluster {
+        let cluster = try cluster(verbosity: verbose ? 2 : 0)
+        do {
+            try await cluster.reconnect()
+        } catch let error as DockerParallelError where error.code == .clusterNotFound {
+            throw CLIError("no cluster named '\(name)' is running. Start it with `dockerparallel up --name \(name)`, or list clusters with `dockerparallel list`.")
+        }
+        return cluster
+    }
+}
+
+enum CLIEnvironment {
+    static func stateDirectory(_ option: String?) -> String {
+        if let option { return option }
+        if let home = ProcessInfo.processInfo.environment["DOCKERPARALLEL_HOME"], !home.isEmpty {
+            return (home as NSString).appendingPathComponent("clusters")
+        }
+        return LocalProvider.defaultStateDirectory
+    }
+
+    static let printMessage: DockerCluster.MessageHandler = { message in
+        FileHandle.standardError.write(Data("\(message)\n".utf8))
+    }
+}
+
+/// An error the CLI prints as it is, without a type name.
+struct CLIError: Error, CustomStringConvertible {
+    var description: String
+    init(_ description: String) { self.description = description }
+}

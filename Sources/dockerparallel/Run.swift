@@ -1,0 +1,176 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import ArgumentParser
+import DockerParallel
+import Foundation
+
+struct Run: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run a command once per input, GNU parallel style, and print the outputs in input order.",
+        discussion: """
+            {} is replaced by the input ({.} without extension, {/} base name, {//} directory, \
+            {/.} base name without extension, {#} the task number); without any, the input is \
+            appended. Inputs follow ':::', or are read from standard input one per line.
+            Without --cluster, an ephemeral local cluster of -j workers is started and stopped.
+            The exit status is the number of failed tasks (at most 101), 0 when all succeeded.
+            """)
+
+    @Option(name: .short, help: "Workers of the ephemeral cluster.")
+    var jobs: Int = max(1, ProcessInfo.processInfo.activeProcessorCount)
+
+    @Option(help: "Run on this running named cluster instead of an ephemeral one.")
+    var cluster: String?
+
+    @Option(help: "Seconds one task may run before it is killed.")
+    var timeout: Double?
+
+    @Option(help: "Retries of a task whose command failed.")
+    var retries: Int = 0
+
+    @Option(help: "Attempts of a task whose worker was lost.")
+    var maxAttempts: Int = 3
+
+    @Option(help: "Where cluster state lives.")
+    var stateDir: String?
+
+    @Flag(name: .long, help: "Never show the progress bar.")
+    var noProgress = false
+
+    @Flag(name: .shortAndLong, help: "Show cluster messages.")
+    var verbose = false
+
+    @Argument(parsing: .captureForPassthrough, help: "-- COMMAND ARGS… [::: INPUT…]")
+    var words: [String] = []
+
+    mutating func validate() throws {
+        guard jobs >= 1 else { throw ValidationError("-j must be at least 1, got \(jobs)") }
+        guard retries >= 0 else { throw ValidationError("--retries must not be negative") }
+        guard maxAttempts >= 1 else { throw ValidationError("--max-attempts must be at least 1") }
+    }
+
+    func run() async throws {
+        var words = self.words
+        if words.first == "--" { words.removeFirst() }
+        let command: [String]
+        var inputs: [String]
+        if let separator = words.firstIndex(of: ":::") {
+            command = Array(words[..<separator])
+            inputs = Array(words[(separator + 1)...])
+        } else {
+            command = words
+            inputs = []
+            while let line = readLine(strippingNewline: true) { inputs.append(line) }
+        }
+        let template: CommandTemplate
+        do {
+            template = try CommandTemplate(command)
+        } catch let error as DockerParallelError {
+            throw ValidationError(error.message)
+        }
+        let options = JobOptions(maxAttempts: maxAttempts, failureRetries: retries, timeout: timeout)
+        try options.validate()
+        guard !inputs.isEmpty else { return }
+
+        let handle: DockerCluster
+        let ephemeralState: String?
+        if let name = cluster {
+            var clusterOptions = try ClusterOptions.parse([])
+            clusterOptions.name = name
+            clusterOptions.stateDir = stateDir
+            clusterOptions.verbose = verbose
+            handle = try await clusterOptions.reconnected()
+            ephemeralState = nil
+        } else {
+            let state = NSTemporaryDirectory() + "dockerparallel-run-\(getpid())"
+            ephemeralState = state
+            let provider = LocalProvider(configuration: .init(stateDirectory: state))
+            let configuration = ClusterConfiguration(
+                jobQueueName: "run-\(getpid())", expectedWorkerNumber: jobs, serverPort: 0)
+            handle = try DockerCluster(
+                provider: provider, configuration: configuration, verbosity: verbose ? 2 : 0,
+                stopClusterOnExit: true, messages: CLIEnvironment.printMessage)
+            try await handle.startCluster()
+        }
+        let failures: [(TaskResult, String)]
+        do {
+            failures = try await execute(template: template, inputs: inputs, options: options, on: handle)
+        } catch {
+            if ephemeralState != nil { await handle.close() }
+            throw error
+        }
+        if let ephemeralState {
+            await handle.close()
+            try? FileManager.default.removeItem(atPath: ephemeralState)
+        }
+        guard failures.isEmpty else {
+            var summary = "dockerparallel: \(failures.count) of \(inputs.count) tasks failed:\n"
+            for (result, input) in failures.prefix(20) {
+                let last = result.lastErrorLines(1)
+                summary += "  #\(result.index + 1) (\(input)): \(result.error ?? "failed")\(last.isEmpty ? "" : ": \(last)")\n"
+            }
+            if failures.count > 20 { summary += "  … and \(failures.count - 20) more\n" }
+            FileHandle.standardError.write(Data(summary.utf8))
+            throw ExitCode(Int32(min(failures.count, 101)))
+        }
+    }
+
+    /// Submits, prints outputs in input order as they become printable, returns the failures.
+    private func execute(
+        template: CommandTemplate, inputs: [String], options: JobOptions, on cluster: DockerCluster
+    ) async throws -> [(TaskResult, String)] {
+        let job = try await cluster.submitCommands(template, inputs: inputs, options: options)
+        let progress = ProgressBar(total: inputs.count, enabled: !noProgress && isatty(2) == 1)
+        var pending: [Int: TaskResult] = [:]
+        var next = 0
+        var failures: [(TaskResult, String)] = []
+        let output = FileHandle.standardOutput
+        let errorOutput = FileHandle.standardError
+        for try await result in try await job.results(progress: { progress.update($0) }) {
+            pending[result.index] = result
+            while let ready = pending.removeValue(forKey: next) {
+                if !ready.output.isEmpty { output.write(ready.output) }
+                if !ready.errorOutput.isEmpty {
+                    progress.clear()
+                    errorOutput.write(ready.errorOutput)
+                }
+                if ready.status != .succeeded { failures.append((ready, inputs[ready.index])) }
+                next += 1
+            }
+        }
+        progress.finish()
+        try? await cluster.forget(jobID: job.id)
+        return failures
+    }
+}
+
+/// A one-line progress bar on standard error.
+final class ProgressBar: Sendable {
+    let total: Int
+    let enabled: Bool
+
+    init(total: Int, enabled: Bool) {
+        self.total = total
+        self.enabled = enabled
+    }
+
+    func update(_ status: JobStatus) {
+        guard enabled else { return }
+        let width = 30
+        let filled = total == 0 ? width : status.finished * width / total
+        let bar = String(repeating: "#", count: filled) + String(repeating: " ", count: width - filled)
+        let failed = status.failed > 0 ? ", \(status.failed) failed" : ""
+        FileHandle.standardError.write(Data("\r[\(bar)] \(status.finished)/\(total) done, \(status.running) running\(failed) ".utf8))
+    }
+
+    func clear() {
+        guard enabled else { return }
+        FileHandle.standardError.write(Data("\r\u{1B}[K".utf8))
+    }
+
+    func finish() { clear() }
+}
