@@ -100,7 +100,13 @@ let package = Package(
         .testTarget(name: "DockerParallelCoreTests", dependencies: ["DockerParallelCore"]),
         .testTarget(
             name: "DockerParallelTests",
-            dependencies: ["DockerParallel", "DockerParallelTestKit"]
+            dependencies: [
+                "DockerParallel", "DockerParallelTestKit", "DockerParallelServer", "DockerParallelWorker",
+                "DockerParallelWire",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
         ),
         .testTarget(name: "CLITests", dependencies: ["DockerParallelCore"]),
     ]

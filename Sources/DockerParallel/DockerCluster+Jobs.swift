@@ -89,19 +89,26 @@ extension DockerCluster {
         let replies = connection.stream(.watch(jobID: jobID))
         return AsyncThrowingStream { continuation in
             let reader = _Concurrency.Task {
+                // Frames from different workers' completions may arrive in any order, so the
+                // stream ends when a result for every task has arrived, not on a status alone.
+                var received = Set<Int>()
+                var total: Int?
                 do {
                     for try await reply in replies {
                         switch reply {
                         case .results(let results):
-                            for result in results { continuation.yield(result) }
-                        case .job(let status):
-                            progress(status)
-                            if status.isComplete {
-                                continuation.finish()
-                                return
+                            for result in results where received.insert(result.index).inserted {
+                                continuation.yield(result)
                             }
+                        case .job(let status):
+                            total = status.total
+                            progress(status)
                         default:
                             break
+                        }
+                        if let total, received.count >= total {
+                            continuation.finish()
+                            return
                         }
                     }
                     continuation.finish(throwing: DockerParallelError(.connectionFailed, "the server closed the connection before job \(jobID) finished"))

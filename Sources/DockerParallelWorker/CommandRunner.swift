@@ -76,7 +76,7 @@ enum CommandRunner {
             let reason = spawnResult == ENOENT
                 ? "command not found: '\(argv[0])' is not on the worker's PATH"
                 : "cannot run '\(argv[0])': \(String(cString: strerror(spawnResult)))"
-            return AttemptReport(succeeded: false, permanent: true, errorOutput: Data(reason.utf8), error: reason)
+            return AttemptReport(succeeded: false, permanent: true, error: reason)
         }
         processID.withLockedValue { $0 = pid }
 

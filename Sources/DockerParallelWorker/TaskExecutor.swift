@@ -11,6 +11,10 @@ struct TaskExecutor: Sendable {
             guard !argv.isEmpty, !argv[0].isEmpty else {
                 return AttemptReport(succeeded: false, permanent: true, error: "the task has an empty command")
             }
+            var environment = environment
+            environment["DOCKERPARALLEL_JOB_ID"] = assignment.jobID
+            environment["DOCKERPARALLEL_TASK_INDEX"] = String(assignment.task.index)
+            environment["DOCKERPARALLEL_ATTEMPT"] = String(assignment.attempt)
             return await CommandRunner.run(argv: argv, environment: environment, timeout: assignment.timeout)
         case .swift(let name):
             guard let runner = registry.runner(named: name) else {

@@ -75,7 +75,8 @@ public final class Worker: Service {
         let grace = configuration.shutdownGracePeriod
         let draining = self.draining
         let logger = self.logger
-        connection.send(.credit(count: configuration.slots))
+        let slots = configuration.slots
+        connection.send(.credit(count: slots + configuration.prefetch))
 
         await withTaskGroup(of: Void.self) { group in
             // Heartbeats, and the drain on shutdown.
@@ -103,6 +104,7 @@ public final class Worker: Service {
                     }
                 }
             }
+            var active = 0
             for await push in connection.pushes {
                 switch push {
                 case .assign(let assignments):
@@ -112,6 +114,9 @@ public final class Worker: Service {
                     }
                     running.withLockedValue { $0.formUnion(assignments.map(\.leaseID)) }
                     for assignment in assignments {
+                        // Prefetched assignments wait here for a free slot.
+                        while active >= slots, await group.next() != nil { active -= 1 }
+                        active += 1
                         group.addTask {
                             let report = await executor.run(assignment)
                             guard running.withLockedValue({ $0.remove(assignment.leaseID) != nil }) else { return }

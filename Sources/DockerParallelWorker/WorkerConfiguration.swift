@@ -10,6 +10,8 @@ public struct WorkerConfiguration: Sendable {
     public var name: String
     /// Tasks run at once.
     public var slots: Int
+    /// Tasks leased ahead of free slots, to hide the round trip to the server.
+    public var prefetch: Int
     /// The Swift tasks this worker can run.
     public var registry: TaskRegistry
     /// Seconds to keep trying to reach a lost server before giving up.
@@ -24,17 +26,19 @@ public struct WorkerConfiguration: Sendable {
     ///   - password: The cluster password.
     ///   - name: The worker's name.
     ///   - slots: Tasks at once (default 1).
+    ///   - prefetch: Tasks leased ahead of free slots (default 1).
     ///   - registry: Swift tasks (default none; command tasks always work).
     ///   - reconnectTimeout: Seconds to retry a lost server (default 60).
     ///   - shutdownGracePeriod: Seconds to finish running tasks on shutdown (default 10).
     public init(
-        server: Endpoint, password: ServerPassword, name: String, slots: Int = 1,
+        server: Endpoint, password: ServerPassword, name: String, slots: Int = 1, prefetch: Int = 1,
         registry: TaskRegistry = TaskRegistry(), reconnectTimeout: Double = 60, shutdownGracePeriod: Double = 10
     ) {
         self.server = server
         self.password = password
         self.name = name
         self.slots = max(1, slots)
+        self.prefetch = max(0, prefetch)
         self.registry = registry
         self.reconnectTimeout = reconnectTimeout
         self.shutdownGracePeriod = shutdownGracePeriod

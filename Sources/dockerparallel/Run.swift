@@ -97,8 +97,29 @@ struct Run: AsyncParsableCommand {
             try await handle.startCluster()
         }
         let failures: [(TaskResult, String)]
+        let taskInputs = inputs
         do {
-            failures = try await execute(template: template, inputs: inputs, options: options, on: handle)
+            failures = try await withThrowingTaskGroup(of: [(TaskResult, String)]?.self) { group in
+                if ephemeralState != nil {
+                    // Replace workers that die while the job runs.
+                    group.addTask {
+                        while !Task.isCancelled {
+                            try await Task.sleep(for: .milliseconds(500))
+                            try? await handle.update()
+                        }
+                        return nil
+                    }
+                }
+                let showProgress = !noProgress && isatty(2) == 1
+                group.addTask {
+                    try await Self.execute(template: template, inputs: taskInputs, options: options, on: handle, showProgress: showProgress)
+                }
+                defer { group.cancelAll() }
+                while let next = try await group.next() {
+                    if let failures = next { return failures }
+                }
+                return []
+            }
         } catch {
             if ephemeralState != nil { await handle.close() }
             throw error
@@ -110,8 +131,10 @@ struct Run: AsyncParsableCommand {
         guard failures.isEmpty else {
             var summary = "dockerparallel: \(failures.count) of \(inputs.count) tasks failed:\n"
             for (result, input) in failures.prefix(20) {
+                let error = result.error ?? "failed"
                 let last = result.lastErrorLines(1)
-                summary += "  #\(result.index + 1) (\(input)): \(result.error ?? "failed")\(last.isEmpty ? "" : ": \(last)")\n"
+                let detail = last.isEmpty || error.contains(last) ? "" : " (stderr: \(last))"
+                summary += "  #\(result.index + 1) (input \(input)): \(error)\(detail)\n"
             }
             if failures.count > 20 { summary += "  … and \(failures.count - 20) more\n" }
             FileHandle.standardError.write(Data(summary.utf8))
@@ -120,11 +143,11 @@ struct Run: AsyncParsableCommand {
     }
 
     /// Submits, prints outputs in input order as they become printable, returns the failures.
-    private func execute(
-        template: CommandTemplate, inputs: [String], options: JobOptions, on cluster: DockerCluster
+    private static func execute(
+        template: CommandTemplate, inputs: [String], options: JobOptions, on cluster: DockerCluster, showProgress: Bool
     ) async throws -> [(TaskResult, String)] {
         let job = try await cluster.submitCommands(template, inputs: inputs, options: options)
-        let progress = ProgressBar(total: inputs.count, enabled: !noProgress && isatty(2) == 1)
+        let progress = ProgressBar(total: inputs.count, enabled: showProgress)
         var pending: [Int: TaskResult] = [:]
         var next = 0
         var failures: [(TaskResult, String)] = []
