@@ -22,7 +22,10 @@ let package = Package(
         // Value types, protocols, wire messages and the pure queue state machine. No networking.
         .target(
             name: "DockerParallelCore",
-            dependencies: [.product(name: "DequeModule", package: "swift-collections")]
+            dependencies: [
+                .product(name: "DequeModule", package: "swift-collections"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
         ),
         // Framing and connections over NIO, shared by server, worker and client.
         .target(

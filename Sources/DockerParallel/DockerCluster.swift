@@ -242,7 +242,7 @@ public actor DockerCluster {
     }
 
     /// Runs `body` with a started cluster, and closes it afterwards, whether `body` throws or not.
-    public func withStarted<Result: Sendable>(
+    public nonisolated func withStarted<Result: Sendable>(
         _ body: @Sendable (DockerCluster) async throws -> Result
     ) async throws -> Result {
         do {

@@ -1,0 +1,136 @@
+import DockerParallelCore
+import Foundation
+import Testing
+
+@Suite struct TaskQueueTests {
+    let worker = WorkerID(1)
+    let other = WorkerID(2)
+
+    func commands(_ count: Int) -> [TaskSpec] {
+        (0..<count).map { TaskSpec(index: $0, kind: .command(argv: ["echo", "\($0)"], environment: [:])) }
+    }
+
+    func success(_ text: String = "ok") -> AttemptReport { AttemptReport(succeeded: true, exitCode: 0, output: Data(text.utf8)) }
+
+    @Test func leasesInSubmissionOrderAndCommitsOnce() {
+        var queue = TaskQueue(leaseDuration: 10)
+        #expect(queue.submit(jobID: "j", options: JobOptions(), tasks: commands(3)) == (3, 0))
+        let leased = queue.lease(to: worker, limit: 2, now: 0)
+        #expect(leased.map(\.task.index) == [0, 1])
+        #expect(leased.allSatisfy { $0.attempt == 1 })
+        let result = queue.complete(from: worker, leaseID: leased[0].leaseID, jobID: "j", index: 0, report: success())
+        #expect(result?.status == .succeeded)
+        #expect(result?.output == Data("ok".utf8))
+        // The same report again is a duplicate and commits nothing.
+        #expect(queue.complete(from: worker, leaseID: leased[0].leaseID, jobID: "j", index: 0, report: success()) == nil)
+        #expect(queue.ignoredReports == 1)
+        #expect(queue.status(jobID: "j")?.succeeded == 1)
+        #expect(queue.status(jobID: "j")?.running == 1)
+        #expect(queue.status(jobID: "j")?.queued == 1)
+    }
+
+    @Test func resubmittingTheSameKeysAddsNothing() {
+        var queue = TaskQueue()
+        _ = queue.submit(jobID: "j", options: JobOptions(), tasks: commands(5))
+        #expect(queue.submit(jobID: "j", options: JobOptions(), tasks: commands(7)) == (2, 5))
+        #expect(queue.status(jobID: "j")?.total == 7)
+    }
+
+    @Test func anExpiredLeaseGoesBackAndHeartbeatsKeepItAlive() {
+        var queue = TaskQueue(leaseDuration: 10)
+        _ = queue.submit(jobID: "j", options: JobOptions(), tasks: commands(2))
+        let leases = queue.lease(to: worker, limit: 2, now: 0)
+        queue.heartbeat(from: worker, leaseIDs: [leases[0].leaseID], now: 8)
+        #expect(queue.expireLeases(now: 12).isEmpty)
+        // Task 1 had no heartbeat: it is queued again and leased as attempt 2; task 0 is still leased.
+        let again = queue.lease(to: other, limit: 5, now: 12)
+        #expect(again.map(\.task.index) == [1])
+        #expect(again.first?.attempt == 2)
+    }
+
+    @Test func aLateSuccessFromAnExpiredLeaseWinsAndTheNewHolderIsIgnored() {
+        var queue = TaskQueue(leaseDuration: 1)
+        _ = queue.submit(jobID: "j", options: JobOptions(), tasks: commands(1))
+        let first = queue.lease(to: worker, limit: 1, now: 0)[0]
+        _ = queue.expireLeases(now: 5)
+        let second = queue.lease(to: other, limit: 1, now: 5)[0]
+        #expect(queue.complete(from: worker, leaseID: first.leaseID, jobID: "j", index: 0, report: success("late"))?.output == Data("late".utf8))
+        #expect(queue.complete(from: other, leaseID: second.leaseID, jobID: "j", index: 0, report: success("second")) == nil)
+        #expect(queue.results(jobID: "j").count == 1)
+        #expect(queue.leaseCount == 0)
+    }
+
+    @Test func aLostWorkerRequeuesItsTasksUntilAttemptsRunOut() {
+        var queue = TaskQueue()
+        _ = queue.submit(jobID: "j", options: JobOptions(maxAttempts: 2), tasks: commands(1))
+        _ = queue.lease(to: worker, limit: 1, now: 0)
+        #expect(queue.workerLost(worker).isEmpty)
+        _ = queue.lease(to: other, limit: 1, now: 1)
+        let failed = queue.workerLost(other)
+        #expect(failed.count == 1)
+        #expect(failed.first?.status == .failed)
+        #expect(failed.first?.attempts == 2)
+        #expect(failed.first?.error?.contains("worker disconnected") == true)
+    }
+
+    @Test(arguments: [0, 2])
+    func aFailingTaskIsRetriedOnlyAsAsked(retries: Int) {
+        var queue = TaskQueue()
+        _ = queue.submit(jobID: "j", options: JobOptions(failureRetries: retries), tasks: commands(1))
+        var result: TaskResult?
+        var attempts = 0
+        while result == nil, let lease = queue.lease(to: worker, limit: 1, now: 0).first {
+            attempts += 1
+            result = queue.complete(from: worker, leaseID: lease.leaseID, jobID: "j", index: 0, report: AttemptReport(
+                succeeded: false, exitCode: 3, errorOutput: Data("boom\n".utf8), error: "exited with status 3"))
+        }
+        #expect(attempts == retries + 1)
+        #expect(result?.status == .failed)
+        #expect(result?.exitCode == 3)
+        #expect(result?.lastErrorLines() == "boom")
+    }
+
+    @Test func aPermanentFailureIsNotRetried() {
+        var queue = TaskQueue()
+        _ = queue.submit(jobID: "j", options: JobOptions(failureRetries: 5), tasks: commands(1))
+        let lease = queue.lease(to: worker, limit: 1, now: 0)[0]
+        let result = queue.complete(from: worker, leaseID: lease.leaseID, jobID: "j", index: 0, report: AttemptReport(
+            succeeded: false, permanent: true, error: "command not found"))
+        #expect(result?.status == .failed)
+        #expect(queue.lease(to: worker, limit: 1, now: 0).isEmpty)
+    }
+
+    @Test func releasedTasksGoFirstWithoutSpendingAnAttempt() {
+        var queue = TaskQueue()
+        _ = queue.submit(jobID: "j", options: JobOptions(), tasks: commands(3))
+        let lease = queue.lease(to: worker, limit: 1, now: 0)[0]
+        queue.release(from: worker, leaseIDs: [lease.leaseID])
+        let next = queue.lease(to: other, limit: 1, now: 0)[0]
+        #expect(next.task.index == 0)
+        #expect(next.attempt == 1)
+    }
+
+    @Test func cancelCommitsEveryUnfinishedTaskOnce() {
+        var queue = TaskQueue()
+        _ = queue.submit(jobID: "j", options: JobOptions(), tasks: commands(4))
+        let lease = queue.lease(to: worker, limit: 1, now: 0)[0]
+        _ = queue.complete(from: worker, leaseID: lease.leaseID, jobID: "j", index: 0, report: success())
+        _ = queue.lease(to: worker, limit: 1, now: 0)
+        let cancelled = queue.cancel(jobID: "j")
+        #expect(cancelled.map(\.index) == [1, 2, 3])
+        #expect(cancelled.allSatisfy { $0.status == .cancelled })
+        #expect(queue.status(jobID: "j")?.isComplete == true)
+        #expect(queue.lease(to: other, limit: 5, now: 0).isEmpty)
+        #expect(queue.cancel(jobID: "j").isEmpty)
+    }
+
+    @Test func forgetRemovesTheJob() {
+        var queue = TaskQueue()
+        _ = queue.submit(jobID: "j", options: JobOptions(), tasks: commands(2))
+        _ = queue.lease(to: worker, limit: 1, now: 0)
+        queue.forget(jobID: "j")
+        #expect(queue.status(jobID: "j") == nil)
+        #expect(queue.leaseCount == 0)
+        #expect(!queue.hasQueuedTasks)
+    }
+}

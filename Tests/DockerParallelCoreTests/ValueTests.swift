@@ -1,0 +1,73 @@
+import DockerParallelCore
+import Foundation
+import Testing
+
+@Suite struct CommandTemplateTests {
+    @Test func replacesEveryReplacementString() throws {
+        let template = try CommandTemplate(["convert", "{}", "{.}.png", "{/}", "{//}", "{/.}", "{#}"])
+        #expect(template.argv(input: "data/photo.jpg", number: 7) == ["convert", "data/photo.jpg", "data/photo.png", "photo.jpg", "data", "photo", "7"])
+    }
+
+    @Test func appendsTheInputWhenNoReplacementStringIsUsed() throws {
+        #expect(try CommandTemplate(["gzip", "-k"]).argv(input: "a.csv", number: 1) == ["gzip", "-k", "a.csv"])
+    }
+
+    @Test func replacesInsideAnArgument() throws {
+        #expect(try CommandTemplate(["sh", "-c", "echo $(( {} * {} ))"]).argv(input: "12", number: 1) == ["sh", "-c", "echo $(( 12 * 12 ))"])
+    }
+
+    @Test func rejectsAnEmptyCommand() {
+        #expect(throws: DockerParallelError.self) { try CommandTemplate([]) }
+    }
+}
+
+@Suite struct ConfigurationTests {
+    @Test func hasTheOriginalsDefaults() {
+        let configuration = ClusterConfiguration()
+        #expect(configuration.jobQueueName == "DockerParallelQueue")
+        #expect(configuration.workerHardware == Hardware(cpu: 1024, memory: 2048))
+        #expect(configuration.serverHardware == Hardware(cpu: 256, memory: 2048))
+        #expect(configuration.serverPort == 8888)
+        #expect(configuration.serverWorkerSameLAN)
+        #expect(!configuration.serverClientSameLAN)
+        #expect(configuration.expectedWorkerNumber == 1)
+        #expect(configuration.serverPassword.value.count == 26)
+        #expect(configuration.serverPassword.value.allSatisfy { $0.isLowercase })
+        #expect(ClusterConfiguration().serverPassword != configuration.serverPassword)
+    }
+
+    @Test func thePasswordNeverPrintsItself() {
+        let configuration = ClusterConfiguration()
+        let secret = configuration.serverPassword.value
+        #expect(!"\(configuration)".contains(secret))
+        #expect(!String(reflecting: configuration).contains(secret))
+    }
+
+    @Test func passwordComparisonIsExact() {
+        let password = ServerPassword("abcdef")
+        #expect(password.matches("abcdef"))
+        #expect(!password.matches("abcdeg"))
+        #expect(!password.matches("abcde"))
+        #expect(!password.matches("abcdefg"))
+        #expect(!password.matches(""))
+    }
+
+    @Test(arguments: ["", "../etc", "a b", "x/y", String(repeating: "a", count: 65)])
+    func rejectsUnsafeClusterNames(name: String) {
+        #expect(throws: DockerParallelError.self) { try ClusterConfiguration.validate(jobQueueName: name) }
+    }
+
+    @Test func endpointsPreferTheRequestedNetwork() {
+        let endpoints = ServerEndpoints(publicEndpoint: Endpoint(host: "1.2.3.4", port: 1), privateEndpoint: Endpoint(host: "10.0.0.1", port: 2))
+        #expect(endpoints.endpoint(sameLAN: true)?.host == "10.0.0.1")
+        #expect(endpoints.endpoint(sameLAN: false)?.host == "1.2.3.4")
+    }
+
+    @Test func messagesSurviveTheWire() throws {
+        let message = ClientMessage.submit(jobID: "j", options: JobOptions(timeout: 3), tasks: [
+            TaskSpec(index: 4, kind: .swift(name: "Square"), input: Data([0, 1, 255])),
+        ])
+        #expect(try MessageCoding.decode(ClientMessage.self, from: MessageCoding.encode(message)) == message)
+        #expect(throws: DockerParallelError.self) { try MessageCoding.decode(ClientMessage.self, from: Data("{\"nope\":1}".utf8)) }
+    }
+}

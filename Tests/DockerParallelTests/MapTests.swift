@@ -1,0 +1,106 @@
+import DockerParallel
+import Foundation
+import Testing
+
+/// The example's task, declared here by name so the test can submit it.
+struct Square: ParallelTask {
+    static func run(_ input: Int) async throws -> Int { input * input }
+}
+
+/// A task the example executable does not register.
+struct NotRegistered: ParallelTask {
+    static func run(_ input: Int) async throws -> Int { input }
+}
+
+@Suite(.serialized) struct MapTests {
+    func withExampleCluster(workers: Int = 2, _ body: @Sendable (DockerCluster) async throws -> Void) async throws {
+        try await withStateDirectory { state in
+            let cluster = try DockerCluster(
+                provider: LocalProvider(configuration: .init(stateDirectory: state)),
+                workerContainer: LocalProcessContainer(executable: Binaries.squaresExample),
+                configuration: ClusterConfiguration(jobQueueName: "map-test", expectedWorkerNumber: workers, serverPort: 0),
+                verbosity: 0)
+            try await cluster.withStarted { try await body($0) }
+            #expect(!(try await cluster.clusterExists()))
+        }
+    }
+
+    @Test func mapsTenThousandInputsInOrder() async throws {
+        try await withExampleCluster { cluster in
+            let inputs = Array(0..<10_000)
+            let outputs = try await cluster.map(inputs, using: Square.self)
+            #expect(outputs == inputs.map { $0 * $0 })
+        }
+    }
+
+    @Test func aFailingInputIsNamedInTheError() async throws {
+        try await withExampleCluster { cluster in
+            let failures = await #expect(throws: TaskFailures.self) {
+                _ = try await cluster.map([1, 2, -3, 4], using: Square.self)
+            }
+            #expect(failures?.failures.map(\.index) == [2])
+            #expect(failures?.description.contains("input #2") == true)
+            #expect(failures?.description.contains("negative input -3") == true)
+        }
+    }
+
+    @Test func anUnknownTaskNameIsReportedWithTheKnownOnes() async throws {
+        try await withExampleCluster(workers: 1) { cluster in
+            let failures = await #expect(throws: TaskFailures.self) {
+                _ = try await cluster.map([1], using: NotRegistered.self)
+            }
+            let message = failures?.failures.first?.error ?? ""
+            #expect(message.contains("unknown task 'NotRegistered'"))
+            #expect(message.contains("Square"))
+            #expect(failures?.failures.first?.attempts == 1)
+        }
+    }
+
+    @Test func anUndecodableInputFailsOnlyItsTask() async throws {
+        try await withExampleCluster(workers: 1) { cluster in
+            let job = "bad-input"
+            try await cluster.submit([
+                TaskSpec(index: 0, kind: .swift(name: "Square"), input: Data("7".utf8)),
+                TaskSpec(index: 1, kind: .swift(name: "Square"), input: Data("\"seven\"".utf8)),
+            ], jobID: job, options: JobOptions())
+            let results = try await cluster.collect(jobID: job)
+            #expect(results.map(\.status) == [.succeeded, .failed])
+            #expect(results[0].output == Data("49".utf8))
+            #expect(results[1].error?.contains("could not be decoded") == true)
+        }
+    }
+
+    @Test func anotherHandleCollectsASubmittedJob() async throws {
+        try await withStateDirectory { state in
+            let provider = LocalProvider(configuration: .init(stateDirectory: state))
+            let container = LocalProcessContainer(executable: Binaries.squaresExample)
+            let first = try DockerCluster(
+                provider: provider, workerContainer: container,
+                configuration: ClusterConfiguration(jobQueueName: "collect", expectedWorkerNumber: 1, serverPort: 0),
+                verbosity: 0, stopClusterOnExit: false)
+            try await first.startCluster()
+            let handle = try await first.submit([3, 4, 5], using: Square.self, jobID: "shared-job")
+            await first.close()
+
+            let second = try DockerCluster(
+                provider: provider, workerContainer: container,
+                configuration: ClusterConfiguration(jobQueueName: "collect"), verbosity: 0)
+            try await second.reconnect()
+            let outputs = try await JobHandle<Square>(cluster: second, id: handle.id, count: 3).outputs()
+            #expect(outputs == [9, 16, 25])
+            try await second.stopCluster(cleanup: true)
+            #expect(!(try await second.clusterExists()))
+        }
+    }
+
+    @Test func cancellingAJobCommitsEveryTaskAsCancelled() async throws {
+        try await withExampleCluster(workers: 1) { cluster in
+            let job = try await cluster.submitCommands(try CommandTemplate(["sleep", "{}"]), inputs: ["30", "30", "30"])
+            try await waitUntil("the first task runs") { try await cluster.jobStatus(jobID: job.id).running == 1 }
+            let status = try await cluster.cancel(jobID: job.id)
+            #expect(status.cancelled == 3)
+            let results = try await cluster.collect(jobID: job.id)
+            #expect(results.allSatisfy { $0.status == .cancelled })
+        }
+    }
+}
