@@ -137,9 +137,16 @@ final class Broker: Sendable {
                 guard state.queue.status(jobID: jobID) != nil else {
                     return reply(.error(code: .invalidArgument, message: "there is no job '\(jobID)' on this server"))
                 }
-                let results = state.queue.cancel(jobID: jobID, index: index)
+                let cancellation = state.queue.cancel(jobID: jobID, index: index)
                 let status = state.queue.status(jobID: jobID) ?? JobStatus(jobID: jobID)
-                return Self.notify(&state, results) + reply(.job(status))
+                var outputs = Self.notify(&state, cancellation.results) + reply(.job(status))
+                for (worker, leases) in Dictionary(grouping: cancellation.abortedLeases, by: \.worker) {
+                    guard let holder = state.peers[worker.rawValue] else { continue }
+                    let ids = leases.map(\.leaseID)
+                    state.peers[worker.rawValue]?.leases.subtract(ids)
+                    outputs.append((holder.channel, Self.frame(.abort(leaseIDs: ids), requestID: 0)))
+                }
+                return outputs
 
             case .forget(let jobID):
                 state.queue.forget(jobID: jobID)

@@ -14,6 +14,7 @@ import NIOConcurrencyHelpers
 enum CommandRunner {
     /// The most output kept per stream; beyond it the output is truncated.
     static let outputLimit = 16 * 1024 * 1024
+    private static let spawnLock = NIOLock()
 
     static func run(argv: [String], environment: [String: String], timeout: Double?) async -> AttemptReport {
         let processID = NIOLockedValueBox<pid_t?>(nil)
@@ -35,9 +36,15 @@ enum CommandRunner {
     ) -> AttemptReport {
         var stdoutPipe: [Int32] = [0, 0]
         var stderrPipe: [Int32] = [0, 0]
+        // Pipes are made close-on-exec and the child spawned under one lock, so that a command
+        // started at the same time on another slot never inherits this command's pipes.
+        spawnLock.lock()
+        var spawnLocked = true
+        defer { if spawnLocked { spawnLock.unlock() } }
         guard pipe(&stdoutPipe) == 0, pipe(&stderrPipe) == 0 else {
             return AttemptReport(succeeded: false, error: "cannot create pipes: \(String(cString: strerror(errno)))")
         }
+        for fd in stdoutPipe + stderrPipe { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
@@ -66,8 +73,11 @@ enum CommandRunner {
             for pointer in cArguments { free(pointer) }
             for pointer in cEnvironment { free(pointer) }
         }
+        FileDescriptors.markInheritedCloseOnExec()
         var pid: pid_t = 0
         let spawnResult = posix_spawnp(&pid, argv[0], &actions, &attributes, cArguments, cEnvironment)
+        spawnLock.unlock()
+        spawnLocked = false
         close(stdoutPipe[1])
         close(stderrPipe[1])
         guard spawnResult == 0 else {

@@ -4,6 +4,13 @@ import Foundation
 import Logging
 import NIOConcurrencyHelpers
 import ServiceLifecycle
+import DequeModule
+
+enum WorkerEvent: Sendable {
+    case server(ServerMessage)
+    case finished(UInt64)
+    case drain
+}
 
 /// A worker: dials out to the server, leases tasks for its slots, runs them, heartbeats, reports.
 ///
@@ -78,6 +85,8 @@ public final class Worker: Service {
         let slots = configuration.slots
         connection.send(.credit(count: slots + configuration.prefetch))
 
+        // Events: messages from the server, slots that became free, the start of a drain.
+        let (events, eventSink) = AsyncStream.makeStream(of: WorkerEvent.self)
         await withTaskGroup(of: Void.self) { group in
             // Heartbeats, and the drain on shutdown.
             group.addTask {
@@ -87,6 +96,7 @@ public final class Worker: Service {
                     try? await Task.sleep(for: .milliseconds(Int64(min(heartbeatInterval, 0.1) * 1000)))
                     let leases = running.withLockedValue { Array($0) }
                     if draining.withLockedValue({ $0 }) {
+                        if drainStarted == nil { eventSink.yield(.drain) }
                         let started = drainStarted ?? ContinuousClock.now
                         drainStarted = started
                         if leases.isEmpty || ContinuousClock.now - started > .milliseconds(Int64(grace * 1000)) {
@@ -104,33 +114,63 @@ public final class Worker: Service {
                     }
                 }
             }
+            group.addTask {
+                for await push in connection.pushes { eventSink.yield(.server(push)) }
+                eventSink.finish()
+            }
+            var waiting = Deque<Assignment>()
+            var attempts: [UInt64: Task<AttemptReport, Never>] = [:]
             var active = 0
-            for await push in connection.pushes {
-                switch push {
-                case .assign(let assignments):
+            for await event in events {
+                switch event {
+                case .server(.assign(let assignments)):
                     if draining.withLockedValue({ $0 }) {
                         connection.send(.release(leaseIDs: assignments.map(\.leaseID)))
                         continue
                     }
                     running.withLockedValue { $0.formUnion(assignments.map(\.leaseID)) }
-                    for assignment in assignments {
-                        // Prefetched assignments wait here for a free slot.
-                        while active >= slots, await group.next() != nil { active -= 1 }
-                        active += 1
-                        group.addTask {
-                            let report = await executor.run(assignment)
-                            guard running.withLockedValue({ $0.remove(assignment.leaseID) != nil }) else { return }
+                    waiting.append(contentsOf: assignments)
+                case .server(.abort(let leaseIDs)):
+                    let aborted = Set(leaseIDs)
+                    running.withLockedValue { $0.subtract(aborted) }
+                    waiting.removeAll { aborted.contains($0.leaseID) }
+                    for id in leaseIDs { attempts[id]?.cancel() }
+                case .server(.error(let code, let message)):
+                    logger.warning("server reported an error", metadata: ["code": "\(code)", "message": "\(message)"])
+                case .server:
+                    break
+                case .finished(let leaseID):
+                    attempts[leaseID] = nil
+                    active -= 1
+                case .drain:
+                    // Hand back what has not started; running tasks get the grace period.
+                    let handedBack = waiting.map(\.leaseID)
+                    waiting.removeAll()
+                    running.withLockedValue { $0.subtract(handedBack) }
+                    if !handedBack.isEmpty { connection.send(.release(leaseIDs: handedBack)) }
+                }
+                if draining.withLockedValue({ $0 }) { continue }
+                // Start waiting assignments while slots are free.
+                while active < slots, let assignment = waiting.popFirst() {
+                    active += 1
+                    // An unstructured task so that an abort can cancel this attempt alone; it is
+                    // awaited by the group child below, so it never outlives the worker.
+                    let attempt = Task { await executor.run(assignment) }
+                    attempts[assignment.leaseID] = attempt
+                    group.addTask {
+                        let report = await attempt.value
+                        if running.withLockedValue({ $0.remove(assignment.leaseID) != nil }) {
                             connection.send(.complete(
                                 leaseID: assignment.leaseID, jobID: assignment.jobID, index: assignment.task.index, report: report))
                             if !draining.withLockedValue({ $0 }) { connection.send(.credit(count: 1)) }
+                        } else if !draining.withLockedValue({ $0 }) {
+                            connection.send(.credit(count: 1))
                         }
+                        eventSink.yield(.finished(assignment.leaseID))
                     }
-                case .error(let code, let message):
-                    logger.warning("server reported an error", metadata: ["code": "\(code)", "message": "\(message)"])
-                default:
-                    break
                 }
             }
+            for attempt in attempts.values { attempt.cancel() }
             // The connection is gone: tasks still running were taken back by the server.
             running.withLockedValue { $0.removeAll() }
             group.cancelAll()

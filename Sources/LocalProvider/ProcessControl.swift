@@ -49,6 +49,7 @@ enum ProcessControl {
             for pointer in cArguments { free(pointer) }
             for pointer in cEnvironment { free(pointer) }
         }
+        FileDescriptors.markInheritedCloseOnExec()
         var pid: pid_t = 0
         let result = posix_spawn(&pid, executable, &actions, &attributes, cArguments, cEnvironment)
         guard result == 0 else {

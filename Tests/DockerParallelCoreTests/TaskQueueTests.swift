@@ -116,12 +116,14 @@ import Testing
         let lease = queue.lease(to: worker, limit: 1, now: 0)[0]
         _ = queue.complete(from: worker, leaseID: lease.leaseID, jobID: "j", index: 0, report: success())
         _ = queue.lease(to: worker, limit: 1, now: 0)
-        let cancelled = queue.cancel(jobID: "j")
+        let cancellation = queue.cancel(jobID: "j")
+        let cancelled = cancellation.results
         #expect(cancelled.map(\.index) == [1, 2, 3])
+        #expect(cancellation.abortedLeases.map(\.worker) == [worker])
         #expect(cancelled.allSatisfy { $0.status == .cancelled })
         #expect(queue.status(jobID: "j")?.isComplete == true)
         #expect(queue.lease(to: other, limit: 5, now: 0).isEmpty)
-        #expect(queue.cancel(jobID: "j").isEmpty)
+        #expect(queue.cancel(jobID: "j").results.isEmpty)
     }
 
     @Test func forgetRemovesTheJob() {

@@ -223,20 +223,30 @@ public struct TaskQueue: Sendable {
 
     // MARK: Cancel and collect
 
+    /// What a cancel did.
+    public struct Cancellation: Sendable {
+        /// The cancellation results committed.
+        public var results: [TaskResult] = []
+        /// Leases taken away from workers, which should stop running them.
+        public var abortedLeases: [(worker: WorkerID, leaseID: UInt64)] = []
+    }
+
     /// Cancels a job's unfinished tasks, or one task.
-    /// - Returns: The cancellation results committed.
-    public mutating func cancel(jobID: String, index: Int? = nil) -> [TaskResult] {
-        guard let job = jobs[jobID] else { return [] }
+    public mutating func cancel(jobID: String, index: Int? = nil) -> Cancellation {
+        var cancellation = Cancellation()
+        guard let job = jobs[jobID] else { return cancellation }
         let indices = index.map { [$0] } ?? job.indices
-        var results: [TaskResult] = []
         for index in indices {
             let key = Key(jobID: jobID, index: index)
             guard let entry = entries[key], entry.state != .done else { continue }
-            if case .leased(let id) = entry.state { dropLease(id) }
+            if case .leased(let id) = entry.state, let lease = leases[id] {
+                cancellation.abortedLeases.append((lease.worker, id))
+                dropLease(id)
+            }
             let report = AttemptReport(succeeded: false, error: "cancelled")
-            if let result = commit(key, status: .cancelled, report: report) { results.append(result) }
+            if let result = commit(key, status: .cancelled, report: report) { cancellation.results.append(result) }
         }
-        return results
+        return cancellation
     }
 
     /// The results committed so far for a job, by index.

@@ -71,6 +71,8 @@ public enum ServerMessage: Sendable, Codable, Equatable {
     case submitted(accepted: Int, duplicates: Int)
     /// Tasks for a worker.
     case assign([Assignment])
+    /// Leases a worker must stop running, without reporting them (their tasks were cancelled).
+    case abort(leaseIDs: [UInt64])
     /// Results of a watched job.
     case results([TaskResult])
     /// The state of a job; sent after results while watching, and in reply to cancel.

@@ -1,0 +1,104 @@
+import Foundation
+import Testing
+
+/// Runs the built `dockerparallel` binary.
+struct CLI {
+    struct Outcome {
+        var status: Int32
+        var output: String
+        var errorOutput: String
+    }
+
+    /// The state folder every command of this CLI uses.
+    let home: String
+
+    init() throws {
+        home = NSTemporaryDirectory() + "dp-cli-\(UUID().uuidString.prefix(8))"
+        try FileManager.default.createDirectory(atPath: home, withIntermediateDirectories: true)
+    }
+
+    static var binary: String {
+        let executable = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+        var url = URL(fileURLWithPath: executable).deletingLastPathComponent()
+        while !FileManager.default.fileExists(atPath: url.appendingPathComponent("dockerparallel").path), url.path != "/" {
+            url.deleteLastPathComponent()
+        }
+        return url.appendingPathComponent("dockerparallel").path
+    }
+
+    /// Starts the binary; the caller waits for it.
+    func start(_ arguments: [String], stdin: String? = nil) throws -> (Process, Pipe, Pipe) {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: Self.binary)
+        process.arguments = arguments
+        var environment = ProcessInfo.processInfo.environment
+        environment["DOCKERPARALLEL_HOME"] = home
+        environment["TMPDIR"] = home + "/"
+        process.environment = environment
+        let output = Pipe()
+        let errorOutput = Pipe()
+        process.standardOutput = output
+        process.standardError = errorOutput
+        if let stdin {
+            let input = Pipe()
+            process.standardInput = input
+            try process.run()
+            input.fileHandleForWriting.write(Data(stdin.utf8))
+            try input.fileHandleForWriting.close()
+        } else {
+            process.standardInput = FileHandle.nullDevice
+            try process.run()
+        }
+        return (process, output, errorOutput)
+    }
+
+    /// Runs the binary to its end.
+    @discardableResult
+    func run(_ arguments: [String], stdin: String? = nil) throws -> Outcome {
+        let (process, output, errorOutput) = try start(arguments, stdin: stdin)
+        // Read both pipes fully before waiting, so a large output cannot block the child.
+        let errorData = ReadBox()
+        let reader = Thread { errorData.data = errorOutput.fileHandleForReading.readDataToEndOfFile() }
+        reader.start()
+        let outputData = output.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        while !errorData.done { usleep(1000) }
+        return Outcome(
+            status: process.terminationStatus, output: String(decoding: outputData, as: UTF8.self),
+            errorOutput: String(decoding: errorData.data, as: UTF8.self))
+    }
+
+    /// Stops every cluster this CLI started.
+    func tearDown() {
+        let clusters = (try? FileManager.default.contentsOfDirectory(atPath: home + "/clusters")) ?? []
+        for name in clusters { _ = try? run(["down", "--name", name]) }
+        try? FileManager.default.removeItem(atPath: home)
+    }
+}
+
+final class ReadBox: @unchecked Sendable {
+    // Written once by the reader thread before `done` is set; read only after `done`.
+    var data = Data() { didSet { done = true } }
+    var done = false
+}
+
+/// Waits until `condition` holds, failing after `timeout` seconds.
+func waitUntil(_ what: String, timeout: Double = 30, _ condition: () throws -> Bool) async throws {
+    let deadline = ContinuousClock.now + .milliseconds(Int64(timeout * 1000))
+    while try !condition() {
+        guard ContinuousClock.now < deadline else {
+            Issue.record("timed out after \(timeout) s waiting until \(what)")
+            throw CancellationError()
+        }
+        try await Task.sleep(for: .milliseconds(20))
+    }
+}
+
+/// The pids in a cluster's worker pid files.
+func workerProcessIDs(in directory: String) -> [Int32] {
+    let files = (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
+    return files.filter { $0.hasSuffix(".pid") }.compactMap { name in
+        guard let text = try? String(contentsOfFile: "\(directory)/\(name)", encoding: .utf8) else { return nil }
+        return text.split(separator: " ").first.flatMap { Int32($0) }
+    }
+}

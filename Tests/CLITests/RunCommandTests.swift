@@ -1,0 +1,86 @@
+import Foundation
+import Testing
+
+@Suite struct RunCommandTests {
+    @Test func printsATousandSquaresInInputOrder() throws {
+        let cli = try CLI()
+        defer { cli.tearDown() }
+        let outcome = try cli.run(["run", "-j", "4", "--", "sh", "-c", "echo $(( {} * {} ))", ":::"] + (1...1000).map(String.init))
+        #expect(outcome.status == 0, "\(outcome.errorOutput)")
+        #expect(outcome.output == (1...1000).map { "\($0 * $0)\n" }.joined())
+    }
+
+    @Test func readsInputsFromStandardInput() throws {
+        let cli = try CLI()
+        defer { cli.tearDown() }
+        let outcome = try cli.run(["run", "-j", "2", "--", "echo", "got"], stdin: "a\nb c\nd\n")
+        #expect(outcome.status == 0, "\(outcome.errorOutput)")
+        #expect(outcome.output == "got a\ngot b c\ngot d\n")
+    }
+
+    @Test func everyResultArrivesWhenWorkersAreKilled() async throws {
+        let cli = try CLI()
+        defer { cli.tearDown() }
+        let count = 300
+        let (process, output, _) = try cli.start(
+            ["run", "-j", "4", "--", "sh", "-c", "sleep 0.02; echo $(( {} * {} ))", ":::"] + (1...count).map(String.init))
+        let reader = ReadBox()
+        let thread = Thread { reader.data = output.fileHandleForReading.readDataToEndOfFile() }
+        thread.start()
+        // The ephemeral cluster's workers live in $TMPDIR/dockerparallel-run-<pid>/run-<pid>/workers.
+        let workers = "\(cli.home)/dockerparallel-run-\(process.processIdentifier)/run-\(process.processIdentifier)/workers"
+        var killed: Set<Int32> = []
+        for _ in 0..<3 {
+            // Wait for at least two workers that have not been killed yet (replacements count).
+            try await waitUntil("fresh workers run") {
+                Set(workerProcessIDs(in: workers)).subtracting(killed).count >= 2 || !process.isRunning
+            }
+            guard process.isRunning else { break }
+            for pid in Set(workerProcessIDs(in: workers)).subtracting(killed).prefix(2) where kill(pid, SIGKILL) == 0 {
+                killed.insert(pid)
+            }
+        }
+        try await waitUntil("the run ends", timeout: 120) { !process.isRunning }
+        try await waitUntil("the output is read") { reader.done }
+        #expect(killed.count >= 2)
+        #expect(process.terminationStatus == 0)
+        #expect(String(decoding: reader.data, as: UTF8.self) == (1...count).map { "\($0 * $0)\n" }.joined())
+    }
+
+    @Test func failuresAreSummarisedAndSetTheExitStatus() throws {
+        let cli = try CLI()
+        defer { cli.tearDown() }
+        let outcome = try cli.run(["run", "-j", "2", "--", "sh", "-c", "[ {} != 3 ] && echo ok {} || { echo broken >&2; exit 7; }", ":::", "1", "2", "3", "4"])
+        #expect(outcome.status == 1)
+        #expect(outcome.output == "ok 1\nok 2\nok 4\n")
+        #expect(outcome.errorOutput.contains("1 of 4 tasks failed"))
+        #expect(outcome.errorOutput.contains("#3 (input 3): exited with status 7"))
+        #expect(outcome.errorOutput.contains("broken"))
+    }
+
+    @Test func aMissingCommandIsNamed() throws {
+        let cli = try CLI()
+        defer { cli.tearDown() }
+        let outcome = try cli.run(["run", "-j", "1", "--", "no-such-command-xyz", ":::", "a"])
+        #expect(outcome.status == 1)
+        #expect(outcome.errorOutput.contains("command not found: 'no-such-command-xyz'"))
+    }
+
+    @Test func aTimeoutKillsTheTask() throws {
+        let cli = try CLI()
+        defer { cli.tearDown() }
+        let started = Date()
+        let outcome = try cli.run(["run", "-j", "1", "--timeout", "0.5", "--", "sleep", ":::", "30"])
+        #expect(outcome.status == 1)
+        #expect(outcome.errorOutput.contains("timed out after 0.5 s"))
+        #expect(Date().timeIntervalSince(started) < 20)
+    }
+
+    @Test func anEmptyCommandIsRejected() throws {
+        let cli = try CLI()
+        defer { cli.tearDown() }
+        let outcome = try cli.run(["run", "--", ":::", "a"])
+        #expect(outcome.status != 0)
+        #expect(outcome.errorOutput.contains("no command given"))
+    }
+}
