@@ -23,7 +23,7 @@ import Testing
         defer { cli.tearDown() }
         let count = 300
         let (process, output, _) = try cli.start(
-            ["run", "-j", "4", "--", "sh", "-c", "sleep 0.02; echo $(( {} * {} ))", ":::"] + (1...count).map(String.init))
+            ["run", "-j", "4", "--", "sh", "-c", "sleep 0.05; echo $(( {} * {} ))", ":::"] + (1...count).map(String.init))
         let reader = ReadBox()
         let thread = Thread { reader.data = output.fileHandleForReading.readDataToEndOfFile() }
         thread.start()
@@ -35,7 +35,10 @@ import Testing
             try await waitUntil("fresh workers run") {
                 Set(workerProcessIDs(in: workers)).subtracting(killed).count >= 2 || !process.isRunning
             }
-            guard process.isRunning else { break }
+            guard process.isRunning else {
+                Issue.record("the run ended before its workers could be killed; workers seen: \(workerProcessIDs(in: workers)), folder \(workers)")
+                break
+            }
             for pid in Set(workerProcessIDs(in: workers)).subtracting(killed).prefix(2) where kill(pid, SIGKILL) == 0 {
                 killed.insert(pid)
             }
@@ -83,4 +86,25 @@ import Testing
         #expect(outcome.status != 0)
         #expect(outcome.errorOutput.contains("no command given"))
     }
+
+    @Test func killingTheCLIStopsItsEphemeralCluster() async throws {
+        let cli = try CLI()
+        defer { cli.tearDown() }
+        let (process, _, _) = try cli.start(["run", "-j", "2", "--", "sleep", ":::", "60", "60"])
+        let folder = "\(cli.home)/dockerparallel-run-\(process.processIdentifier)/run-\(process.processIdentifier)"
+        try await waitUntil("two workers run") { workerProcessIDs(in: "\(folder)/workers").count == 2 }
+        let server = try #require(Int32(try String(contentsOfFile: "\(folder)/server.pid", encoding: .utf8)))
+        let processes = workerProcessIDs(in: "\(folder)/workers") + [server]
+        #expect(processes.allSatisfy { !isGone($0) })
+        kill(process.processIdentifier, SIGKILL)
+        try await waitUntil("the server and workers exit", timeout: 60) { processes.allSatisfy(isGone) }
+    }
+}
+
+/// Whether a process has exited (a zombie waiting for its reaper counts as exited).
+func isGone(_ pid: Int32) -> Bool {
+    guard kill(pid, 0) == 0 else { return true }
+    guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+          let close = stat.lastIndex(of: ")") else { return true }
+    return stat[stat.index(close, offsetBy: 2)] == "Z"
 }

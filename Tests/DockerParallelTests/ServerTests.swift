@@ -1,0 +1,180 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import DockerParallel
+import DockerParallelServer
+import DockerParallelWire
+import DockerParallelWorker
+import Foundation
+import Logging
+import ServiceLifecycle
+import Testing
+
+/// Runs a broker on a free loopback port for the duration of `body`.
+func withServer<T: Sendable>(
+    password: String = "right-password", leaseDuration: Double = 30, _ body: @Sendable (Endpoint) async throws -> T
+) async throws -> T {
+    let (bound, boundSink) = AsyncStream.makeStream(of: Endpoint.self)
+    let server = BrokerServer(
+        configuration: ServerConfiguration(port: 0, password: ServerPassword(password), jobQueueName: "test", leaseDuration: leaseDuration),
+        logger: Logger(label: "test-server")
+    ) { boundSink.yield($0) }
+    return try await withThrowingTaskGroup(of: T?.self) { group in
+        group.addTask {
+            try await server.run()
+            return nil
+        }
+        var iterator = bound.makeAsyncIterator()
+        guard let endpoint = await iterator.next() else { throw CancellationError() }
+        let result = try await body(endpoint)
+        group.cancelAll()
+        return result
+    }
+}
+
+func client(_ endpoint: Endpoint, password: String = "right-password") async throws -> PeerConnection {
+    try await PeerConnection.connect(to: endpoint, hello: Hello(role: .client, password: password, name: "test-client"))
+}
+
+/// Sends raw bytes and returns what the server answers before it closes the connection.
+func rawExchange(_ endpoint: Endpoint, send bytes: [UInt8]) throws -> [UInt8] {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    defer { close(fd) }
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_port = in_port_t(UInt16(endpoint.port).bigEndian)
+    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    let connected = withUnsafePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+    }
+    guard connected == 0 else { throw DockerParallelError(.connectionFailed, "raw connect failed") }
+    var timeout = timeval(tv_sec: 10, tv_usec: 0)
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+    _ = bytes.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, 0) }
+    var received: [UInt8] = []
+    var buffer = [UInt8](repeating: 0, count: 4096)
+    while true {
+        let count = recv(fd, &buffer, buffer.count, 0)
+        if count <= 0 { break }
+        received += buffer[0..<count]
+    }
+    return received
+}
+
+/// Decodes the first frame of a raw answer as a server message.
+func firstMessage(_ bytes: [UInt8]) throws -> ServerMessage {
+    try #require(bytes.count >= 8)
+    let length = Int(bytes[0]) << 24 | Int(bytes[1]) << 16 | Int(bytes[2]) << 8 | Int(bytes[3])
+    try #require(bytes.count >= 4 + length)
+    return try MessageCoding.decode(ServerMessage.self, from: Data(bytes[8..<(4 + length)]))
+}
+
+func frameBytes(requestID: UInt32 = 1, body: [UInt8]) -> [UInt8] {
+    let length = UInt32(body.count + 4)
+    return withUnsafeBytes(of: length.bigEndian, Array.init) + withUnsafeBytes(of: requestID.bigEndian, Array.init) + body
+}
+
+@Suite struct HostileInputTests {
+    @Test func aWrongPasswordIsRefusedAndOthersAreStillServed() async throws {
+        try await withServer { endpoint in
+            let error = await #expect(throws: DockerParallelError.self) { _ = try await client(endpoint, password: "wrong") }
+            #expect(error?.code == .authenticationFailed)
+            #expect(error?.message.contains("wrong cluster password") == true)
+            #expect(error?.message.contains("right-password") == false)
+            let good = try await client(endpoint)
+            guard case .status(let report) = try await good.request(.status) else { Issue.record("no status"); return }
+            #expect(report.jobQueueName == "test")
+        }
+    }
+
+    @Test(arguments: [
+        ("an HTTP request", Array("GET / HTTP/1.1\r\nHost: x\r\n\r\n".utf8)),
+        ("a frame of JSON that is no message", frameBytes(body: Array("{\"what\":1}".utf8))),
+        ("a frame that is not JSON", frameBytes(body: [0xff, 0x00, 0x13])),
+        ("a frame longer than the limit", [0x7f, 0xff, 0xff, 0xff, 0, 0, 0, 1]),
+        ("a frame shorter than its header", [0, 0, 0, 1, 9]),
+        ("a submit before hello", frameBytes(body: Array(try! MessageCoding.encode(ClientMessage.status)))),
+    ])
+    func badBytesGetAnErrorAndACloseWhileOthersAreServed(what: String, bytes: [UInt8]) async throws {
+        try await withServer { endpoint in
+            let good = try await client(endpoint)
+            let answer = try rawExchange(endpoint, send: bytes)
+            guard case .error(let code, let message) = try firstMessage(answer) else {
+                Issue.record("\(what) got no error frame")
+                return
+            }
+            #expect(code == .protocolViolation, "\(what): \(message)")
+            guard case .status = try await good.request(.status) else { Issue.record("no status after \(what)"); return }
+        }
+    }
+
+    @Test func invalidJobOptionsAreRefusedWithTheReason() async throws {
+        try await withServer { endpoint in
+            let connection = try await client(endpoint)
+            let error = await #expect(throws: DockerParallelError.self) {
+                _ = try await connection.request(.submit(jobID: "j", options: JobOptions(maxAttempts: 0), tasks: []))
+            }
+            #expect(error?.message.contains("maxAttempts must be at least 1") == true)
+            let missing = await #expect(throws: DockerParallelError.self) { _ = try await connection.request(.watch(jobID: "nope")) }
+            #expect(missing?.message.contains("no job 'nope'") == true)
+        }
+    }
+}
+
+@Suite struct WorkerDrainTests {
+    func runWorker(_ endpoint: Endpoint, grace: Double) -> (ServiceGroup, Worker) {
+        let worker = Worker(
+            configuration: WorkerConfiguration(
+                server: endpoint, password: ServerPassword("right-password"), name: "drain-test", slots: 1,
+                shutdownGracePeriod: grace),
+            logger: Logger(label: "test-worker"))
+        let group = ServiceGroup(configuration: .init(services: [worker], logger: Logger(label: "test-group")))
+        return (group, worker)
+    }
+
+    func status(_ connection: PeerConnection, _ job: String) async throws -> JobStatus? {
+        guard case .status(let report) = try await connection.request(.status) else { return nil }
+        return report.jobs.first { $0.jobID == job }
+    }
+
+    @Test func aRunningTaskFinishesWithinTheGracePeriod() async throws {
+        try await withServer { endpoint in
+            let connection = try await client(endpoint)
+            let (group, _) = runWorker(endpoint, grace: 20)
+            try await withThrowingTaskGroup(of: Void.self) { tasks in
+                tasks.addTask { try await group.run() }
+                _ = try await connection.request(.submit(jobID: "drain", options: JobOptions(), tasks: [
+                    TaskSpec(index: 0, kind: .command(argv: ["sh", "-c", "sleep 0.5; echo finished"], environment: [:])),
+                ]))
+                try await waitUntil("the task runs") { try await status(connection, "drain")?.running == 1 }
+                await group.triggerGracefulShutdown()
+                try await tasks.waitForAll()
+            }
+            guard case .status(let report) = try await connection.request(.status) else { return }
+            let job = try #require(report.jobs.first)
+            #expect(job.succeeded == 1)
+            #expect(report.workers.isEmpty)
+        }
+    }
+
+    @Test func aTaskThatOutlastsTheGracePeriodIsHandedBack() async throws {
+        try await withServer { endpoint in
+            let connection = try await client(endpoint)
+            let (group, _) = runWorker(endpoint, grace: 0.2)
+            let started = ContinuousClock.now
+            try await withThrowingTaskGroup(of: Void.self) { tasks in
+                tasks.addTask { try await group.run() }
+                _ = try await connection.request(.submit(jobID: "handback", options: JobOptions(), tasks: [
+                    TaskSpec(index: 0, kind: .command(argv: ["sleep", "30"], environment: [:])),
+                ]))
+                try await waitUntil("the task runs") { try await status(connection, "handback")?.running == 1 }
+                await group.triggerGracefulShutdown()
+                try await tasks.waitForAll()
+            }
+            #expect(ContinuousClock.now - started < .seconds(15))
+            let job = try #require(try await status(connection, "handback"))
+            #expect(job.queued == 1)
+            #expect(job.failed == 0)
+        }
+    }
+}
