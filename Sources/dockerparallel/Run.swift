@@ -44,6 +44,9 @@ struct Run: AsyncParsableCommand {
     @Flag(name: .shortAndLong, help: "Show cluster messages.")
     var verbose = false
 
+    @Flag(help: "Print the number of tasks, workers, wall time and throughput to standard error at the end.")
+    var stats = false
+
     @Argument(parsing: .captureForPassthrough, help: "-- COMMAND ARGS… [::: INPUT…]")
     var words: [String] = []
 
@@ -76,6 +79,7 @@ struct Run: AsyncParsableCommand {
         try options.validate()
         guard !inputs.isEmpty else { return }
 
+        let started = ContinuousClock.now
         let handle: DockerCluster
         let ephemeralState: String?
         if let name = cluster {
@@ -127,6 +131,15 @@ struct Run: AsyncParsableCommand {
         if let ephemeralState {
             await handle.close()
             try? FileManager.default.removeItem(atPath: ephemeralState)
+        }
+        if stats {
+            let elapsed = ContinuousClock.now - started
+            let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) * 1e-18
+            let workers = cluster == nil ? "\(jobs) local workers" : "cluster '\(cluster ?? "")'"
+            let line = String(
+                format: "dockerparallel: %d tasks on %@ in %.2f s (%.0f tasks/s), %d failed\n",
+                inputs.count, workers, seconds, Double(inputs.count) / max(seconds, 1e-9), failures.count)
+            FileHandle.standardError.write(Data(line.utf8))
         }
         guard failures.isEmpty else {
             var summary = "dockerparallel: \(failures.count) of \(inputs.count) tasks failed:\n"
