@@ -70,7 +70,7 @@ final class Broker: Sendable {
             }
             guard peer.role == .worker else { return [] }
             state.workerOrder.removeAll { $0 == peerID }
-            let failed = state.queue.workerLost(WorkerID(peerID))
+            let failed = state.queue.workerLost(WorkerID(peerID), slots: max(1, peer.slots))
             return Self.notify(&state, failed) + dispatch(&state)
         }
     }

@@ -22,11 +22,14 @@ import Testing
         let cli = try CLI()
         defer { cli.tearDown() }
         let count = 300
-        let (process, output, _) = try cli.start(
+        let (process, output, errorOutput) = try cli.start(
             ["run", "-j", "4", "--", "sh", "-c", "sleep 0.05; echo $(( {} * {} ))", ":::"] + (1...count).map(String.init))
         let reader = ReadBox()
         let thread = Thread { reader.data = output.fileHandleForReading.readDataToEndOfFile() }
         thread.start()
+        let errorReader = ReadBox()
+        let errorThread = Thread { errorReader.data = errorOutput.fileHandleForReading.readDataToEndOfFile() }
+        errorThread.start()
         // The ephemeral cluster's workers live in $TMPDIR/dockerparallel-run-<pid>/run-<pid>/workers.
         let workers = "\(cli.home)/dockerparallel-run-\(process.processIdentifier)/run-\(process.processIdentifier)/workers"
         var killed: Set<Int32> = []
@@ -44,9 +47,9 @@ import Testing
             }
         }
         try await waitUntil("the run ends", timeout: 120) { !process.isRunning }
-        try await waitUntil("the output is read") { reader.done }
+        try await waitUntil("the output is read") { reader.done && errorReader.done }
         #expect(killed.count >= 2)
-        #expect(process.terminationStatus == 0)
+        #expect(process.terminationStatus == 0, "\(String(decoding: errorReader.data, as: UTF8.self))")
         #expect(String(decoding: reader.data, as: UTF8.self) == (1...count).map { "\($0 * $0)\n" }.joined())
     }
 

@@ -73,6 +73,18 @@ import Testing
         #expect(failed.first?.error?.contains("worker disconnected") == true)
     }
 
+    @Test func prefetchedTasksOfALostWorkerSpendNoAttempt() {
+        var queue = TaskQueue()
+        _ = queue.submit(jobID: "j", options: JobOptions(maxAttempts: 1), tasks: commands(3))
+        _ = queue.lease(to: worker, limit: 3, now: 0)
+        // One slot: task 0 was running and used its only attempt; tasks 1 and 2 were prefetched.
+        let failed = queue.workerLost(worker, slots: 1)
+        #expect(failed.map(\.index) == [0])
+        let again = queue.lease(to: other, limit: 5, now: 1)
+        #expect(again.map(\.task.index) == [1, 2])
+        #expect(again.map(\.attempt) == [1, 1])
+    }
+
     @Test(arguments: [0, 2])
     func aFailingTaskIsRetriedOnlyAsAsked(retries: Int) {
         var queue = TaskQueue()

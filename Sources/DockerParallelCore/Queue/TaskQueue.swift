@@ -207,11 +207,17 @@ public struct TaskQueue: Sendable {
 
     /// Handles a worker that disconnected: its tasks go back to the queue, or fail when their
     /// attempts are used up.
+    ///
+    /// A worker starts its leases oldest first, so only its `slots` oldest leases were running;
+    /// the others were prefetched and never started, and go back without spending an attempt.
+    /// - Parameter slots: How many tasks the worker runs at once.
     /// - Returns: Results committed as failures.
-    public mutating func workerLost(_ worker: WorkerID) -> [TaskResult] {
-        let ids = leasesByWorker[worker] ?? []
+    public mutating func workerLost(_ worker: WorkerID, slots: Int = .max) -> [TaskResult] {
+        let ids = (leasesByWorker[worker] ?? []).sorted()
+        let prefetched = Array(ids.dropFirst(max(0, slots)))
+        release(from: worker, leaseIDs: prefetched.reversed())
         leasesByWorker[worker] = nil
-        return ids.sorted().compactMap { loseLease($0, reason: "its worker disconnected") }
+        return ids.prefix(max(0, slots)).compactMap { loseLease($0, reason: "its worker disconnected") }
     }
 
     /// Takes back every lease whose deadline passed.
