@@ -12,12 +12,18 @@ import NIOConcurrencyHelpers
 /// Runs one command as a child process in its own process group, capturing stdout and stderr,
 /// with an optional time limit. Cancelling the calling task kills the process group.
 enum CommandRunner {
+    /// The running child, and whether the attempt was cancelled.
+    struct ChildState {
+        var pid: pid_t?
+        var cancelled = false
+    }
+
     /// The most output kept per stream; beyond it the output is truncated.
     static let outputLimit = 16 * 1024 * 1024
     private static let spawnLock = NIOLock()
 
     static func run(argv: [String], environment: [String: String], timeout: Double?) async -> AttemptReport {
-        let processID = NIOLockedValueBox<pid_t?>(nil)
+        let processID = NIOLockedValueBox(ChildState())
         return await withTaskCancellationHandler {
             await withCheckedContinuation { (continuation: CheckedContinuation<AttemptReport, Never>) in
                 let thread = Thread {
@@ -27,12 +33,16 @@ enum CommandRunner {
                 thread.start()
             }
         } onCancel: {
-            if let pid = processID.withLockedValue({ $0 }) { kill(-pid, SIGKILL) }
+            let pid = processID.withLockedValue { state -> pid_t? in
+                state.cancelled = true
+                return state.pid
+            }
+            if let pid { kill(-pid, SIGKILL) }
         }
     }
 
     private static func runBlocking(
-        argv: [String], environment: [String: String], timeout: Double?, processID: NIOLockedValueBox<pid_t?>
+        argv: [String], environment: [String: String], timeout: Double?, processID: NIOLockedValueBox<ChildState>
     ) -> AttemptReport {
         var stdoutPipe: [Int32] = [0, 0]
         var stderrPipe: [Int32] = [0, 0]
@@ -88,7 +98,13 @@ enum CommandRunner {
                 : "cannot run '\(argv[0])': \(String(cString: strerror(spawnResult)))"
             return AttemptReport(succeeded: false, permanent: true, error: reason)
         }
-        processID.withLockedValue { $0 = pid }
+        // A cancellation that came before the child existed kills it now.
+        if processID.withLockedValue({ state in
+            state.pid = pid
+            return state.cancelled
+        }) {
+            kill(-pid, SIGKILL)
+        }
 
         var output = Data()
         var errorOutput = Data()
@@ -126,7 +142,7 @@ enum CommandRunner {
         }
         var status: Int32 = 0
         while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
-        processID.withLockedValue { $0 = nil }
+        processID.withLockedValue { $0.pid = nil }
 
         let exited = (status & 0x7f) == 0
         let exitCode = exited ? (status >> 8) & 0xff : 128 + (status & 0x7f)

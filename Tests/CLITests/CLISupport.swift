@@ -2,8 +2,8 @@ import Foundation
 import Testing
 
 /// Runs the built `dockerparallel` binary.
-struct CLI {
-    struct Outcome {
+struct CLI: Sendable {
+    struct Outcome: Sendable {
         var status: Int32
         var output: String
         var errorOutput: String
@@ -52,9 +52,16 @@ struct CLI {
         return (process, output, errorOutput)
     }
 
-    /// Runs the binary to its end.
+    /// Runs the binary to its end, on a thread of its own so that waiting never blocks the
+    /// tests' shared concurrency threads.
     @discardableResult
-    func run(_ arguments: [String], stdin: String? = nil) throws -> Outcome {
+    func run(_ arguments: [String], stdin: String? = nil) async throws -> Outcome {
+        try await withCheckedThrowingContinuation { continuation in
+            Thread { continuation.resume(with: Result { try runBlocking(arguments, stdin: stdin) }) }.start()
+        }
+    }
+
+    private func runBlocking(_ arguments: [String], stdin: String?) throws -> Outcome {
         let (process, output, errorOutput) = try start(arguments, stdin: stdin)
         // Read both pipes fully before waiting, so a large output cannot block the child.
         let errorData = ReadBox()
@@ -71,7 +78,7 @@ struct CLI {
     /// Stops every cluster this CLI started.
     func tearDown() {
         let clusters = (try? FileManager.default.contentsOfDirectory(atPath: home + "/clusters")) ?? []
-        for name in clusters { _ = try? run(["down", "--name", name]) }
+        for name in clusters { _ = try? runBlocking(["down", "--name", name], stdin: nil) }
         try? FileManager.default.removeItem(atPath: home)
     }
 }
@@ -83,9 +90,9 @@ final class ReadBox: @unchecked Sendable {
 }
 
 /// Waits until `condition` holds, failing after `timeout` seconds.
-func waitUntil(_ what: String, timeout: Double = 30, _ condition: () throws -> Bool) async throws {
+func waitUntil(_ what: String, timeout: Double = 30, _ condition: () async throws -> Bool) async throws {
     let deadline = ContinuousClock.now + .milliseconds(Int64(timeout * 1000))
-    while try !condition() {
+    while try await !condition() {
         guard ContinuousClock.now < deadline else {
             Issue.record("timed out after \(timeout) s waiting until \(what)")
             throw CancellationError()

@@ -5,60 +5,60 @@ import Testing
     @Test func upRunScaleStatusDown() async throws {
         let cli = try CLI()
         defer { cli.tearDown() }
-        let up = try cli.run(["up", "--name", "demo", "--port", "0", "--workers", "2"])
+        let up = try await cli.run(["up", "--name", "demo", "--port", "0", "--workers", "2"])
         #expect(up.status == 0, "\(up.errorOutput)")
         #expect(up.output.contains("Server status:  Running at 127.0.0.1:"))
 
-        let run = try cli.run(["run", "--cluster", "demo", "--", "echo", "hello", ":::", "a", "b", "c"])
+        let run = try await cli.run(["run", "--cluster", "demo", "--", "echo", "hello", ":::", "a", "b", "c"])
         #expect(run.status == 0, "\(run.errorOutput)")
         #expect(run.output == "hello a\nhello b\nhello c\n")
 
-        let scale = try cli.run(["scale", "3", "--name", "demo"])
+        let scale = try await cli.run(["scale", "3", "--name", "demo"])
         #expect(scale.status == 0, "\(scale.errorOutput)")
         try await waitUntil("three workers connect") {
-            try cli.run(["status", "--name", "demo"]).output.contains("Connected:      3 worker process(es), 3 slot(s)")
+            try await cli.run(["status", "--name", "demo"]).output.contains("Connected:      3 worker process(es), 3 slot(s)")
         }
-        let status = try cli.run(["status", "--name", "demo"])
+        let status = try await cli.run(["status", "--name", "demo"])
         #expect(status.output.contains("Worker number:  3 / 3 / 0"))
 
-        let down = try cli.run(["down", "--name", "demo"])
+        let down = try await cli.run(["down", "--name", "demo"])
         #expect(down.status == 0, "\(down.errorOutput)")
-        let after = try cli.run(["status", "--name", "demo"])
+        let after = try await cli.run(["status", "--name", "demo"])
         #expect(after.status != 0)
         #expect(after.errorOutput.contains("no cluster named 'demo' is running"))
     }
 
     @Test(arguments: [["status", "--name", "nope"], ["scale", "2", "--name", "nope"], ["down", "--name", "nope"],
                       ["run", "--cluster", "nope", "--", "echo", ":::", "x"]])
-    func anUnknownClusterIsAClearError(arguments: [String]) throws {
+    func anUnknownClusterIsAClearError(arguments: [String]) async throws {
         let cli = try CLI()
         defer { cli.tearDown() }
-        let outcome = try cli.run(arguments)
+        let outcome = try await cli.run(arguments)
         #expect(outcome.status != 0)
         #expect(outcome.errorOutput.contains("no cluster named 'nope' is running"))
         #expect(outcome.errorOutput.contains("dockerparallel up --name nope"))
     }
 
-    @Test func aPortInUseIsAClearError() throws {
+    @Test func aPortInUseIsAClearError() async throws {
         let cli = try CLI()
         defer { cli.tearDown() }
         // Hold a port with a first cluster, then ask for the same port.
-        let first = try cli.run(["up", "--name", "first", "--port", "0", "--workers", "0"])
+        let first = try await cli.run(["up", "--name", "first", "--port", "0", "--workers", "0"])
         #expect(first.status == 0, "\(first.errorOutput)")
         let port = try #require(first.output.firstMatch(of: /Running at 127\.0\.0\.1:(\d+)/).flatMap { Int($0.1) })
-        let second = try cli.run(["up", "--name", "second", "--port", String(port), "--workers", "0"])
+        let second = try await cli.run(["up", "--name", "second", "--port", String(port), "--workers", "0"])
         #expect(second.status != 0)
         #expect(second.errorOutput.contains("port \(port) on 127.0.0.1 is already in use"))
         // The first cluster still serves.
-        let run = try cli.run(["scale", "1", "--name", "first"])
+        let run = try await cli.run(["scale", "1", "--name", "first"])
         #expect(run.status == 0)
-        #expect(try cli.run(["run", "--cluster", "first", "--", "echo", ":::", "still"]).output == "still\n")
+        #expect(try await cli.run(["run", "--cluster", "first", "--", "echo", ":::", "still"]).output == "still\n")
     }
 
-    @Test func thePasswordIsInNoProcessArguments() throws {
+    @Test func thePasswordIsInNoProcessArguments() async throws {
         let cli = try CLI()
         defer { cli.tearDown() }
-        let up = try cli.run(["up", "--name", "secret", "--port", "0", "--workers", "2"])
+        let up = try await cli.run(["up", "--name", "secret", "--port", "0", "--workers", "2"])
         #expect(up.status == 0, "\(up.errorOutput)")
         let staticData = try String(contentsOfFile: "\(cli.home)/clusters/secret/static.json", encoding: .utf8)
         let password = try #require(staticData.firstMatch(of: /"serverPassword":"([a-z]+)"/)?.1)
@@ -72,7 +72,7 @@ import Testing
         }
         #expect(commandLines.contains("dockerparallel"))
         #expect(!commandLines.contains(String(password)))
-        let status = try cli.run(["status", "--name", "secret"])
+        let status = try await cli.run(["status", "--name", "secret"])
         #expect(!status.output.contains(String(password)))
         let logs = try FileManager.default.contentsOfDirectory(atPath: "\(cli.home)/clusters/secret")
             .filter { $0.hasSuffix(".log") }

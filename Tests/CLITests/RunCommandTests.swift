@@ -2,18 +2,18 @@ import Foundation
 import Testing
 
 @Suite struct RunCommandTests {
-    @Test func printsATousandSquaresInInputOrder() throws {
+    @Test func printsATousandSquaresInInputOrder() async throws {
         let cli = try CLI()
         defer { cli.tearDown() }
-        let outcome = try cli.run(["run", "-j", "4", "--", "sh", "-c", "echo $(( {} * {} ))", ":::"] + (1...1000).map(String.init))
+        let outcome = try await cli.run(["run", "-j", "4", "--", "sh", "-c", "echo $(( {} * {} ))", ":::"] + (1...1000).map(String.init))
         #expect(outcome.status == 0, "\(outcome.errorOutput)")
         #expect(outcome.output == (1...1000).map { "\($0 * $0)\n" }.joined())
     }
 
-    @Test func readsInputsFromStandardInput() throws {
+    @Test func readsInputsFromStandardInput() async throws {
         let cli = try CLI()
         defer { cli.tearDown() }
-        let outcome = try cli.run(["run", "-j", "2", "--", "echo", "got"], stdin: "a\nb c\nd\n")
+        let outcome = try await cli.run(["run", "-j", "2", "--", "echo", "got"], stdin: "a\nb c\nd\n")
         #expect(outcome.status == 0, "\(outcome.errorOutput)")
         #expect(outcome.output == "got a\ngot b c\ngot d\n")
     }
@@ -53,10 +53,10 @@ import Testing
         #expect(String(decoding: reader.data, as: UTF8.self) == (1...count).map { "\($0 * $0)\n" }.joined())
     }
 
-    @Test func failuresAreSummarisedAndSetTheExitStatus() throws {
+    @Test func failuresAreSummarisedAndSetTheExitStatus() async throws {
         let cli = try CLI()
         defer { cli.tearDown() }
-        let outcome = try cli.run(["run", "-j", "2", "--", "sh", "-c", "[ {} != 3 ] && echo ok {} || { echo broken >&2; exit 7; }", ":::", "1", "2", "3", "4"])
+        let outcome = try await cli.run(["run", "-j", "2", "--", "sh", "-c", "[ {} != 3 ] && echo ok {} || { echo broken >&2; exit 7; }", ":::", "1", "2", "3", "4"])
         #expect(outcome.status == 1)
         #expect(outcome.output == "ok 1\nok 2\nok 4\n")
         #expect(outcome.errorOutput.contains("1 of 4 tasks failed"))
@@ -64,28 +64,28 @@ import Testing
         #expect(outcome.errorOutput.contains("broken"))
     }
 
-    @Test func aMissingCommandIsNamed() throws {
+    @Test func aMissingCommandIsNamed() async throws {
         let cli = try CLI()
         defer { cli.tearDown() }
-        let outcome = try cli.run(["run", "-j", "1", "--", "no-such-command-xyz", ":::", "a"])
+        let outcome = try await cli.run(["run", "-j", "1", "--", "no-such-command-xyz", ":::", "a"])
         #expect(outcome.status == 1)
         #expect(outcome.errorOutput.contains("command not found: 'no-such-command-xyz'"))
     }
 
-    @Test func aTimeoutKillsTheTask() throws {
+    @Test func aTimeoutKillsTheTask() async throws {
         let cli = try CLI()
         defer { cli.tearDown() }
         let started = Date()
-        let outcome = try cli.run(["run", "-j", "1", "--timeout", "0.5", "--", "sleep", ":::", "30"])
+        let outcome = try await cli.run(["run", "-j", "1", "--timeout", "0.5", "--", "sleep", ":::", "30"])
         #expect(outcome.status == 1)
         #expect(outcome.errorOutput.contains("timed out after 0.5 s"))
         #expect(Date().timeIntervalSince(started) < 20)
     }
 
-    @Test func anEmptyCommandIsRejected() throws {
+    @Test func anEmptyCommandIsRejected() async throws {
         let cli = try CLI()
         defer { cli.tearDown() }
-        let outcome = try cli.run(["run", "--", ":::", "a"])
+        let outcome = try await cli.run(["run", "--", ":::", "a"])
         #expect(outcome.status != 0)
         #expect(outcome.errorOutput.contains("no command given"))
     }

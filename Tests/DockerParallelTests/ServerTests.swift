@@ -98,7 +98,9 @@ func frameBytes(requestID: UInt32 = 1, body: [UInt8]) -> [UInt8] {
     func badBytesGetAnErrorAndACloseWhileOthersAreServed(what: String, bytes: [UInt8]) async throws {
         try await withServer { endpoint in
             let good = try await client(endpoint)
-            let answer = try rawExchange(endpoint, send: bytes)
+            let answer = try await withCheckedThrowingContinuation { continuation in
+                Thread { continuation.resume(with: Result { try rawExchange(endpoint, send: bytes) }) }.start()
+            }
             guard case .error(let code, let message) = try firstMessage(answer) else {
                 Issue.record("\(what) got no error frame")
                 return
@@ -150,10 +152,12 @@ func frameBytes(requestID: UInt32 = 1, body: [UInt8]) -> [UInt8] {
                 await group.triggerGracefulShutdown()
                 try await tasks.waitForAll()
             }
-            guard case .status(let report) = try await connection.request(.status) else { return }
-            let job = try #require(report.jobs.first)
+            let job = try #require(try await status(connection, "drain"))
             #expect(job.succeeded == 1)
-            #expect(report.workers.isEmpty)
+            try await waitUntil("the server sees the worker leave") {
+                guard case .status(let report) = try await connection.request(.status) else { return false }
+                return report.workers.isEmpty
+            }
         }
     }
 
