@@ -77,13 +77,7 @@ public final class PeerConnection: Sendable {
     public func request(_ message: ClientMessage, timeout: Double? = nil) async throws -> ServerMessage {
         let body = try MessageCoding.encode(message)
         let reply: ServerMessage = try await withCheckedThrowingContinuation { continuation in
-            let id: UInt32? = state.withLockedValue { state in
-                guard !state.closed else { return nil }
-                let id = state.nextRequestID
-                state.nextRequestID = state.nextRequestID &+ 1 == 0 ? 1 : state.nextRequestID &+ 1
-                state.pending[id] = continuation
-                return id
-            }
+            let id = register { $0.pending[$1] = continuation }
             guard let id else {
                 continuation.resume(throwing: Self.closedError)
                 return
@@ -104,13 +98,7 @@ public final class PeerConnection: Sendable {
     /// Sends a request whose replies form a stream (watching a job).
     public func stream(_ message: ClientMessage) -> AsyncThrowingStream<ServerMessage, any Error> {
         let (stream, continuation) = AsyncThrowingStream.makeStream(of: ServerMessage.self)
-        let id: UInt32? = state.withLockedValue { state in
-            guard !state.closed else { return nil }
-            let id = state.nextRequestID
-            state.nextRequestID = state.nextRequestID &+ 1 == 0 ? 1 : state.nextRequestID &+ 1
-            state.streams[id] = continuation
-            return id
-        }
+        let id = register { $0.streams[$1] = continuation }
         guard let id else {
             continuation.finish(throwing: Self.closedError)
             return stream
@@ -121,6 +109,17 @@ public final class PeerConnection: Sendable {
             continuation.finish(throwing: error)
         }
         return stream
+    }
+
+    /// Takes the next request id and records its waiter; `nil` when the connection is closed.
+    private func register(_ record: (inout State, UInt32) -> Void) -> UInt32? {
+        state.withLockedValue { state in
+            guard !state.closed else { return nil }
+            let id = state.nextRequestID
+            state.nextRequestID = id &+ 1 == 0 ? 1 : id &+ 1
+            record(&state, id)
+            return id
+        }
     }
 
     /// Sends a message that needs no reply.

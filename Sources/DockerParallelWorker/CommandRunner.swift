@@ -55,47 +55,23 @@ enum CommandRunner {
             return AttemptReport(succeeded: false, error: "cannot create pipes: \(String(cString: strerror(errno)))")
         }
         for fd in stdoutPipe + stderrPipe { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-        posix_spawn_file_actions_adddup2(&actions, stdoutPipe[1], 1)
-        posix_spawn_file_actions_adddup2(&actions, stderrPipe[1], 2)
-        for fd in stdoutPipe + stderrPipe { posix_spawn_file_actions_addclose(&actions, fd) }
-        var attributes = posix_spawnattr_t()
-        posix_spawnattr_init(&attributes)
-        defer { posix_spawnattr_destroy(&attributes) }
-        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK))
-        posix_spawnattr_setpgroup(&attributes, 0)
-        var defaultSignals = sigset_t()
-        sigemptyset(&defaultSignals)
-        for signal in [SIGTERM, SIGINT, SIGPIPE, SIGHUP] { sigaddset(&defaultSignals, signal) }
-        posix_spawnattr_setsigdefault(&attributes, &defaultSignals)
-        var emptyMask = sigset_t()
-        sigemptyset(&emptyMask)
-        posix_spawnattr_setsigmask(&attributes, &emptyMask)
-
-        var merged = ProcessInfo.processInfo.environment
-        for (key, value) in environment { merged[key] = value }
-        let cArguments = argv.map { strdup($0) } + [nil]
-        let cEnvironment = merged.map { strdup("\($0.key)=\($0.value)") } + [nil]
-        defer {
-            for pointer in cArguments { free(pointer) }
-            for pointer in cEnvironment { free(pointer) }
-        }
-        FileDescriptors.markInheritedCloseOnExec()
-        var pid: pid_t = 0
-        let spawnResult = posix_spawnp(&pid, argv[0], &actions, &attributes, cArguments, cEnvironment)
+        let spawned = ChildProcess.spawn(
+            argv: argv, environment: environment, output: .descriptors(output: stdoutPipe[1], error: stderrPipe[1]),
+            grouping: .newProcessGroup, searchPath: true)
         spawnLock.unlock()
         spawnLocked = false
         close(stdoutPipe[1])
         close(stderrPipe[1])
-        guard spawnResult == 0 else {
+        let pid: pid_t
+        switch spawned {
+        case .success(let child):
+            pid = child
+        case .failure(let error):
             close(stdoutPipe[0])
             close(stderrPipe[0])
-            let reason = spawnResult == ENOENT
+            let reason = error.code == ENOENT
                 ? "command not found: '\(argv[0])' is not on the worker's PATH"
-                : "cannot run '\(argv[0])': \(String(cString: strerror(spawnResult)))"
+                : "cannot run '\(argv[0])': \(error)"
             return AttemptReport(succeeded: false, permanent: true, error: reason)
         }
         // A cancellation that came before the child existed kills it now.
