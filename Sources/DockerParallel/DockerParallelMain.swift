@@ -60,7 +60,8 @@ public enum DockerParallelMain {
             port: port,
             password: ServerPassword(password),
             jobQueueName: environment[EnvironmentKey.jobQueueName] ?? ClusterConfiguration.defaultJobQueueName,
-            leaseDuration: try double(EnvironmentKey.leaseDuration, in: environment) ?? 30)
+            leaseDuration: try double(EnvironmentKey.leaseDuration, in: environment) ?? 30,
+            storePath: environment[EnvironmentKey.storePath].flatMap { $0.isEmpty ? nil : $0 })
         let endpointFile = environment[EnvironmentKey.endpointFile]
         let server = BrokerServer(configuration: configuration, logger: logger) { endpoint in
             logger.info("listening on \(endpoint)")

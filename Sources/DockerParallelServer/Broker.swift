@@ -33,13 +33,25 @@ final class Broker: Sendable {
 
     typealias Output = (channel: any Channel, frame: Frame)
 
+    /// What one event asks for: frames to write now, changes to store, and frames to write only
+    /// once those changes are durable (acknowledgements and results).
+    struct Effects {
+        var now: [Output] = []
+        var changes: [StoreChange] = []
+        var durable: [Output] = []
+
+        static func + (left: Effects, right: Effects) -> Effects {
+            Effects(now: left.now + right.now, changes: left.changes + right.changes, durable: left.durable + right.durable)
+        }
+    }
+
     let configuration: ServerConfiguration
     private let state: NIOLockedValueBox<State>
     private let started = ContinuousClock.now
 
-    init(configuration: ServerConfiguration) {
+    init(configuration: ServerConfiguration, queue: TaskQueue) {
         self.configuration = configuration
-        self.state = NIOLockedValueBox(State(queue: TaskQueue(leaseDuration: configuration.leaseDuration)))
+        self.state = NIOLockedValueBox(State(queue: queue))
     }
 
     /// Seconds since the broker started.
@@ -62,13 +74,13 @@ final class Broker: Sendable {
     }
 
     /// Forgets a peer; a worker's tasks go back to the queue.
-    func disconnect(_ peerID: UInt64) -> [Output] {
+    func disconnect(_ peerID: UInt64) -> Effects {
         state.withLockedValue { state in
-            guard let peer = state.peers.removeValue(forKey: peerID) else { return [] }
+            guard let peer = state.peers.removeValue(forKey: peerID) else { return Effects() }
             for (job, list) in state.watchers {
                 state.watchers[job] = list.filter { $0.peer != peerID }
             }
-            guard peer.role == .worker else { return [] }
+            guard peer.role == .worker else { return Effects() }
             state.workerOrder.removeAll { $0 == peerID }
             let failed = state.queue.workerLost(WorkerID(peerID), slots: max(1, peer.slots))
             return Self.notify(&state, failed) + dispatch(&state)
@@ -78,11 +90,12 @@ final class Broker: Sendable {
     // MARK: Messages
 
     /// Handles one message from an authenticated peer.
-    func handle(_ message: ClientMessage, requestID: UInt32, from peerID: UInt64) -> [Output] {
+    func handle(_ message: ClientMessage, requestID: UInt32, from peerID: UInt64) -> Effects {
         state.withLockedValue { state in
-            guard let peer = state.peers[peerID] else { return [] }
-            let reply = { (message: ServerMessage) -> [Output] in
-                [(peer.channel, Self.frame(message, requestID: requestID))]
+            guard let peer = state.peers[peerID] else { return Effects() }
+            // Replies are written in order with results, after what they depend on is durable.
+            let reply = { (message: ServerMessage) -> Effects in
+                Effects(durable: [(peer.channel, Self.frame(message, requestID: requestID))])
             }
             switch message {
             case .hello:
@@ -98,7 +111,9 @@ final class Broker: Sendable {
                 }
                 guard !jobID.isEmpty else { return reply(.error(code: .invalidArgument, message: "a job needs a non-empty id")) }
                 let outcome = state.queue.submit(jobID: jobID, options: options, tasks: tasks)
-                return reply(.submitted(accepted: outcome.accepted, duplicates: outcome.duplicates)) + dispatch(&state)
+                var effects = reply(.submitted(accepted: outcome.accepted, duplicates: outcome.duplicates))
+                effects.changes.append(.submit(jobID: jobID, options: options, tasks: tasks))
+                return effects + dispatch(&state)
 
             case .credit(let count):
                 guard peer.role == .worker else { return reply(.error(code: .protocolViolation, message: "only workers take tasks")) }
@@ -107,13 +122,15 @@ final class Broker: Sendable {
 
             case .heartbeat(let leaseIDs):
                 state.queue.heartbeat(from: WorkerID(peerID), leaseIDs: leaseIDs, now: now)
-                return []
+                return Effects()
 
             case .complete(let leaseID, let jobID, let index, let report):
                 state.peers[peerID]?.leases.remove(leaseID)
                 let result = state.queue.complete(
                     from: WorkerID(peerID), leaseID: leaseID, jobID: jobID, index: index, report: report)
-                return Self.notify(&state, result.map { [$0] } ?? []) + dispatch(&state)
+                let effects = result == nil
+                    ? Self.counters(state.queue, jobID: jobID, indices: [index]) : Self.notify(&state, [result!])
+                return effects + dispatch(&state)
 
             case .release(let leaseIDs):
                 for id in leaseIDs { state.peers[peerID]?.leases.remove(id) }
@@ -126,12 +143,12 @@ final class Broker: Sendable {
                     return reply(.error(code: .invalidArgument, message: "there is no job '\(jobID)' on this server"))
                 }
                 state.watchers[jobID, default: []].append(Watcher(peer: peerID, channel: peer.channel, requestID: requestID))
-                var outputs: [Output] = []
+                var effects = Effects()
                 let results = state.queue.results(jobID: jobID)
                 for start in stride(from: 0, to: results.count, by: 512) {
-                    outputs += reply(.results(Array(results[start..<min(start + 512, results.count)])))
+                    effects = effects + reply(.results(Array(results[start..<min(start + 512, results.count)])))
                 }
-                return outputs + reply(.job(status))
+                return effects + reply(.job(status))
 
             case .cancel(let jobID, let index):
                 guard state.queue.status(jobID: jobID) != nil else {
@@ -139,19 +156,21 @@ final class Broker: Sendable {
                 }
                 let cancellation = state.queue.cancel(jobID: jobID, index: index)
                 let status = state.queue.status(jobID: jobID) ?? JobStatus(jobID: jobID)
-                var outputs = Self.notify(&state, cancellation.results) + reply(.job(status))
+                var effects = Self.notify(&state, cancellation.results) + reply(.job(status))
                 for (worker, leases) in Dictionary(grouping: cancellation.abortedLeases, by: \.worker) {
                     guard let holder = state.peers[worker.rawValue] else { continue }
                     let ids = leases.map(\.leaseID)
                     state.peers[worker.rawValue]?.leases.subtract(ids)
-                    outputs.append((holder.channel, Self.frame(.abort(leaseIDs: ids), requestID: 0)))
+                    effects.now.append((holder.channel, Self.frame(.abort(leaseIDs: ids), requestID: 0)))
                 }
-                return outputs
+                return effects
 
             case .forget(let jobID):
                 state.queue.forget(jobID: jobID)
                 state.watchers[jobID] = nil
-                return reply(.done)
+                var effects = reply(.done)
+                effects.changes.append(.forget(jobID: jobID))
+                return effects
 
             case .status:
                 let workers = state.workerOrder.compactMap { id -> ServerReport.Worker? in
@@ -166,7 +185,7 @@ final class Broker: Sendable {
     }
 
     /// Takes back expired leases.
-    func expireLeases() -> [Output] {
+    func expireLeases() -> Effects {
         state.withLockedValue { state in
             let failed = state.queue.expireLeases(now: now)
             return Self.notify(&state, failed) + dispatch(&state)
@@ -176,9 +195,9 @@ final class Broker: Sendable {
     // MARK: Internals
 
     /// Hands queued tasks to workers with credit, in turn.
-    private func dispatch(_ state: inout State) -> [Output] {
-        guard state.queue.hasQueuedTasks else { return [] }
-        var outputs: [Output] = []
+    private func dispatch(_ state: inout State) -> Effects {
+        guard state.queue.hasQueuedTasks else { return Effects() }
+        var effects = Effects()
         let now = self.now
         for id in state.workerOrder {
             guard let peer = state.peers[id], peer.credit > 0 else { continue }
@@ -186,27 +205,42 @@ final class Broker: Sendable {
             guard !assignments.isEmpty else { break }
             state.peers[id]?.credit -= assignments.count
             state.peers[id]?.leases.formUnion(assignments.map(\.leaseID))
-            outputs.append((peer.channel, Self.frame(.assign(assignments), requestID: 0)))
+            effects.now.append((peer.channel, Self.frame(.assign(assignments), requestID: 0)))
+            for assignment in assignments {
+                let failures = state.queue.counters(jobID: assignment.jobID, index: assignment.task.index)?.failures ?? 0
+                effects.changes.append(.counters(
+                    jobID: assignment.jobID, index: assignment.task.index, attempts: assignment.attempt, failures: failures))
+            }
         }
         // Rotate so the next dispatch starts with another worker.
         if state.workerOrder.count > 1 { state.workerOrder.append(state.workerOrder.removeFirst()) }
-        return outputs
+        return effects
     }
 
-    private static func notify(_ state: inout State, _ results: [TaskResult]) -> [Output] {
-        guard !results.isEmpty else { return [] }
-        var outputs: [Output] = []
+    private static func counters(_ queue: TaskQueue, jobID: String, indices: [Int]) -> Effects {
+        var effects = Effects()
+        for index in indices {
+            guard let counters = queue.counters(jobID: jobID, index: index) else { continue }
+            effects.changes.append(.counters(jobID: jobID, index: index, attempts: counters.attempts, failures: counters.failures))
+        }
+        return effects
+    }
+
+    /// Stores committed results and shows them to the job's watchers once stored.
+    private static func notify(_ state: inout State, _ results: [TaskResult]) -> Effects {
+        guard !results.isEmpty else { return Effects() }
+        var effects = Effects(changes: results.map { .result($0) })
         for (jobID, jobResults) in Dictionary(grouping: results, by: \.jobID) {
             guard let watchers = state.watchers[jobID], !watchers.isEmpty,
                   let status = state.queue.status(jobID: jobID) else { continue }
             let resultsBody = frameBody(.results(jobResults))
             let statusBody = frameBody(.job(status))
             for watcher in watchers {
-                outputs.append((watcher.channel, Frame(requestID: watcher.requestID, body: resultsBody)))
-                outputs.append((watcher.channel, Frame(requestID: watcher.requestID, body: statusBody)))
+                effects.durable.append((watcher.channel, Frame(requestID: watcher.requestID, body: resultsBody)))
+                effects.durable.append((watcher.channel, Frame(requestID: watcher.requestID, body: statusBody)))
             }
         }
-        return outputs
+        return effects
     }
 
     static func frame(_ message: ServerMessage, requestID: UInt32) -> Frame {

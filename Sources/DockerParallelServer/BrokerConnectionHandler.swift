@@ -12,12 +12,14 @@ final class BrokerConnectionHandler: ChannelInboundHandler {
     typealias OutboundOut = Frame
 
     private let broker: Broker
+    private let committer: GroupCommitter
     private let logger: Logger
     private var peerID: UInt64?
     private var rejected = false
 
-    init(broker: Broker, logger: Logger) {
+    init(broker: Broker, committer: GroupCommitter, logger: Logger) {
         self.broker = broker
+        self.committer = committer
         self.logger = logger
     }
 
@@ -35,7 +37,7 @@ final class BrokerConnectionHandler: ChannelInboundHandler {
             authenticate(context: context, requestID: frame.requestID, message: message)
             return
         }
-        write(broker.handle(message, requestID: frame.requestID, from: peerID))
+        committer.apply(broker.handle(message, requestID: frame.requestID, from: peerID))
     }
 
     private func authenticate(context: ChannelHandlerContext, requestID: UInt32, message: ClientMessage) {
@@ -69,19 +71,9 @@ final class BrokerConnectionHandler: ChannelInboundHandler {
         context.writeAndFlush(wrapOutboundOut(frame)).whenComplete { _ in channel.close(promise: nil) }
     }
 
-    private func write(_ outputs: [Broker.Output]) {
-        guard !outputs.isEmpty else { return }
-        for output in outputs { output.channel.write(output.frame, promise: nil) }
-        var flushed: [ObjectIdentifier] = []
-        for output in outputs where !flushed.contains(ObjectIdentifier(output.channel)) {
-            flushed.append(ObjectIdentifier(output.channel))
-            output.channel.flush()
-        }
-    }
-
     func channelInactive(context: ChannelHandlerContext) {
         if let peerID {
-            write(broker.disconnect(peerID))
+            committer.apply(broker.disconnect(peerID))
             logger.debug("peer disconnected", metadata: ["peer": "\(peerID)"])
         }
         peerID = nil

@@ -1,6 +1,7 @@
 import DockerParallelCore
 import DockerParallelWire
 import Logging
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 import ServiceLifecycle
@@ -28,8 +29,26 @@ public final class BrokerServer: Service {
     /// Binds and serves until shutdown.
     /// - Throws: `.serverStartFailed` when the port cannot be bound.
     public func run() async throws {
-        let broker = Broker(configuration: configuration)
         let logger = self.logger
+        var queue = TaskQueue(leaseDuration: configuration.leaseDuration)
+        var store: (any BrokerStore)?
+        if let path = configuration.storePath {
+            let opened = try SQLiteStore(path: path)
+            let jobs = try opened.load()
+            for job in jobs {
+                queue.restore(jobID: job.jobID, options: job.options, tasks: job.tasks, results: job.results)
+            }
+            logger.info("opened the broker's store", metadata: ["path": "\(path)", "jobs": "\(jobs.count)"])
+            store = opened
+        }
+        let broker = Broker(configuration: configuration, queue: queue)
+        let storeFailed = NIOLockedValueBox<(any Error)?>(nil)
+        let serverChannel = NIOLockedValueBox<(any Channel)?>(nil)
+        let committer = GroupCommitter(store: store) { error in
+            logger.error("the broker's store failed; stopping so that a restart resumes from it", metadata: ["error": "\(error)"])
+            storeFailed.withLockedValue { $0 = error }
+            serverChannel.withLockedValue { $0 }?.close(promise: nil)
+        }
         let maximumFrameLength = configuration.maximumFrameLength
         let channel: any Channel
         do {
@@ -41,7 +60,7 @@ public final class BrokerServer: Service {
                     channel.eventLoop.makeCompletedFuture {
                         try channel.pipeline.syncOperations.addFrameCodec(maximumLength: maximumFrameLength)
                         try channel.pipeline.syncOperations.addHandler(
-                            BrokerConnectionHandler(broker: broker, logger: logger))
+                            BrokerConnectionHandler(broker: broker, committer: committer, logger: logger))
                     }
                 }
                 .bind(host: configuration.host, port: configuration.port)
@@ -55,12 +74,13 @@ public final class BrokerServer: Service {
             throw DockerParallelError(
                 .serverStartFailed, "cannot listen on \(configuration.host):\(configuration.port): \(error)", underlying: error)
         }
+        serverChannel.withLockedValue { $0 = channel }
         let port = channel.localAddress?.port ?? configuration.port
         logger.debug("server listening", metadata: ["host": "\(configuration.host)", "port": "\(port)"])
         onBound(Endpoint(host: configuration.host, port: port))
 
         let expiry = channel.eventLoop.scheduleRepeatedTask(initialDelay: .milliseconds(500), delay: .milliseconds(500)) { _ in
-            for output in broker.expireLeases() { output.channel.writeAndFlush(output.frame, promise: nil) }
+            committer.apply(broker.expireLeases())
         }
         await withTaskCancellationHandler {
             await withGracefulShutdownHandler {
@@ -73,5 +93,8 @@ public final class BrokerServer: Service {
         }
         expiry.cancel()
         logger.debug("server stopped")
+        if let error = storeFailed.withLockedValue({ $0 }) {
+            throw DockerParallelError(.providerFailed, "the broker's store failed: \(error)", underlying: nil)
+        }
     }
 }

@@ -14,6 +14,8 @@ public struct ServerConfiguration: Sendable {
     public var leaseDuration: Double
     /// The largest frame accepted, in bytes.
     public var maximumFrameLength: Int
+    /// The SQLite file that keeps tasks and results across restarts; `nil` keeps them in memory only.
+    public var storePath: String?
 
     /// Creates a configuration.
     /// - Parameters:
@@ -23,13 +25,15 @@ public struct ServerConfiguration: Sendable {
     ///   - jobQueueName: The cluster's name.
     ///   - leaseDuration: Seconds without a heartbeat before a task is taken back (default 30).
     ///   - maximumFrameLength: Bytes (default 64 MiB).
+    ///   - storePath: The durable store's file (default none: in memory).
     public init(
         host: String = "127.0.0.1",
         port: Int = ClusterConfiguration.defaultServerPort,
         password: ServerPassword,
         jobQueueName: String = ClusterConfiguration.defaultJobQueueName,
         leaseDuration: Double = 30,
-        maximumFrameLength: Int = Frame.maximumLength
+        maximumFrameLength: Int = Frame.maximumLength,
+        storePath: String? = nil
     ) {
         self.host = host
         self.port = port
@@ -37,5 +41,6 @@ public struct ServerConfiguration: Sendable {
         self.jobQueueName = jobQueueName
         self.leaseDuration = leaseDuration
         self.maximumFrameLength = maximumFrameLength
+        self.storePath = storePath
     }
 }

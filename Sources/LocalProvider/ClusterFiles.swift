@@ -20,6 +20,7 @@ struct ClusterFiles {
     var endpoint: String { "\(directory)/server.endpoint" }
     var serverLog: String { "\(directory)/server.log" }
     var staticDataFile: String { "\(directory)/static.json" }
+    var store: String { "\(directory)/broker.sqlite" }
     var workersDirectory: String { "\(directory)/workers" }
 
     func create() throws {

@@ -89,6 +89,7 @@ public actor LocalProvider: CloudProvider {
         var environment = container.environment
         environment[EnvironmentKey.host] = configuration.host
         environment[EnvironmentKey.endpointFile] = files.endpoint
+        environment[EnvironmentKey.storePath] = files.store
         if context.stopClusterOnExit { environment[EnvironmentKey.ownerProcessID] = String(getpid()) }
         let pid = try ProcessControl.spawnDetached(executable: container.image, environment: environment, logFile: files.serverLog)
         try files.write(String(pid), to: files.serverPIDFile)

@@ -19,8 +19,12 @@ struct Server: AsyncParsableCommand {
     @Option(help: "Seconds a lease lasts without a heartbeat.")
     var leaseSeconds: Double = 30
 
+    @Option(help: "The SQLite file that keeps tasks and results across restarts (default: memory only).")
+    var store: String?
+
     func run() async throws {
         var environment = ProcessInfo.processInfo.environment
+        if let store { environment[EnvironmentKey.storePath] = store }
         environment[EnvironmentKey.host] = host
         environment[EnvironmentKey.port] = String(port)
         environment[EnvironmentKey.jobQueueName] = name

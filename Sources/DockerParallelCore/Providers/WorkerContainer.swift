@@ -49,6 +49,8 @@ public enum EnvironmentKey {
     public static let ownerProcessID = "DOCKERPARALLEL_OWNER_PID"
     /// Seconds a lease lasts without a heartbeat.
     public static let leaseDuration = "DOCKERPARALLEL_LEASE_SECONDS"
+    /// The SQLite file where the server keeps tasks and results across restarts.
+    public static let storePath = "DOCKERPARALLEL_STORE"
     /// A name for the worker, shown in status.
     public static let workerName = "DOCKERPARALLEL_WORKER_NAME"
 }

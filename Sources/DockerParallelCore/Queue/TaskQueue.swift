@@ -280,6 +280,46 @@ public struct TaskQueue: Sendable {
         }
     }
 
+    // MARK: Durability
+
+    /// A task's attempt and failure counts, for the durable store.
+    public func counters(jobID: String, index: Int) -> (attempts: Int, failures: Int)? {
+        entries[Key(jobID: jobID, index: index)].map { ($0.attempts, $0.failures) }
+    }
+
+    /// Puts back a job read from the durable store: tasks with a result are finished, the others
+    /// queued (a task that was leased when the server stopped runs again).
+    public mutating func restore(
+        jobID: String, options: JobOptions, tasks: [(spec: TaskSpec, attempts: Int, failures: Int)], results: [TaskResult]
+    ) {
+        var job = jobs[jobID] ?? Job(options: options, status: JobStatus(jobID: jobID))
+        let finished = Dictionary(results.map { ($0.index, $0) }, uniquingKeysWith: { first, _ in first })
+        for task in tasks.sorted(by: { $0.spec.index < $1.spec.index }) {
+            let key = Key(jobID: jobID, index: task.spec.index)
+            guard entries[key] == nil else { continue }
+            var entry = Entry(spec: task.spec)
+            entry.attempts = task.attempts
+            entry.failures = task.failures
+            job.indices.append(task.spec.index)
+            job.status.total += 1
+            if let result = finished[task.spec.index] {
+                entry.state = .done
+                entry.spec = TaskSpec(index: task.spec.index, kind: task.spec.kind)
+                job.results[task.spec.index] = result
+                switch result.status {
+                case .succeeded: job.status.succeeded += 1
+                case .failed: job.status.failed += 1
+                case .cancelled: job.status.cancelled += 1
+                }
+            } else {
+                ready.append(key)
+                job.status.queued += 1
+            }
+            entries[key] = entry
+        }
+        jobs[jobID] = job
+    }
+
     // MARK: Internals
 
     private mutating func dropLease(_ id: UInt64) {
