@@ -1,6 +1,7 @@
 import DockerParallelCore
 import DockerParallelWire
 import Foundation
+import NIOConcurrencyHelpers
 
 extension DockerCluster {
     /// Runs a Swift task over every input on the cluster and returns the outputs in input order.
@@ -62,7 +63,6 @@ extension DockerCluster {
     public func submit(_ tasks: [TaskSpec], jobID: String, options: JobOptions) async throws {
         try options.validate()
         guard !jobID.isEmpty else { throw DockerParallelError(.invalidArgument, "a job id must not be empty") }
-        let connection = try await client()
         var start = 0
         repeat {
             var end = start
@@ -71,7 +71,9 @@ extension DockerCluster {
                 bytes += tasks[end].input.count + 64
                 end += 1
             }
-            let reply = try await connection.request(.submit(jobID: jobID, options: options, tasks: Array(tasks[start..<end])))
+            // Submits are idempotent, so a batch whose acknowledgement was lost is simply sent again.
+            let batch = Array(tasks[start..<end])
+            let reply = try await withServerRetry { try await $0.request(.submit(jobID: jobID, options: options, tasks: batch)) }
             guard case .submitted = reply else {
                 throw DockerParallelError(.protocolViolation, "the server answered submit with \(reply)")
             }
@@ -85,33 +87,34 @@ extension DockerCluster {
     public func results(
         jobID: String, progress: @escaping @Sendable (JobStatus) -> Void = { _ in }
     ) async throws -> AsyncThrowingStream<TaskResult, any Error> {
-        let connection = try await client()
-        let replies = connection.stream(.watch(jobID: jobID))
+        _ = try await client()
+        let received = NIOLockedValueBox(Set<Int>())
         return AsyncThrowingStream { continuation in
             let reader = _Concurrency.Task {
-                // Frames from different workers' completions may arrive in any order, so the
-                // stream ends when a result for every task has arrived, not on a status alone.
-                var received = Set<Int>()
-                var total: Int?
                 do {
-                    for try await reply in replies {
-                        switch reply {
-                        case .results(let results):
-                            for result in results where received.insert(result.index).inserted {
-                                continuation.yield(result)
+                    // Watching is idempotent: after a lost connection the server sends every
+                    // result again, and those already seen are skipped.
+                    try await self.withServerRetry { connection in
+                        // Frames from different workers' completions may arrive in any order, so
+                        // the stream ends when every task has a result, not on a status alone.
+                        var total: Int?
+                        for try await reply in connection.stream(.watch(jobID: jobID)) {
+                            switch reply {
+                            case .results(let results):
+                                for result in results where received.withLockedValue({ $0.insert(result.index).inserted }) {
+                                    continuation.yield(result)
+                                }
+                            case .job(let status):
+                                total = status.total
+                                progress(status)
+                            default:
+                                break
                             }
-                        case .job(let status):
-                            total = status.total
-                            progress(status)
-                        default:
-                            break
+                            if let total, received.withLockedValue({ $0.count }) >= total { return }
                         }
-                        if let total, received.count >= total {
-                            continuation.finish()
-                            return
-                        }
+                        throw DockerParallelError(.connectionFailed, "the server closed the connection before job \(jobID) finished")
                     }
-                    continuation.finish(throwing: DockerParallelError(.connectionFailed, "the server closed the connection before job \(jobID) finished"))
+                    continuation.finish()
                 } catch {
                     continuation.finish(throwing: error)
                 }

@@ -28,6 +28,9 @@ public actor DockerCluster {
     /// (Local provider).
     public var stopClusterOnExit: Bool
 
+    /// Seconds a job's submit or collection waits for a lost server to come back before failing.
+    public var serverRecoveryTimeout: Double = 60
+
     let logger: Logger
     private let messageHandler: MessageHandler
     private var providerInitialized = false
@@ -176,9 +179,15 @@ public actor DockerCluster {
             expected: configuration.expectedWorkerNumber, initializing: numbers.initializing, running: numbers.running)
     }
 
-    /// Refreshes the server's status and re-deploys workers that died.
+    /// Refreshes the server's status, restarts the server if it died (its durable store lets it
+    /// resume), and re-deploys workers that died.
     public func update() async throws {
+        let wasRunning = isServerRunning
         try await updateServerStatus()
+        if wasRunning && !isServerRunning {
+            say("The server had stopped; restarting it")
+            try await startServer()
+        }
         try await setWorkerNumber(configuration.expectedWorkerNumber)
     }
 
@@ -279,6 +288,31 @@ public actor DockerCluster {
         let connection = try await PeerConnection.connect(to: endpoint, hello: hello)
         self.connection = connection
         return connection
+    }
+
+    /// Runs an idempotent request; when the connection to the server is lost, waits for the
+    /// server to come back (restarted by `update()` or by someone else) and runs it again.
+    func withServerRetry<T: Sendable>(_ operation: @Sendable (PeerConnection) async throws -> T) async throws -> T {
+        let deadline = ContinuousClock.now + .milliseconds(Int64(serverRecoveryTimeout * 1000))
+        var delay = 0.05
+        while true {
+            do {
+                return try await operation(try await client())
+            } catch let error as DockerParallelError
+                where [.connectionFailed, .serverStartFailed, .serverNotRunning].contains(error.code) {
+                guard ContinuousClock.now < deadline else { throw error }
+                say("Lost the server (\(error.message)); waiting for it to come back", level: 2)
+                connection?.close()
+                connection = nil
+                try await Task.sleep(for: .milliseconds(Int64(delay * 1000)))
+                delay = min(delay * 2, 1)
+                if !runtime.serverFromOtherSource,
+                   (try? await provider.serverStatus(context: context())) == .running,
+                   let endpoints = try? await provider.serverEndpoints(context: context()) {
+                    runtime.serverEndpoints = endpoints
+                }
+            }
+        }
     }
 
     func say(_ message: String, level: Int = 1) {

@@ -85,8 +85,12 @@ public actor LocalProvider: CloudProvider {
         if let pid = files.serverPID, ProcessControl.isAlive(pid) { return }
         try files.create()
         try files.writeStaticData(context.staticData)
-        files.remove(files.endpoint)
         var environment = container.environment
+        // A server that died is restarted on its old port, where its workers look for it.
+        if environment[EnvironmentKey.port] == "0", let previous = files.serverEndpoint {
+            environment[EnvironmentKey.port] = String(previous.port)
+        }
+        files.remove(files.endpoint)
         environment[EnvironmentKey.host] = configuration.host
         environment[EnvironmentKey.endpointFile] = files.endpoint
         environment[EnvironmentKey.storePath] = files.store

@@ -89,6 +89,29 @@ final class ReadBox: @unchecked Sendable {
     var done = false
 }
 
+/// Reads a pipe on a thread of its own, so that what has arrived so far can be looked at.
+final class StreamReader: @unchecked Sendable {
+    // Every access to `data` and `done` holds `lock`.
+    private let lock = NSLock()
+    private var data = Data()
+    private var done = false
+
+    init(_ pipe: Pipe) {
+        let handle = pipe.fileHandleForReading
+        Thread { [self] in
+            while true {
+                let chunk = handle.availableData
+                if chunk.isEmpty { break }
+                lock.withLock { data.append(chunk) }
+            }
+            lock.withLock { done = true }
+        }.start()
+    }
+
+    var text: String { lock.withLock { String(decoding: data, as: UTF8.self) } }
+    var isDone: Bool { lock.withLock { done } }
+}
+
 /// Waits until `condition` holds, failing after `timeout` seconds.
 func waitUntil(_ what: String, timeout: Double = 30, _ condition: () async throws -> Bool) async throws {
     let deadline = ContinuousClock.now + .milliseconds(Int64(timeout * 1000))

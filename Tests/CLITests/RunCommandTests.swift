@@ -53,6 +53,37 @@ import Testing
         #expect(String(decoding: reader.data, as: UTF8.self) == (1...count).map { "\($0 * $0)\n" }.joined())
     }
 
+    @Test func everyResultArrivesOnceWhenTheServerIsKilled() async throws {
+        let cli = try CLI()
+        defer { cli.tearDown() }
+        let count = 300
+        let (process, output, errorOutput) = try cli.start(
+            ["run", "-j", "2", "--", "sh", "-c", "sleep 0.03; echo $(( {} * {} ))", ":::"] + (1...count).map(String.init))
+        let reader = StreamReader(output)
+        let errorReader = StreamReader(errorOutput)
+        let folder = "\(cli.home)/dockerparallel-run-\(process.processIdentifier)/run-\(process.processIdentifier)"
+        func serverPID() -> Int32? {
+            (try? String(contentsOfFile: "\(folder)/server.pid", encoding: .utf8)).flatMap { Int32($0) }
+        }
+        var killed: [Int32] = []
+        for _ in 0..<2 {
+            // Wait for a server that has not been killed yet, with results flowing from it.
+            let printed = reader.text.count
+            try await waitUntil("a fresh server runs the job") {
+                guard process.isRunning else { return true }
+                guard let pid = serverPID(), !killed.contains(pid) else { return false }
+                return reader.text.count > printed
+            }
+            guard process.isRunning, let pid = serverPID() else { break }
+            if kill(pid, SIGKILL) == 0 { killed.append(pid) }
+        }
+        try await waitUntil("the run ends", timeout: 180) { !process.isRunning }
+        try await waitUntil("the output is read") { reader.isDone && errorReader.isDone }
+        #expect(killed.count >= 1)
+        #expect(process.terminationStatus == 0, "\(errorReader.text)")
+        #expect(reader.text == (1...count).map { "\($0 * $0)\n" }.joined())
+    }
+
     @Test func failuresAreSummarisedAndSetTheExitStatus() async throws {
         let cli = try CLI()
         defer { cli.tearDown() }
