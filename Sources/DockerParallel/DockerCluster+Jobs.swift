@@ -123,6 +123,21 @@ extension DockerCluster {
         }
     }
 
+    /// The results a job has now, ordered by index, without waiting for the rest.
+    public func finishedResults(jobID: String) async throws -> [TaskResult] {
+        try await withServerRetry { connection in
+            var results: [TaskResult] = []
+            for try await reply in connection.stream(.watch(jobID: jobID)) {
+                switch reply {
+                case .results(let batch): results += batch
+                case .job: return results.sorted { $0.index < $1.index }
+                default: break
+                }
+            }
+            throw DockerParallelError(.connectionFailed, "the server closed the connection")
+        }
+    }
+
     /// Waits for every result of a job, ordered by index.
     public func collect(jobID: String, progress: @escaping @Sendable (JobStatus) -> Void = { _ in }) async throws -> [TaskResult] {
         var results: [TaskResult] = []

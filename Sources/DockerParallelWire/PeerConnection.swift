@@ -103,6 +103,10 @@ public final class PeerConnection: Sendable {
             continuation.finish(throwing: Self.closedError)
             return stream
         }
+        // A reader that stops early drops what the server still sends for this request.
+        continuation.onTermination = { [weak self] _ in
+            _ = self?.state.withLockedValue { $0.streams.removeValue(forKey: id) }
+        }
         do {
             channel.writeAndFlush(Frame(requestID: id, body: try MessageCoding.encode(message)), promise: nil)
         } catch {

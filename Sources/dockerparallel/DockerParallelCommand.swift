@@ -15,9 +15,11 @@ struct DockerParallelCommand: AsyncParsableCommand {
               dockerparallel run --cluster demo -- gzip -k {} ::: *.csv
               dockerparallel status --name demo
               dockerparallel scale 4 --name demo
+              dockerparallel submit --name demo -- ./simulate {} ::: $(seq 1 1000)   # prints a job id
+              dockerparallel results --name demo --job JOB_ID
               dockerparallel down --name demo
             """,
-        subcommands: [Run.self, Up.self, Status.self, Scale.self, Down.self, List.self, Server.self, WorkerCommand.self]
+        subcommands: [Run.self, Up.self, Status.self, Scale.self, Down.self, List.self, Submit.self, Results.self, Logs.self, Server.self, WorkerCommand.self]
     )
 
     static func main() async {
@@ -38,7 +40,7 @@ struct DockerParallelCommand: AsyncParsableCommand {
 
 /// Options shared by the commands that name a cluster.
 struct ClusterOptions: ParsableArguments {
-    @Option(name: .shortAndLong, help: "The cluster's name (its job queue name).")
+    @Option(name: [.short, .long, .customLong("cluster")], help: "The cluster's name (its job queue name).")
     var name: String = ClusterConfiguration.defaultJobQueueName
 
     @Option(help: ArgumentHelp("Where cluster state lives.", discussion: "Default: $DOCKERPARALLEL_HOME/clusters, or ~/.dockerparallel/clusters."))

@@ -26,14 +26,7 @@ struct Run: AsyncParsableCommand {
     @Option(help: "Run on this running named cluster instead of an ephemeral one.")
     var cluster: String?
 
-    @Option(help: "Seconds one task may run before it is killed.")
-    var timeout: Double?
-
-    @Option(help: "Retries of a task whose command failed.")
-    var retries: Int = 0
-
-    @Option(help: "Attempts of a task whose worker was lost.")
-    var maxAttempts: Int = 3
+    @OptionGroup var jobOptions: JobOptionGroup
 
     @Option(help: "Where cluster state lives.")
     var stateDir: String?
@@ -52,31 +45,11 @@ struct Run: AsyncParsableCommand {
 
     mutating func validate() throws {
         guard jobs >= 1 else { throw ValidationError("-j must be at least 1, got \(jobs)") }
-        guard retries >= 0 else { throw ValidationError("--retries must not be negative") }
-        guard maxAttempts >= 1 else { throw ValidationError("--max-attempts must be at least 1") }
     }
 
     func run() async throws {
-        var words = self.words
-        if words.first == "--" { words.removeFirst() }
-        let command: [String]
-        var inputs: [String]
-        if let separator = words.firstIndex(of: ":::") {
-            command = Array(words[..<separator])
-            inputs = Array(words[(separator + 1)...])
-        } else {
-            command = words
-            inputs = []
-            while let line = readLine(strippingNewline: true) { inputs.append(line) }
-        }
-        let template: CommandTemplate
-        do {
-            template = try CommandTemplate(command)
-        } catch let error as DockerParallelError {
-            throw ValidationError(error.message)
-        }
-        let options = JobOptions(maxAttempts: maxAttempts, failureRetries: retries, timeout: timeout)
-        try options.validate()
+        let (template, inputs) = try CommandInputs.parse(words)
+        let options = try jobOptions.options()
         guard !inputs.isEmpty else { return }
 
         let started = ContinuousClock.now
@@ -100,10 +73,10 @@ struct Run: AsyncParsableCommand {
                 stopClusterOnExit: true, messages: CLIEnvironment.printMessage)
             try await handle.startCluster()
         }
-        let failures: [(TaskResult, String)]
+        let failures: [TaskResult]
         let taskInputs = inputs
         do {
-            failures = try await withThrowingTaskGroup(of: [(TaskResult, String)]?.self) { group in
+            failures = try await withThrowingTaskGroup(of: [TaskResult]?.self) { group in
                 if ephemeralState != nil {
                     // Replace workers that die while the job runs.
                     group.addTask {
@@ -141,44 +114,16 @@ struct Run: AsyncParsableCommand {
                 inputs.count, workers, seconds, Double(inputs.count) / max(seconds, 1e-9), failures.count)
             FileHandle.standardError.write(Data(line.utf8))
         }
-        guard failures.isEmpty else {
-            var summary = "dockerparallel: \(failures.count) of \(inputs.count) tasks failed:\n"
-            for (result, input) in failures.prefix(20) {
-                let error = result.error ?? "failed"
-                let last = result.lastErrorLines(1)
-                let detail = last.isEmpty || error.contains(last) ? "" : " (stderr: \(last))"
-                summary += "  #\(result.index + 1) (input \(input)): \(error)\(detail)\n"
-            }
-            if failures.count > 20 { summary += "  … and \(failures.count - 20) more\n" }
-            FileHandle.standardError.write(Data(summary.utf8))
-            throw ExitCode(Int32(min(failures.count, 101)))
-        }
+        try JobOutput.finish(failures: failures, total: inputs.count) { "input \(inputs[$0])" }
     }
 
     /// Submits, prints outputs in input order as they become printable, returns the failures.
     private static func execute(
         template: CommandTemplate, inputs: [String], options: JobOptions, on cluster: DockerCluster, showProgress: Bool
-    ) async throws -> [(TaskResult, String)] {
+    ) async throws -> [TaskResult] {
         let job = try await cluster.submitCommands(template, inputs: inputs, options: options)
         let progress = ProgressBar(total: inputs.count, enabled: showProgress)
-        var pending: [Int: TaskResult] = [:]
-        var next = 0
-        var failures: [(TaskResult, String)] = []
-        let output = FileHandle.standardOutput
-        let errorOutput = FileHandle.standardError
-        for try await result in try await job.results(progress: { progress.update($0) }) {
-            pending[result.index] = result
-            while let ready = pending.removeValue(forKey: next) {
-                if !ready.output.isEmpty { output.write(ready.output) }
-                if !ready.errorOutput.isEmpty {
-                    progress.clear()
-                    errorOutput.write(ready.errorOutput)
-                }
-                if ready.status != .succeeded { failures.append((ready, inputs[ready.index])) }
-                next += 1
-            }
-        }
-        progress.finish()
+        let failures = try await JobOutput.printInOrder(try await job.results(progress: { progress.update($0) }), progress: progress)
         try? await cluster.forget(jobID: job.id)
         return failures
     }

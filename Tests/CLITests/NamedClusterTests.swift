@@ -80,3 +80,39 @@ import Testing
         #expect(!logs.joined().contains(String(password)))
     }
 }
+
+@Suite struct JobCommandTests {
+    @Test func aJobSubmittedByOneProcessIsCollectedByAnother() async throws {
+        let cli = try CLI()
+        defer { cli.tearDown() }
+        let up = try await cli.run(["up", "--cluster", "batch", "--port", "0", "--workers", "2"])
+        #expect(up.status == 0, "\(up.errorOutput)")
+        let submit = try await cli.run(["submit", "--cluster", "batch", "--job", "nightly", "--",
+                                        "sh", "-c", "echo out {}; echo err {} >&2; [ {} != 2 ]", ":::", "1", "2", "3"])
+        #expect(submit.status == 0, "\(submit.errorOutput)")
+        #expect(submit.output == "nightly\n")
+        // Submitting again with the same id adds nothing.
+        let again = try await cli.run(["submit", "--cluster", "batch", "--job", "nightly", "--",
+                                       "sh", "-c", "echo out {}; echo err {} >&2; [ {} != 2 ]", ":::", "1", "2", "3"])
+        #expect(again.status == 0)
+
+        let results = try await cli.run(["results", "--cluster", "batch", "--job", "nightly"])
+        #expect(results.output == "out 1\nout 2\nout 3\n")
+        #expect(results.status == 1)
+        #expect(results.errorOutput.contains("1 of 3 tasks failed"))
+        #expect(results.errorOutput.contains("#2 (task 2): exited with status 1"))
+
+        let list = try await cli.run(["results", "--cluster", "batch"])
+        #expect(list.output == "nightly\t3/3 done, 1 failed, 0 cancelled\n")
+
+        let logs = try await cli.run(["logs", "--cluster", "batch", "--job", "nightly", "--task", "2"])
+        #expect(logs.output.contains("--- task 2: failed, exit 1, 1 attempt(s): exited with status 1\nerr 2\n"))
+        #expect(!logs.output.contains("err 1"))
+
+        let forget = try await cli.run(["results", "--cluster", "batch", "--job", "nightly", "--forget"])
+        #expect(forget.output == "out 1\nout 2\nout 3\n")
+        let gone = try await cli.run(["results", "--cluster", "batch", "--job", "nightly"])
+        #expect(gone.status != 0)
+        #expect(gone.errorOutput.contains("there is no job 'nightly'"))
+    }
+}

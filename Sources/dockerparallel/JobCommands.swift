@@ -1,0 +1,97 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import ArgumentParser
+import DockerParallel
+import Foundation
+
+struct Submit: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Submit a command per input to a named cluster, print the job's id and return at once.",
+        discussion: "Collect the outputs later, from any process, with `dockerparallel results --name NAME --job ID`.")
+
+    @OptionGroup var cluster: ClusterOptions
+    @OptionGroup var jobOptions: JobOptionGroup
+
+    @Option(help: "The job's id (default: a new one). Submitting again with the same id adds nothing twice.")
+    var job: String?
+
+    @Argument(parsing: .captureForPassthrough, help: "-- COMMAND ARGS… [::: INPUT…]")
+    var words: [String] = []
+
+    func run() async throws {
+        let (template, inputs) = try CommandInputs.parse(words)
+        let options = try jobOptions.options()
+        let handle = try await cluster.reconnected()
+        let submitted = try await handle.submitCommands(
+            template, inputs: inputs, options: options, jobID: job ?? DockerCluster.newJobID())
+        print(submitted.id)
+    }
+}
+
+struct Results: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Wait for a job and print its outputs in input order.",
+        discussion: "The exit status is the number of failed tasks (at most 101). The results stay on the server unless --forget is given.")
+
+    @OptionGroup var cluster: ClusterOptions
+
+    @Option(help: "The job's id, as `submit` printed it; without it, the cluster's jobs are listed.")
+    var job: String?
+
+    @Flag(help: "Remove the job and its results from the server once they are printed.")
+    var forget = false
+
+    @Flag(help: "Never show the progress bar.")
+    var noProgress = false
+
+    func run() async throws {
+        let handle = try await cluster.reconnected()
+        guard let job else {
+            let jobs = try await handle.serverReport().jobs
+            if jobs.isEmpty { print("No jobs on '\(cluster.name)'.") }
+            for job in jobs {
+                print("\(job.jobID)\t\(job.finished)/\(job.total) done, \(job.failed) failed, \(job.cancelled) cancelled")
+            }
+            return
+        }
+        let status = try await handle.jobStatus(jobID: job)
+        let progress = ProgressBar(total: status.total, enabled: !noProgress && isatty(2) == 1)
+        let failures = try await JobOutput.printInOrder(
+            try await handle.results(jobID: job, progress: { progress.update($0) }), progress: progress)
+        if forget { try await handle.forget(jobID: job) }
+        try JobOutput.finish(failures: failures, total: status.total) { "task \($0 + 1)" }
+    }
+}
+
+struct Logs: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Print the standard error, exit status and error of a job's finished tasks.")
+
+    @OptionGroup var cluster: ClusterOptions
+
+    @Option(help: "The job's id.")
+    var job: String
+
+    @Option(help: "Only this task (numbered from 1).")
+    var task: Int?
+
+    func run() async throws {
+        let handle = try await cluster.reconnected()
+        let status = try await handle.jobStatus(jobID: job)
+        // Headers and raw output go through the same unbuffered handle, so they stay in order.
+        let out = FileHandle.standardOutput
+        out.write(Data("job \(job): \(status.finished)/\(status.total) done, \(status.running) running, \(status.queued) queued, \(status.failed) failed, \(status.cancelled) cancelled\n".utf8))
+        for result in try await handle.finishedResults(jobID: job) where task == nil || result.index + 1 == task {
+            let exit = result.exitCode.map { "exit \($0)" } ?? "no exit status"
+            let error = result.error.map { ": \($0)" } ?? ""
+            out.write(Data("--- task \(result.index + 1): \(result.status.rawValue), \(exit), \(result.attempts) attempt(s)\(error)\n".utf8))
+            out.write(result.errorOutput)
+            if result.errorOutput.last.map({ $0 != UInt8(ascii: "\n") }) ?? false { out.write(Data("\n".utf8)) }
+        }
+    }
+}
