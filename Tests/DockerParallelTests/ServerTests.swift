@@ -36,10 +36,9 @@ func client(_ endpoint: Endpoint, password: String = "right-password") async thr
     try await PeerConnection.connect(to: endpoint, hello: Hello(role: .client, password: password, name: "test-client"))
 }
 
-/// Sends raw bytes and returns what the server answers before it closes the connection.
-func rawExchange(_ endpoint: Endpoint, send bytes: [UInt8]) throws -> [UInt8] {
+/// A plain TCP connection to the server, or `nil`.
+func openConnection(_ endpoint: Endpoint) -> Int32? {
     let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-    defer { close(fd) }
     var address = sockaddr_in()
     address.sin_family = sa_family_t(AF_INET)
     address.sin_port = in_port_t(UInt16(endpoint.port).bigEndian)
@@ -47,7 +46,35 @@ func rawExchange(_ endpoint: Endpoint, send bytes: [UInt8]) throws -> [UInt8] {
     let connected = withUnsafePointer(to: &address) {
         $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
     }
-    guard connected == 0 else { throw DockerParallelError(.connectionFailed, "raw connect failed") }
+    guard connected == 0 else {
+        close(fd)
+        return nil
+    }
+    return fd
+}
+
+/// Sends raw bytes, closes the sending side, and returns what the server answers before it closes.
+func rawExchangeHalfClose(_ endpoint: Endpoint, send bytes: [UInt8]) throws -> [UInt8] {
+    guard let fd = openConnection(endpoint) else { throw DockerParallelError(.connectionFailed, "raw connect failed") }
+    defer { close(fd) }
+    var timeout = timeval(tv_sec: 10, tv_usec: 0)
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+    _ = bytes.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, 0) }
+    shutdown(fd, Int32(SHUT_WR))
+    var received: [UInt8] = []
+    var buffer = [UInt8](repeating: 0, count: 4096)
+    while true {
+        let count = recv(fd, &buffer, buffer.count, 0)
+        if count <= 0 { break }
+        received += buffer[0..<count]
+    }
+    return received
+}
+
+/// Sends raw bytes and returns what the server answers before it closes the connection.
+func rawExchange(_ endpoint: Endpoint, send bytes: [UInt8]) throws -> [UInt8] {
+    guard let fd = openConnection(endpoint) else { throw DockerParallelError(.connectionFailed, "raw connect failed") }
+    defer { close(fd) }
     var timeout = timeval(tv_sec: 10, tv_usec: 0)
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
     _ = bytes.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, 0) }
@@ -107,6 +134,42 @@ func frameBytes(requestID: UInt32 = 1, body: [UInt8]) -> [UInt8] {
             }
             #expect(code == .protocolViolation, "\(what): \(message)")
             guard case .status = try await good.request(.status) else { Issue.record("no status after \(what)"); return }
+        }
+    }
+
+    @Test func mutatedFramesFromAuthenticatedPeersNeverStopTheServer() async throws {
+        try await withServer { endpoint in
+            let good = try await client(endpoint)
+            _ = try await good.request(.submit(jobID: "kept", options: JobOptions(), tasks: [
+                TaskSpec(index: 0, kind: .command(argv: ["true"], environment: [:])),
+            ]))
+            let hello = Array(try MessageCoding.encode(ClientMessage.hello(Hello(role: .worker, password: "right-password", name: "fuzz", slots: 1))))
+            let valid = try [ClientMessage.credit(count: 2), .heartbeat(leaseIDs: [1]), .watch(jobID: "kept"),
+                             .complete(leaseID: 1, jobID: "kept", index: 0, report: AttemptReport(succeeded: false))]
+                .map { Array(try MessageCoding.encode($0)) }
+            var generator = SystemRandomNumberGenerator()
+            for _ in 0..<200 {
+                var body = valid.randomElement(using: &generator)!
+                for _ in 0..<3 { body[Int.random(in: 0..<body.count, using: &generator)] = UInt8.random(in: 0...255, using: &generator) }
+                let bytes = frameBytes(body: hello) + frameBytes(requestID: 2, body: body)
+                _ = try await withCheckedThrowingContinuation { continuation in
+                    Thread { continuation.resume(with: Result { try rawExchangeHalfClose(endpoint, send: bytes) }) }.start()
+                }
+            }
+            guard case .status(let report) = try await good.request(.status) else { Issue.record("no status"); return }
+            #expect(report.jobs.map(\.jobID) == ["kept"])
+            #expect(report.jobs.first?.total == 1)
+        }
+    }
+
+    @Test func aFloodOfIdleConnectionsDoesNotStopOthers() async throws {
+        try await withServer { endpoint in
+            var flood: [Int32] = []
+            defer { for fd in flood { close(fd) } }
+            for _ in 0..<300 { if let fd = openConnection(endpoint) { flood.append(fd) } }
+            #expect(flood.count == 300)
+            let good = try await client(endpoint)
+            guard case .status = try await good.request(.status, timeout: 10) else { Issue.record("no status"); return }
         }
     }
 
