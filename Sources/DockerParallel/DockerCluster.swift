@@ -34,6 +34,7 @@ public actor DockerCluster {
     let logger: Logger
     private let messageHandler: MessageHandler
     private var providerInitialized = false
+    private var serverLost = false
     private var connection: PeerConnection?
 
     /// Creates a handle; nothing is started until ``startCluster()`` or ``startServer()``.
@@ -184,9 +185,12 @@ public actor DockerCluster {
     public func update() async throws {
         let wasRunning = isServerRunning
         try await updateServerStatus()
-        if wasRunning && !isServerRunning {
+        if (wasRunning || serverLost) && !isServerRunning {
+            // Remembered until a restart succeeds, so that a failed restart is tried again.
+            serverLost = true
             say("The server had stopped; restarting it")
             try await startServer()
+            serverLost = false
         }
         try await setWorkerNumber(configuration.expectedWorkerNumber)
     }

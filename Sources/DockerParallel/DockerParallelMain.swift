@@ -81,12 +81,16 @@ public enum DockerParallelMain {
                 .invalidArgument, "the worker needs the server's address in \(EnvironmentKey.host) and \(EnvironmentKey.port)")
         }
         let name = environment[EnvironmentKey.workerName] ?? "\(ProcessInfo.processInfo.hostName)-\(getpid())"
-        let configuration = WorkerConfiguration(
+        var configuration = WorkerConfiguration(
             server: Endpoint(host: host, port: port), password: ServerPassword(password), name: name,
             slots: try integer(EnvironmentKey.slots, in: environment) ?? 1, registry: registry)
+        if let endpointFile = environment[EnvironmentKey.endpointFile] {
+            configuration.serverLocator = { readEndpoint(endpointFile) }
+        }
         let readyFile = environment[EnvironmentKey.readyFile]
+        let slots = configuration.slots
         let worker = Worker(configuration: configuration, logger: logger) {
-            logger.info("connected to \(configuration.server) with \(configuration.slots) slot(s)")
+            logger.info("connected with \(slots) slot(s)")
             if let readyFile { writeAtomically(String(getpid()), to: readyFile) }
         }
         try await runGroup(worker, environment: environment, logger: logger)
@@ -124,6 +128,14 @@ public enum DockerParallelMain {
             throw DockerParallelError(.invalidArgument, "\(key) must be a positive number, not '\(text)'")
         }
         return value
+    }
+
+    /// Reads `host port` from a file the server wrote.
+    private static func readEndpoint(_ path: String) -> Endpoint? {
+        guard let data = FileManager.default.contents(atPath: path) else { return nil }
+        let parts = String(decoding: data, as: UTF8.self).split(whereSeparator: \.isWhitespace)
+        guard parts.count == 2, let port = Int(parts[1]) else { return nil }
+        return Endpoint(host: String(parts[0]), port: port)
     }
 
     private static func writeAtomically(_ text: String, to path: String) {

@@ -42,6 +42,8 @@ public final class BrokerServer: Service {
             store = opened
         }
         let broker = Broker(configuration: configuration, queue: queue)
+        // Every open connection, so that stopping the server closes them all.
+        let connections = NIOLockedValueBox<[ObjectIdentifier: any Channel]>([:])
         let storeFailed = NIOLockedValueBox<(any Error)?>(nil)
         let serverChannel = NIOLockedValueBox<(any Channel)?>(nil)
         let committer = GroupCommitter(store: store) { error in
@@ -57,7 +59,10 @@ public final class BrokerServer: Service {
                 .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
                 .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
                 .childChannelInitializer { channel in
-                    channel.eventLoop.makeCompletedFuture {
+                    let id = ObjectIdentifier(channel)
+                    connections.withLockedValue { $0[id] = channel }
+                    channel.closeFuture.whenComplete { _ in _ = connections.withLockedValue { $0.removeValue(forKey: id) } }
+                    return channel.eventLoop.makeCompletedFuture {
                         try channel.pipeline.syncOperations.addFrameCodec(maximumLength: maximumFrameLength)
                         try channel.pipeline.syncOperations.addHandler(
                             BrokerConnectionHandler(broker: broker, committer: committer, logger: logger))
@@ -92,6 +97,7 @@ public final class BrokerServer: Service {
             channel.close(promise: nil)
         }
         expiry.cancel()
+        for connection in connections.withLockedValue({ Array($0.values) }) { connection.close(promise: nil) }
         logger.debug("server stopped")
         if let error = storeFailed.withLockedValue({ $0 }) {
             throw DockerParallelError(.providerFailed, "the broker's store failed: \(error)", underlying: nil)

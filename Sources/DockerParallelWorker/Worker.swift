@@ -54,9 +54,11 @@ public final class Worker: Service {
             slots: configuration.slots, taskNames: configuration.registry.names)
         let start = ContinuousClock.now
         var delay = 0.05
+        var server = configuration.server
         while true {
+            if let located = configuration.serverLocator?() { server = located }
             do {
-                return try await PeerConnection.connect(to: configuration.server, hello: hello)
+                return try await PeerConnection.connect(to: server, hello: hello)
             } catch let error as DockerParallelError where error.code == .authenticationFailed || error.code == .protocolViolation {
                 throw error
             } catch {
@@ -64,7 +66,7 @@ public final class Worker: Service {
                 if waited > .milliseconds(Int64(configuration.reconnectTimeout * 1000)) || draining.withLockedValue({ $0 }) {
                     throw DockerParallelError(
                         .connectionFailed,
-                        "the server at \(configuration.server) could not be reached for \(configuration.reconnectTimeout) s",
+                        "the server at \(server) could not be reached for \(configuration.reconnectTimeout) s",
                         underlying: error)
                 }
                 logger.debug("server not reachable, retrying", metadata: ["error": "\(error)"])

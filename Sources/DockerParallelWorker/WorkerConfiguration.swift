@@ -4,6 +4,9 @@ import DockerParallelCore
 public struct WorkerConfiguration: Sendable {
     /// The server.
     public var server: Endpoint
+    /// Where the server is now, asked before each reconnect (a restarted server may listen
+    /// elsewhere); `nil` answers keep the last endpoint.
+    public var serverLocator: (@Sendable () -> Endpoint?)?
     /// The cluster password.
     public var password: ServerPassword
     /// A name shown in the server's status.
@@ -35,6 +38,7 @@ public struct WorkerConfiguration: Sendable {
         registry: TaskRegistry = TaskRegistry(), reconnectTimeout: Double = 60, shutdownGracePeriod: Double = 10
     ) {
         self.server = server
+        self.serverLocator = nil
         self.password = password
         self.name = name
         self.slots = max(1, slots)

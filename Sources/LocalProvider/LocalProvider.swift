@@ -86,10 +86,6 @@ public actor LocalProvider: CloudProvider {
         try files.create()
         try files.writeStaticData(context.staticData)
         var environment = container.environment
-        // A server that died is restarted on its old port, where its workers look for it.
-        if environment[EnvironmentKey.port] == "0", let previous = files.serverEndpoint {
-            environment[EnvironmentKey.port] = String(previous.port)
-        }
         files.remove(files.endpoint)
         environment[EnvironmentKey.host] = configuration.host
         environment[EnvironmentKey.endpointFile] = files.endpoint
@@ -162,6 +158,8 @@ public actor LocalProvider: CloudProvider {
             var environment = container.environment
             environment[EnvironmentKey.slots] = String(slots)
             environment[EnvironmentKey.readyFile] = worker.readyFile
+            // A restarted server may listen elsewhere: workers look here before each reconnect.
+            environment[EnvironmentKey.endpointFile] = files.endpoint
             environment[EnvironmentKey.workerName] = "\(context.configuration.jobQueueName)-worker-\(number)"
             if context.stopClusterOnExit { environment[EnvironmentKey.ownerProcessID] = String(getpid()) }
             let pid = try ProcessControl.spawnDetached(executable: container.image, environment: environment, logFile: worker.logFile)

@@ -1,7 +1,7 @@
 import Foundation
 import Testing
 
-@Suite struct NamedClusterTests {
+@Suite(.timeLimit(.minutes(2))) struct NamedClusterTests {
     @Test func upRunScaleStatusDown() async throws {
         let cli = try CLI()
         defer { cli.tearDown() }
@@ -81,7 +81,7 @@ import Testing
     }
 }
 
-@Suite struct JobCommandTests {
+@Suite(.timeLimit(.minutes(2))) struct JobCommandTests {
     @Test func aJobSubmittedByOneProcessIsCollectedByAnother() async throws {
         let cli = try CLI()
         defer { cli.tearDown() }

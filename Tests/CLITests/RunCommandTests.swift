@@ -1,7 +1,7 @@
 import Foundation
 import Testing
 
-@Suite struct RunCommandTests {
+@Suite(.timeLimit(.minutes(2))) struct RunCommandTests {
     @Test func printsATousandSquaresInInputOrder() async throws {
         let cli = try CLI()
         defer { cli.tearDown() }

@@ -14,7 +14,7 @@ struct SplitMix64: RandomNumberGenerator {
     }
 }
 
-@Suite struct MessageFuzzTests {
+@Suite(.timeLimit(.minutes(2))) struct MessageFuzzTests {
     /// Valid messages of every kind, the seeds the mutations start from.
     static let seeds: [ClientMessage] = [
         .hello(Hello(role: .worker, password: "secret", name: "w", slots: 2, taskNames: ["Square"])),

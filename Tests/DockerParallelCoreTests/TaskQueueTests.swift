@@ -2,7 +2,7 @@ import DockerParallelCore
 import Foundation
 import Testing
 
-@Suite struct TaskQueueTests {
+@Suite(.timeLimit(.minutes(2))) struct TaskQueueTests {
     let worker = WorkerID(1)
     let other = WorkerID(2)
 

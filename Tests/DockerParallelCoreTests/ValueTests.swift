@@ -2,7 +2,7 @@ import DockerParallelCore
 import Foundation
 import Testing
 
-@Suite struct CommandTemplateTests {
+@Suite(.timeLimit(.minutes(2))) struct CommandTemplateTests {
     @Test func replacesEveryReplacementString() throws {
         let template = try CommandTemplate(["convert", "{}", "{.}.png", "{/}", "{//}", "{/.}", "{#}"])
         #expect(template.argv(input: "data/photo.jpg", number: 7) == ["convert", "data/photo.jpg", "data/photo.png", "photo.jpg", "data", "photo", "7"])
@@ -21,7 +21,7 @@ import Testing
     }
 }
 
-@Suite struct ConfigurationTests {
+@Suite(.timeLimit(.minutes(2))) struct ConfigurationTests {
     @Test func hasTheOriginalsDefaults() {
         let configuration = ClusterConfiguration()
         #expect(configuration.jobQueueName == "DockerParallelQueue")

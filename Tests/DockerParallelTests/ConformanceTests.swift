@@ -2,7 +2,7 @@ import DockerParallel
 import DockerParallelTestKit
 import Testing
 
-@Suite struct ConformanceTests {
+@Suite(.timeLimit(.minutes(2))) struct ConformanceTests {
     @Test func theLocalProviderPassesTheConformanceKit() async throws {
         try await withStateDirectory { state in
             let kit = ConformanceKit(

@@ -12,7 +12,7 @@ struct NotRegistered: ParallelTask {
     static func run(_ input: Int) async throws -> Int { input }
 }
 
-@Suite(.serialized) struct MapTests {
+@Suite(.serialized, .timeLimit(.minutes(3))) struct MapTests {
     func withExampleCluster(workers: Int = 2, _ body: @Sendable (DockerCluster) async throws -> Void) async throws {
         try await withStateDirectory { state in
             let cluster = try DockerCluster(

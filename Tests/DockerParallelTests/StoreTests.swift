@@ -14,18 +14,23 @@ func withStoredServer<T: Sendable>(store: String, _ body: @Sendable (Endpoint) a
     ) { boundSink.yield($0) }
     return try await withThrowingTaskGroup(of: T?.self) { group in
         group.addTask {
+            // If the server stops before it listens, the wait below ends instead of hanging.
+            defer { boundSink.finish() }
             try await server.run()
             return nil
         }
         var iterator = bound.makeAsyncIterator()
-        guard let endpoint = await iterator.next() else { throw CancellationError() }
+        guard let endpoint = await iterator.next() else {
+            _ = try await group.next()
+            throw DockerParallelError(.serverStartFailed, "the test server stopped before it listened")
+        }
         let result = try await body(endpoint)
         group.cancelAll()
         return result
     }
 }
 
-@Suite struct StoreTests {
+@Suite(.timeLimit(.minutes(2))) struct StoreTests {
     func commands(_ count: Int) -> [TaskSpec] {
         (0..<count).map { TaskSpec(index: $0, kind: .command(argv: ["echo", "\($0)"], environment: [:]), input: Data("in-\($0)".utf8)) }
     }

@@ -1,0 +1,70 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import DockerParallel
+import Foundation
+import Testing
+
+@Suite(.timeLimit(.minutes(2))) struct ChaosTests {
+    /// 10,000 Swift tasks while workers and the server are killed with SIGKILL again and again:
+    /// every task ends with exactly one successful result.
+    @Test func tenThousandTasksSurviveKilledWorkersAndServers() async throws {
+        try await withStateDirectory { state in
+            let cluster = try DockerCluster(
+                provider: LocalProvider(configuration: .init(stateDirectory: state)),
+                workerContainer: LocalProcessContainer(executable: Binaries.squaresExample),
+                configuration: ClusterConfiguration(jobQueueName: "chaos", expectedWorkerNumber: 3, serverPort: 0),
+                verbosity: 0)
+            let folder = "\(state)/chaos"
+            @Sendable func pid(_ file: String) -> Int32? {
+                (try? String(contentsOfFile: file, encoding: .utf8))?.split(separator: " ").first.flatMap { Int32($0) }
+            }
+            @Sendable func workerPIDs() -> [Int32] {
+                ((try? FileManager.default.contentsOfDirectory(atPath: "\(folder)/workers")) ?? [])
+                    .filter { $0.hasSuffix(".pid") }.compactMap { pid("\(folder)/workers/\($0)") }
+            }
+
+            try await cluster.withStarted { cluster in
+                let count = 10_000
+                let job = try await cluster.submit(Array(0..<count), using: Square.self, options: JobOptions(maxAttempts: 20))
+                var seen: [Int: TaskResult] = [:]
+                var kills: [String] = []
+                var generator = SystemRandomNumberGenerator()
+                var nextKill = Int.random(in: 500...1500, using: &generator)
+                try await withThrowingTaskGroup(of: Void.self) { group in
+                    // What `dockerparallel run` does: restart what died.
+                    group.addTask {
+                        while !Task.isCancelled {
+                            try await Task.sleep(for: .milliseconds(200))
+                            try? await cluster.update()
+                        }
+                    }
+                    for try await result in try await cluster.results(jobID: job.id) {
+                        #expect(seen[result.index] == nil, "task \(result.index) has two results")
+                        seen[result.index] = result
+                        if seen.count >= nextKill {
+                            nextKill = seen.count + Int.random(in: 1000...2000, using: &generator)
+                            if kills.count % 3 == 2, let server = pid("\(folder)/server.pid") {
+                                kill(server, SIGKILL)
+                                kills.append("server \(server) at \(seen.count)")
+                            } else {
+                                for worker in workerPIDs().shuffled(using: &generator).prefix(2) {
+                                    kill(worker, SIGKILL)
+                                    kills.append("worker \(worker) at \(seen.count)")
+                                }
+                            }
+                        }
+                    }
+                    group.cancelAll()
+                }
+                #expect(seen.count == count)
+                #expect(kills.contains { $0.hasPrefix("server") }, "\(kills)")
+                #expect(kills.filter { $0.hasPrefix("worker") }.count >= 4, "\(kills)")
+                let failed = seen.values.filter { $0.status != .succeeded }
+                #expect(failed.isEmpty, "\(failed.prefix(3))")
+                let outputs = try await job.outputs()
+                #expect(outputs == (0..<count).map { $0 * $0 })
+            }
+        }
+    }
+}
