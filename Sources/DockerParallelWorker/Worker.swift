@@ -161,13 +161,14 @@ public final class Worker: Service {
                     attempts[assignment.leaseID] = attempt
                     group.addTask {
                         let report = await attempt.value
-                        if running.withLockedValue({ $0.remove(assignment.leaseID) != nil }) {
+                        // Report before forgetting the lease: a drain closes the connection as
+                        // soon as no lease is left, and must not close it before this report.
+                        if running.withLockedValue({ $0.contains(assignment.leaseID) }) {
                             connection.send(.complete(
                                 leaseID: assignment.leaseID, jobID: assignment.jobID, index: assignment.task.index, report: report))
-                            if !draining.withLockedValue({ $0 }) { connection.send(.credit(count: 1)) }
-                        } else if !draining.withLockedValue({ $0 }) {
-                            connection.send(.credit(count: 1))
                         }
+                        running.withLockedValue { _ = $0.remove(assignment.leaseID) }
+                        if !draining.withLockedValue({ $0 }) { connection.send(.credit(count: 1)) }
                         eventSink.yield(.finished(assignment.leaseID))
                     }
                 }

@@ -2,14 +2,18 @@ import DockerParallel
 import DockerParallelTestKit
 import Testing
 
-@Suite(.timeLimit(.minutes(2))) struct ConformanceTests {
+@Suite(.timeLimit(.minutes(5))) struct ConformanceTests {
     @Test func theLocalProviderPassesTheConformanceKit() async throws {
         try await withStateDirectory { state in
             let kit = ConformanceKit(
                 provider: LocalProvider(configuration: .init(stateDirectory: state)),
                 workerContainer: LocalProcessContainer(executable: Binaries.dockerparallel),
                 options: .init(workerNumber: 3, configuration: ClusterConfiguration(jobQueueName: "conformance", serverPort: 0)))
-            try await kit.run()
+            let started = ContinuousClock.now
+            try await kit.run { step in
+                // Shown in the test log, so that a slow or stuck step can be told apart.
+                print("conformance (+\(ContinuousClock.now - started)): \(step)")
+            }
         }
     }
 

@@ -208,15 +208,18 @@ func frameBytes(requestID: UInt32 = 1, body: [UInt8]) -> [UInt8] {
     }
 
     @Test func aRunningTaskFinishesWithinTheGracePeriod() async throws {
+        let marker = NSTemporaryDirectory() + "drain-\(UUID().uuidString)"
+        defer { try? FileManager.default.removeItem(atPath: marker) }
         try await withServer { endpoint in
             let connection = try await client(endpoint)
             let (group, _) = runWorker(endpoint, grace: 20)
             try await withThrowingTaskGroup(of: Void.self) { tasks in
                 tasks.addTask { try await group.run() }
                 _ = try await connection.request(.submit(jobID: "drain", options: JobOptions(), tasks: [
-                    TaskSpec(index: 0, kind: .command(argv: ["sh", "-c", "sleep 0.5; echo finished"], environment: [:])),
+                    TaskSpec(index: 0, kind: .command(argv: ["sh", "-c", "touch \"$0\"; sleep 0.5; echo finished", marker], environment: [:])),
                 ]))
-                try await waitUntil("the task runs") { try await status(connection, "drain")?.running == 1 }
+                // Wait until the command itself runs (a leased task not yet started would be handed back).
+                try await waitUntil("the task runs") { FileManager.default.fileExists(atPath: marker) }
                 await group.triggerGracefulShutdown()
                 try await tasks.waitForAll()
             }
