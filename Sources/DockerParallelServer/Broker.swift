@@ -82,7 +82,7 @@ final class Broker: Sendable {
             }
             guard peer.role == .worker else { return Effects() }
             state.workerOrder.removeAll { $0 == peerID }
-            let failed = state.queue.workerLost(WorkerID(peerID), slots: max(1, peer.slots))
+            let failed = state.queue.workerLost(WorkerID(peerID))
             return Self.notify(&state, failed) + dispatch(&state)
         }
     }

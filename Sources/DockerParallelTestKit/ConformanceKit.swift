@@ -216,9 +216,24 @@ public struct ConformanceKit: Sendable {
             stopClusterOnExit: true)
     }
 
-    private func withStoppedCluster(_ cluster: DockerCluster, _ body: () async throws -> Void) async throws {
+    private func withStoppedCluster(_ cluster: DockerCluster, _ body: @escaping @Sendable () async throws -> Void) async throws {
+        let limit = options.timeout * 2
         do {
-            try await body()
+            // A job that never finishes is a failure of its step, not a hang of the kit.
+            try await withThrowingTaskGroup(of: Bool.self) { group in
+                group.addTask {
+                    try await body()
+                    return true
+                }
+                group.addTask {
+                    try await Task.sleep(for: .milliseconds(Int64(limit * 1000)))
+                    return false
+                }
+                defer { group.cancelAll() }
+                guard try await group.next() == true else {
+                    throw ConformanceFailure(step: 0, description: "", problem: "the job did not finish within \(limit) s")
+                }
+            }
         } catch {
             try? await cluster.stopCluster(ignoreErrors: true, cleanup: true)
             throw error

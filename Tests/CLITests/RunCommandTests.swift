@@ -22,8 +22,11 @@ import Testing
         let cli = try CLI()
         defer { cli.tearDown() }
         let count = 300
+        // Workers are killed again and again, and requeued tasks go first to fresh workers: give
+        // tasks room for more lost attempts than the default 3.
         let (process, output, errorOutput) = try cli.start(
-            ["run", "-j", "4", "--", "sh", "-c", "sleep 0.05; echo $(( {} * {} ))", ":::"] + (1...count).map(String.init))
+            ["run", "-j", "4", "--max-attempts", "10", "--", "sh", "-c", "sleep 0.05; echo $(( {} * {} ))", ":::"]
+                + (1...count).map(String.init))
         let reader = ReadBox()
         let thread = Thread { reader.data = output.fileHandleForReading.readDataToEndOfFile() }
         thread.start()

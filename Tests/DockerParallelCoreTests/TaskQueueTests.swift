@@ -73,16 +73,18 @@ import Testing
         #expect(failed.first?.error?.contains("worker disconnected") == true)
     }
 
-    @Test func prefetchedTasksOfALostWorkerSpendNoAttempt() {
+    @Test func aTaskThatKeepsKillingItsWorkerFailsInTheEnd() {
         var queue = TaskQueue()
-        _ = queue.submit(jobID: "j", options: JobOptions(maxAttempts: 1), tasks: commands(3))
-        _ = queue.lease(to: worker, limit: 3, now: 0)
-        // One slot: task 0 was running and used its only attempt; tasks 1 and 2 were prefetched.
-        let failed = queue.workerLost(worker, slots: 1)
-        #expect(failed.map(\.index) == [0])
-        let again = queue.lease(to: other, limit: 5, now: 1)
-        #expect(again.map(\.task.index) == [1, 2])
-        #expect(again.map(\.attempt) == [1, 1])
+        _ = queue.submit(jobID: "j", options: JobOptions(maxAttempts: 3), tasks: commands(2))
+        var failed: [TaskResult] = []
+        for round in 1...3 {
+            let worker = WorkerID(UInt64(round))
+            // The worker holds both tasks (one running, one prefetched) when it dies.
+            #expect(queue.lease(to: worker, limit: 2, now: 0).count == 2)
+            failed += queue.workerLost(worker)
+        }
+        #expect(failed.map(\.index).sorted() == [0, 1])
+        #expect(failed.allSatisfy { $0.status == .failed && $0.attempts == 3 })
     }
 
     @Test(arguments: [0, 2])

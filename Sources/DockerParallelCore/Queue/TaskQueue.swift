@@ -208,16 +208,14 @@ public struct TaskQueue: Sendable {
     /// Handles a worker that disconnected: its tasks go back to the queue, or fail when their
     /// attempts are used up.
     ///
-    /// A worker starts its leases oldest first, so only its `slots` oldest leases were running;
-    /// the others were prefetched and never started, and go back without spending an attempt.
-    /// - Parameter slots: How many tasks the worker runs at once.
+    /// Every lease the worker held counts as an attempt, also one it had prefetched and perhaps
+    /// not started: the server cannot tell them apart (a report of a finished task may still be
+    /// on its way), and counting them is what makes a task that kills its worker fail in the end.
     /// - Returns: Results committed as failures.
-    public mutating func workerLost(_ worker: WorkerID, slots: Int = .max) -> [TaskResult] {
-        let ids = (leasesByWorker[worker] ?? []).sorted()
-        let prefetched = Array(ids.dropFirst(max(0, slots)))
-        release(from: worker, leaseIDs: prefetched.reversed())
+    public mutating func workerLost(_ worker: WorkerID) -> [TaskResult] {
+        let ids = leasesByWorker[worker] ?? []
         leasesByWorker[worker] = nil
-        return ids.prefix(max(0, slots)).compactMap { loseLease($0, reason: "its worker disconnected") }
+        return ids.sorted().compactMap { loseLease($0, reason: "its worker disconnected") }
     }
 
     /// Takes back every lease whose deadline passed.
