@@ -63,16 +63,13 @@ struct CLI: Sendable {
 
     private func runBlocking(_ arguments: [String], stdin: String?) throws -> Outcome {
         let (process, output, errorOutput) = try start(arguments, stdin: stdin)
-        // Read both pipes fully before waiting, so a large output cannot block the child.
-        let errorData = ReadBox()
-        let reader = Thread { errorData.data = errorOutput.fileHandleForReading.readDataToEndOfFile() }
-        reader.start()
-        let outputData = output.fileHandleForReading.readDataToEndOfFile()
+        // Read both pipes to their end before waiting, so a large output cannot block the child.
+        let outputReader = StreamReader(output)
+        let errorReader = StreamReader(errorOutput)
+        outputReader.waitUntilDone()
+        errorReader.waitUntilDone()
         process.waitUntilExit()
-        while !errorData.done { usleep(1000) }
-        return Outcome(
-            status: process.terminationStatus, output: String(decoding: outputData, as: UTF8.self),
-            errorOutput: String(decoding: errorData.data, as: UTF8.self))
+        return Outcome(status: process.terminationStatus, output: outputReader.text, errorOutput: errorReader.text)
     }
 
     /// Stops every cluster this CLI started.
@@ -83,18 +80,14 @@ struct CLI: Sendable {
     }
 }
 
-final class ReadBox: @unchecked Sendable {
-    // Written once by the reader thread before `done` is set; read only after `done`.
-    var data = Data() { didSet { done = true } }
-    var done = false
-}
-
 /// Reads a pipe on a thread of its own, so that what has arrived so far can be looked at.
 final class StreamReader: @unchecked Sendable {
     // Every access to `data` and `done` holds `lock`.
     private let lock = NSLock()
     private var data = Data()
     private var done = false
+
+    private let finished = DispatchSemaphore(value: 0)
 
     init(_ pipe: Pipe) {
         let handle = pipe.fileHandleForReading
@@ -105,7 +98,14 @@ final class StreamReader: @unchecked Sendable {
                 lock.withLock { data.append(chunk) }
             }
             lock.withLock { done = true }
+            finished.signal()
         }.start()
+    }
+
+    /// Blocks the calling thread (never a shared concurrency thread) until the pipe's end.
+    func waitUntilDone() {
+        finished.wait()
+        finished.signal()
     }
 
     var text: String { lock.withLock { String(decoding: data, as: UTF8.self) } }

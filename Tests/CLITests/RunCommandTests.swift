@@ -27,12 +27,8 @@ import Testing
         let (process, output, errorOutput) = try cli.start(
             ["run", "-j", "4", "--max-attempts", "10", "--", "sh", "-c", "sleep 0.05; echo $(( {} * {} ))", ":::"]
                 + (1...count).map(String.init))
-        let reader = ReadBox()
-        let thread = Thread { reader.data = output.fileHandleForReading.readDataToEndOfFile() }
-        thread.start()
-        let errorReader = ReadBox()
-        let errorThread = Thread { errorReader.data = errorOutput.fileHandleForReading.readDataToEndOfFile() }
-        errorThread.start()
+        let reader = StreamReader(output)
+        let errorReader = StreamReader(errorOutput)
         // The ephemeral cluster's workers live in $TMPDIR/dockerparallel-run-<pid>/run-<pid>/workers.
         let workers = "\(cli.home)/dockerparallel-run-\(process.processIdentifier)/run-\(process.processIdentifier)/workers"
         var killed: Set<Int32> = []
@@ -50,10 +46,10 @@ import Testing
             }
         }
         try await waitUntil("the run ends", timeout: 120) { !process.isRunning }
-        try await waitUntil("the output is read") { reader.done && errorReader.done }
+        try await waitUntil("the output is read") { reader.isDone && errorReader.isDone }
         #expect(killed.count >= 2)
-        #expect(process.terminationStatus == 0, "\(String(decoding: errorReader.data, as: UTF8.self))")
-        #expect(String(decoding: reader.data, as: UTF8.self) == (1...count).map { "\($0 * $0)\n" }.joined())
+        #expect(process.terminationStatus == 0, "\(errorReader.text)")
+        #expect(reader.text == (1...count).map { "\($0 * $0)\n" }.joined())
     }
 
     @Test func everyResultArrivesOnceWhenTheServerIsKilled() async throws {

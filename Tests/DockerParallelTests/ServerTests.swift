@@ -12,11 +12,12 @@ import Testing
 
 /// Runs a broker on a free loopback port for the duration of `body`.
 func withServer<T: Sendable>(
-    password: String = "right-password", leaseDuration: Double = 30, _ body: @Sendable (Endpoint) async throws -> T
+    password: String = "right-password", storePath: String? = nil, _ body: @Sendable (Endpoint) async throws -> T
 ) async throws -> T {
     let (bound, boundSink) = AsyncStream.makeStream(of: Endpoint.self)
     let server = BrokerServer(
-        configuration: ServerConfiguration(port: 0, password: ServerPassword(password), jobQueueName: "test", leaseDuration: leaseDuration),
+        configuration: ServerConfiguration(
+            port: 0, password: ServerPassword(password), jobQueueName: "test", storePath: storePath),
         logger: Logger(label: "test-server")
     ) { boundSink.yield($0) }
     return try await withThrowingTaskGroup(of: T?.self) { group in
@@ -58,31 +59,15 @@ func openConnection(_ endpoint: Endpoint) -> Int32? {
     return fd
 }
 
-/// Sends raw bytes, closes the sending side, and returns what the server answers before it closes.
-func rawExchangeHalfClose(_ endpoint: Endpoint, send bytes: [UInt8]) throws -> [UInt8] {
+/// Sends raw bytes and returns what the server answers before it closes the connection;
+/// with `halfClose`, this side says it has nothing more to send.
+func rawExchange(_ endpoint: Endpoint, send bytes: [UInt8], halfClose: Bool = false) throws -> [UInt8] {
     guard let fd = openConnection(endpoint) else { throw DockerParallelError(.connectionFailed, "raw connect failed") }
     defer { close(fd) }
     var timeout = timeval(tv_sec: 10, tv_usec: 0)
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
     _ = bytes.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, 0) }
-    shutdown(fd, Int32(SHUT_WR))
-    var received: [UInt8] = []
-    var buffer = [UInt8](repeating: 0, count: 4096)
-    while true {
-        let count = recv(fd, &buffer, buffer.count, 0)
-        if count <= 0 { break }
-        received += buffer[0..<count]
-    }
-    return received
-}
-
-/// Sends raw bytes and returns what the server answers before it closes the connection.
-func rawExchange(_ endpoint: Endpoint, send bytes: [UInt8]) throws -> [UInt8] {
-    guard let fd = openConnection(endpoint) else { throw DockerParallelError(.connectionFailed, "raw connect failed") }
-    defer { close(fd) }
-    var timeout = timeval(tv_sec: 10, tv_usec: 0)
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-    _ = bytes.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, 0) }
+    if halfClose { shutdown(fd, Int32(SHUT_WR)) }
     var received: [UInt8] = []
     var buffer = [UInt8](repeating: 0, count: 4096)
     while true {
@@ -158,7 +143,7 @@ func frameBytes(requestID: UInt32 = 1, body: [UInt8]) -> [UInt8] {
                 for _ in 0..<3 { body[Int.random(in: 0..<body.count, using: &generator)] = UInt8.random(in: 0...255, using: &generator) }
                 let bytes = frameBytes(body: hello) + frameBytes(requestID: 2, body: body)
                 _ = try await withCheckedThrowingContinuation { continuation in
-                    Thread { continuation.resume(with: Result { try rawExchangeHalfClose(endpoint, send: bytes) }) }.start()
+                    Thread { continuation.resume(with: Result { try rawExchange(endpoint, send: bytes, halfClose: true) }) }.start()
                 }
             }
             guard case .status(let report) = try await good.request(.status) else { Issue.record("no status"); return }

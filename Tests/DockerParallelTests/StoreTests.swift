@@ -5,29 +5,9 @@ import Foundation
 import Logging
 import Testing
 
-/// Runs a broker with a store until `body` returns, then stops it (as a crash would: no goodbye).
+/// Runs a broker with a store until `body` returns, then stops it.
 func withStoredServer<T: Sendable>(store: String, _ body: @Sendable (Endpoint) async throws -> T) async throws -> T {
-    let (bound, boundSink) = AsyncStream.makeStream(of: Endpoint.self)
-    let server = BrokerServer(
-        configuration: ServerConfiguration(port: 0, password: ServerPassword("right-password"), jobQueueName: "store", storePath: store),
-        logger: Logger(label: "test-server")
-    ) { boundSink.yield($0) }
-    return try await withThrowingTaskGroup(of: T?.self) { group in
-        group.addTask {
-            // If the server stops before it listens, the wait below ends instead of hanging.
-            defer { boundSink.finish() }
-            try await server.run()
-            return nil
-        }
-        var iterator = bound.makeAsyncIterator()
-        guard let endpoint = await iterator.next() else {
-            _ = try await group.next()
-            throw DockerParallelError(.serverStartFailed, "the test server stopped before it listened")
-        }
-        let result = try await body(endpoint)
-        group.cancelAll()
-        return result
-    }
+    try await withServer(storePath: store, body)
 }
 
 @Suite(.timeLimit(.minutes(2))) struct StoreTests {
