@@ -156,6 +156,18 @@ extension DockerCluster {
         return status
     }
 
+    /// Queues a job's failed and cancelled tasks again, with fresh attempts.
+    /// - Parameter indices: Only these tasks (default: every failed or cancelled one).
+    /// - Returns: The job's counts afterwards.
+    @discardableResult
+    public func retryFailed(jobID: String, indices: [Int]? = nil) async throws -> JobStatus {
+        let reply = try await withServerRetry { try await $0.request(.retry(jobID: jobID, indices: indices)) }
+        guard case .job(let status) = reply else {
+            throw DockerParallelError(.protocolViolation, "the server answered retry with \(reply)")
+        }
+        return status
+    }
+
     /// Removes a job and its results from the server.
     public func forget(jobID: String) async throws {
         _ = try await client().request(.forget(jobID: jobID))

@@ -172,6 +172,15 @@ final class Broker: Sendable {
                 effects.changes.append(.forget(jobID: jobID))
                 return effects
 
+            case .retry(let jobID, let indices):
+                guard state.queue.status(jobID: jobID) != nil else {
+                    return reply(.error(code: .invalidArgument, message: "there is no job '\(jobID)' on this server"))
+                }
+                let retried = state.queue.retry(jobID: jobID, indices: indices)
+                var effects = reply(.job(state.queue.status(jobID: jobID) ?? JobStatus(jobID: jobID)))
+                if !retried.isEmpty { effects.changes.append(.retry(jobID: jobID, indices: retried)) }
+                return effects + dispatch(&state)
+
             case .status:
                 let workers = state.workerOrder.compactMap { id -> ServerReport.Worker? in
                     guard let peer = state.peers[id] else { return nil }

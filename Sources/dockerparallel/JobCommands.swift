@@ -80,18 +80,44 @@ struct Logs: AsyncParsableCommand {
     @Option(help: "Only this task (numbered from 1).")
     var task: Int?
 
+    @Flag(help: "Only tasks that failed or were cancelled.")
+    var failed = false
+
     func run() async throws {
         let handle = try await cluster.reconnected()
         let status = try await handle.jobStatus(jobID: job)
         // Headers and raw output go through the same unbuffered handle, so they stay in order.
         let out = FileHandle.standardOutput
         out.write(Data("job \(job): \(status.finished)/\(status.total) done, \(status.running) running, \(status.queued) queued, \(status.failed) failed, \(status.cancelled) cancelled\n".utf8))
-        for result in try await handle.finishedResults(jobID: job) where task == nil || result.index + 1 == task {
+        for result in try await handle.finishedResults(jobID: job)
+        where (task == nil || result.index + 1 == task) && (!failed || result.status != .succeeded) {
             let exit = result.exitCode.map { "exit \($0)" } ?? "no exit status"
             let error = result.error.map { ": \($0)" } ?? ""
             out.write(Data("--- task \(result.index + 1): \(result.status.rawValue), \(exit), \(result.attempts) attempt(s)\(error)\n".utf8))
             out.write(result.errorOutput)
             if result.errorOutput.last.map({ $0 != UInt8(ascii: "\n") }) ?? false { out.write(Data("\n".utf8)) }
         }
+    }
+}
+
+struct Retry: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Queue a job's failed and cancelled tasks again, with fresh attempts.",
+        discussion: "List them first with `dockerparallel logs --job ID --failed`; collect with `results`.")
+
+    @OptionGroup var cluster: ClusterOptions
+
+    @Option(help: "The job's id.")
+    var job: String
+
+    @Option(help: "Only this task (numbered from 1); repeat for several.")
+    var task: [Int] = []
+
+    func run() async throws {
+        let handle = try await cluster.reconnected()
+        let before = try await handle.jobStatus(jobID: job)
+        let after = try await handle.retryFailed(jobID: job, indices: task.isEmpty ? nil : task.map { $0 - 1 })
+        let queued = (before.failed + before.cancelled) - (after.failed + after.cancelled)
+        print("queued \(queued) task(s) of \(job) again")
     }
 }

@@ -115,4 +115,28 @@ import Testing
         #expect(gone.status != 0)
         #expect(gone.errorOutput.contains("there is no job 'nightly'"))
     }
+
+    @Test func failedTasksAreListedAndRetried() async throws {
+        let cli = try CLI()
+        defer { cli.tearDown() }
+        let up = try await cli.run(["up", "--cluster", "retry", "--port", "0", "--workers", "1"])
+        #expect(up.status == 0, "\(up.errorOutput)")
+        // Task 2 fails until its marker file exists.
+        let marker = "\(cli.home)/fixed"
+        let script = "[ {} != 2 ] || [ -e \"$0\" ] || { echo missing >&2; exit 3; }; echo ok {}"
+        _ = try await cli.run(["submit", "--cluster", "retry", "--job", "j", "--", "sh", "-c", script, marker, ":::", "1", "2", "3"])
+        let first = try await cli.run(["results", "--cluster", "retry", "--job", "j"])
+        #expect(first.status == 1)
+        #expect(first.output == "ok 1\nok 3\n")
+        let failed = try await cli.run(["logs", "--cluster", "retry", "--job", "j", "--failed"])
+        #expect(failed.output.contains("--- task 2: failed, exit 3, 1 attempt(s): exited with status 3\nmissing\n"))
+        #expect(!failed.output.contains("--- task 1"))
+
+        #expect(FileManager.default.createFile(atPath: marker, contents: Data()))
+        let retry = try await cli.run(["retry", "--cluster", "retry", "--job", "j"])
+        #expect(retry.output == "queued 1 task(s) of j again\n", "\(retry.errorOutput)")
+        let second = try await cli.run(["results", "--cluster", "retry", "--job", "j"])
+        #expect(second.status == 0, "\(second.errorOutput)")
+        #expect(second.output == "ok 1\nok 2\nok 3\n")
+    }
 }

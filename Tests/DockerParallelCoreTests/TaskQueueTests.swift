@@ -140,6 +140,25 @@ import Testing
         #expect(queue.cancel(jobID: "j").results.isEmpty)
     }
 
+    @Test func failedAndCancelledTasksCanBeQueuedAgainWithTheirInput() {
+        var queue = TaskQueue()
+        let tasks = [TaskSpec(index: 0, kind: .swift(name: "T"), input: Data("a".utf8)),
+                     TaskSpec(index: 1, kind: .swift(name: "T"), input: Data("b".utf8)),
+                     TaskSpec(index: 2, kind: .swift(name: "T"), input: Data("c".utf8))]
+        _ = queue.submit(jobID: "j", options: JobOptions(), tasks: tasks)
+        let leases = queue.lease(to: worker, limit: 2, now: 0)
+        _ = queue.complete(from: worker, leaseID: leases[0].leaseID, jobID: "j", index: 0, report: success())
+        _ = queue.complete(from: worker, leaseID: leases[1].leaseID, jobID: "j", index: 1, report: AttemptReport(succeeded: false, error: "no"))
+        _ = queue.cancel(jobID: "j", index: 2)
+        #expect(queue.retry(jobID: "j") == [1, 2])
+        #expect(queue.status(jobID: "j")?.queued == 2)
+        #expect(queue.status(jobID: "j")?.succeeded == 1)
+        let again = queue.lease(to: other, limit: 5, now: 1).sorted { $0.task.index < $1.task.index }
+        #expect(again.map(\.task.input) == [Data("b".utf8), Data("c".utf8)])
+        #expect(again.map(\.attempt) == [1, 1])
+        #expect(queue.retry(jobID: "j").isEmpty)
+    }
+
     @Test func forgetRemovesTheJob() {
         var queue = TaskQueue()
         _ = queue.submit(jobID: "j", options: JobOptions(), tasks: commands(2))

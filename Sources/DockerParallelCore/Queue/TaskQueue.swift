@@ -253,6 +253,34 @@ public struct TaskQueue: Sendable {
         return cancellation
     }
 
+    /// Puts a job's failed and cancelled tasks (or those of `indices` among them) back in the
+    /// queue with fresh attempts; their results are dropped.
+    /// - Returns: The indices queued again.
+    public mutating func retry(jobID: String, indices: [Int]? = nil) -> [Int] {
+        guard var job = jobs[jobID] else { return [] }
+        var retried: [Int] = []
+        for index in indices ?? job.indices {
+            let key = Key(jobID: jobID, index: index)
+            guard var entry = entries[key], entry.state == .done, let result = job.results[index],
+                  result.status != .succeeded else { continue }
+            switch result.status {
+            case .failed: job.status.failed -= 1
+            case .cancelled: job.status.cancelled -= 1
+            case .succeeded: break
+            }
+            job.results[index] = nil
+            job.status.queued += 1
+            entry.state = .queued
+            entry.attempts = 0
+            entry.failures = 0
+            entries[key] = entry
+            ready.append(key)
+            retried.append(index)
+        }
+        jobs[jobID] = job
+        return retried
+    }
+
     /// The results committed so far for a job, by index.
     public func results(jobID: String) -> [TaskResult] {
         guard let job = jobs[jobID] else { return [] }
@@ -365,7 +393,9 @@ public struct TaskQueue: Sendable {
             jobID: key.jobID, index: key.index, status: status, attempts: entry.attempts,
             exitCode: report.exitCode, output: report.output, errorOutput: report.errorOutput, error: report.error)
         job.results[key.index] = result
-        entry.spec = TaskSpec(index: key.index, kind: entry.spec.kind)  // the input is no longer needed
+        if status == .succeeded {
+            entry.spec = TaskSpec(index: key.index, kind: entry.spec.kind)  // the input is no longer needed
+        }
         entries[key] = entry
         jobs[key.jobID] = job
         return result

@@ -57,6 +57,8 @@ public enum ClientMessage: Sendable, Codable, Equatable {
     case cancel(jobID: String, index: Int?)
     /// Removes a job and its results from the server.
     case forget(jobID: String)
+    /// Queues a job's failed and cancelled tasks again (all of them, or these indices).
+    case retry(jobID: String, indices: [Int]?)
     /// Asks for the server's status.
     case status
 }

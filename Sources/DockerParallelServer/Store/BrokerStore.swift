@@ -10,6 +10,8 @@ enum StoreChange: Sendable {
     case result(TaskResult)
     /// A job and its results were removed.
     case forget(jobID: String)
+    /// These tasks were queued again: their results are gone and their counts start afresh.
+    case retry(jobID: String, indices: [Int])
 }
 
 /// A job as read back from the store.

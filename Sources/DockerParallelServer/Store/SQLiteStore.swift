@@ -100,8 +100,17 @@ struct SQLiteStore: BrokerStore {
                             result.jobID, result.index, result.status.rawValue, result.attempts,
                             result.exitCode.map { Int64($0) }, result.output, result.errorOutput, result.error,
                         ])
-                    try db.cachedStatement(sql: "UPDATE tasks SET input = NULL WHERE job = ? AND idx = ?")
-                        .execute(arguments: [result.jobID, result.index])
+                    if result.status == .succeeded {
+                        // A failed task keeps its input, so that it can be retried.
+                        try db.cachedStatement(sql: "UPDATE tasks SET input = NULL WHERE job = ? AND idx = ?")
+                            .execute(arguments: [result.jobID, result.index])
+                    }
+                case .retry(let jobID, let indices):
+                    for index in indices {
+                        try db.cachedStatement(sql: "DELETE FROM results WHERE job = ? AND idx = ?").execute(arguments: [jobID, index])
+                        try db.cachedStatement(sql: "UPDATE tasks SET attempts = 0, failures = 0 WHERE job = ? AND idx = ?")
+                            .execute(arguments: [jobID, index])
+                    }
                 case .forget(let jobID):
                     for table in ["results", "tasks"] {
                         try db.execute(sql: "DELETE FROM \(table) WHERE job = ?", arguments: [jobID])
