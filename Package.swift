@@ -114,6 +114,6 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
-        .testTarget(name: "CLITests", dependencies: ["DockerParallelCore"]),
+        .testTarget(name: "CLITests", dependencies: ["DockerParallelCore", "DockerParallelTestKit"]),
     ]
 )

@@ -195,6 +195,22 @@ public actor DockerCluster {
         try await setWorkerNumber(configuration.expectedWorkerNumber)
     }
 
+    /// Keeps the cluster whole until the calling task is cancelled: every `interval` seconds it
+    /// calls ``update()``, which restarts a server that died and re-deploys workers that died.
+    /// A failing update is reported as a message and tried again at the next turn.
+    public func supervise(every interval: Double = 0.5) async {
+        while !Task.isCancelled {
+            do {
+                try await Task.sleep(for: .milliseconds(Int64(interval * 1000)))
+                try await update()
+            } catch is CancellationError {
+                return
+            } catch {
+                say("Could not update the cluster: \(error)", level: 2)
+            }
+        }
+    }
+
     /// Whether this cluster runs, here or on the platform.
     public func clusterExists() async throws -> Bool {
         if isServerRunning { return true }

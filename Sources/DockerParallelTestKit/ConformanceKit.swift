@@ -247,14 +247,16 @@ public struct ConformanceKit: Sendable {
     }
 
     private func waitForWorkers(_ cluster: DockerCluster, total: Int) async throws {
-        let deadline = ContinuousClock.now + .milliseconds(Int64(options.timeout * 1000))
-        while true {
-            let numbers = try await cluster.workerNumbers()
-            if numbers.running + numbers.initializing == total { return }
-            guard ContinuousClock.now < deadline else {
-                throw ConformanceFailure(step: 0, description: "waiting for workers", problem: "worker numbers are \(numbers) after \(options.timeout) s, expected \(total) in all")
+        var numbers = try await cluster.workerNumbers()
+        do {
+            try await waitUntil("there are \(total) workers", timeout: options.timeout, interval: 0.05) {
+                numbers = try await cluster.workerNumbers()
+                return numbers.running + numbers.initializing == total
             }
-            try await Task.sleep(for: .milliseconds(50))
+        } catch is WaitTimedOut {
+            throw ConformanceFailure(
+                step: 0, description: "waiting for workers",
+                problem: "worker numbers are \(numbers) after \(options.timeout) s, expected \(total) in all")
         }
     }
 }

@@ -78,12 +78,9 @@ struct Run: AsyncParsableCommand {
         do {
             failures = try await withThrowingTaskGroup(of: [TaskResult]?.self) { group in
                 if ephemeralState != nil {
-                    // Replace workers that die while the job runs.
+                    // Restart the server or workers that die while the job runs.
                     group.addTask {
-                        while !Task.isCancelled {
-                            try await Task.sleep(for: .milliseconds(500))
-                            try? await handle.update()
-                        }
+                        await handle.supervise()
                         return nil
                     }
                 }

@@ -1,3 +1,4 @@
+import DockerParallelTestKit
 import Foundation
 import Testing
 
@@ -110,18 +111,6 @@ final class StreamReader: @unchecked Sendable {
 
     var text: String { lock.withLock { String(decoding: data, as: UTF8.self) } }
     var isDone: Bool { lock.withLock { done } }
-}
-
-/// Waits until `condition` holds, failing after `timeout` seconds.
-func waitUntil(_ what: String, timeout: Double = 30, _ condition: () async throws -> Bool) async throws {
-    let deadline = ContinuousClock.now + .milliseconds(Int64(timeout * 1000))
-    while try await !condition() {
-        guard ContinuousClock.now < deadline else {
-            Issue.record("timed out after \(timeout) s waiting until \(what)")
-            throw CancellationError()
-        }
-        try await Task.sleep(for: .milliseconds(20))
-    }
 }
 
 /// The pids in a cluster's worker pid files.

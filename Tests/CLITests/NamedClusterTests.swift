@@ -1,3 +1,4 @@
+import DockerParallelTestKit
 import Foundation
 import Testing
 

@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import DockerParallel
+import DockerParallelTestKit
 import Foundation
 import Testing
 
@@ -33,12 +34,7 @@ import Testing
                 var nextKill = Int.random(in: 500...1500, using: &generator)
                 try await withThrowingTaskGroup(of: Void.self) { group in
                     // What `dockerparallel run` does: restart what died.
-                    group.addTask {
-                        while !Task.isCancelled {
-                            try await Task.sleep(for: .milliseconds(200))
-                            try? await cluster.update()
-                        }
-                    }
+                    group.addTask { await cluster.supervise(every: 0.2) }
                     for try await result in try await cluster.results(jobID: job.id) {
                         #expect(seen[result.index] == nil, "task \(result.index) has two results")
                         seen[result.index] = result

@@ -1,4 +1,5 @@
 import DockerParallel
+import DockerParallelTestKit
 import Foundation
 import Testing
 

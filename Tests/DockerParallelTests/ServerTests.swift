@@ -5,6 +5,7 @@ import DockerParallel
 import DockerParallelServer
 import DockerParallelWire
 import DockerParallelWorker
+import DockerParallelTestKit
 import Foundation
 import Logging
 import ServiceLifecycle

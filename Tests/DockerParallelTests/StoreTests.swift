@@ -1,6 +1,7 @@
 import DockerParallel
 import DockerParallelServer
 import DockerParallelWire
+import DockerParallelTestKit
 import Foundation
 import Logging
 import Testing

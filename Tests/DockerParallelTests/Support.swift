@@ -1,6 +1,7 @@
 import DockerParallel
 import Foundation
 import Testing
+import DockerParallelTestKit
 
 /// The built executables, next to the test bundle.
 enum Binaries {
@@ -24,16 +25,4 @@ func withStateDirectory<T>(_ body: (String) async throws -> T) async throws -> T
     try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
     defer { try? FileManager.default.removeItem(atPath: path) }
     return try await body(path)
-}
-
-/// Waits until `condition` holds, failing after `timeout` seconds.
-func waitUntil(_ what: String, timeout: Double = 30, _ condition: () async throws -> Bool) async throws {
-    let deadline = ContinuousClock.now + .milliseconds(Int64(timeout * 1000))
-    while try await !condition() {
-        guard ContinuousClock.now < deadline else {
-            Issue.record("timed out after \(timeout) s waiting until \(what)")
-            throw CancellationError()
-        }
-        try await Task.sleep(for: .milliseconds(20))
-    }
 }
