@@ -138,6 +138,23 @@ extension DockerCluster {
         }
     }
 
+    /// The attempt log of a job, or of one task: every lease a task was given, who ran it, when,
+    /// and how it ended, oldest first per task.
+    /// - Throws: `.invalidArgument` when the job is unknown or the server keeps no store.
+    public func attemptLog(jobID: String, index: Int? = nil) async throws -> [AttemptRecord] {
+        try await withServerRetry { connection in
+            var records: [AttemptRecord] = []
+            for try await reply in connection.stream(.attempts(jobID: jobID, index: index)) {
+                switch reply {
+                case .attempts(let batch): records += batch
+                case .done: return records
+                default: break
+                }
+            }
+            throw DockerParallelError(.connectionFailed, "the server closed the connection")
+        }
+    }
+
     /// Waits for every result of a job, ordered by index.
     public func collect(jobID: String, progress: @escaping @Sendable (JobStatus) -> Void = { _ in }) async throws -> [TaskResult] {
         var results: [TaskResult] = []

@@ -33,21 +33,39 @@ final class Broker: Sendable {
 
     typealias Output = (channel: any Channel, frame: Frame)
 
-    /// What one event asks for: frames to write now, changes to store, and frames to write only
-    /// once those changes are durable (acknowledgements and results).
+    /// Work done after the changes before it are stored.
+    enum AfterWrite {
+        /// Read from the connection again (a submit was stored: backpressure on submits).
+        case resumeReading(any Channel)
+        /// Load spilled tasks' payloads from the store and hand them to the queue.
+        case loadPayloads([TaskQueue.Key])
+        /// Send a job's attempt log.
+        case sendAttempts(jobID: String, index: Int?, channel: any Channel, requestID: UInt32)
+    }
+
+    /// What one event asks for: frames to write now, changes to store, and frames to write (and
+    /// work to do) only once those changes are durable (acknowledgements and results).
     struct Effects {
         var now: [Output] = []
         var changes: [StoreChange] = []
         var durable: [Output] = []
+        var afterWrite: [AfterWrite] = []
 
         static func + (left: Effects, right: Effects) -> Effects {
-            Effects(now: left.now + right.now, changes: left.changes + right.changes, durable: left.durable + right.durable)
+            Effects(
+                now: left.now + right.now, changes: left.changes + right.changes, durable: left.durable + right.durable,
+                afterWrite: left.afterWrite + right.afterWrite)
         }
     }
+
+    /// Spilled payloads loaded per read of the store.
+    static let payloadBatch = 4096
 
     let configuration: ServerConfiguration
     private let state: NIOLockedValueBox<State>
     private let started = ContinuousClock.now
+    /// The wall-clock time at `started`, for the attempt log.
+    private let startedWall = Date().timeIntervalSince1970
 
     init(configuration: ServerConfiguration, queue: TaskQueue) {
         self.configuration = configuration
@@ -82,8 +100,8 @@ final class Broker: Sendable {
             }
             guard peer.role == .worker else { return Effects() }
             state.workerOrder.removeAll { $0 == peerID }
-            let failed = state.queue.workerLost(WorkerID(peerID))
-            return Self.notify(&state, failed) + dispatch(&state)
+            let failed = state.queue.workerLost(WorkerID(peerID), now: now)
+            return finish(&state, Self.notify(&state, failed) + dispatch(&state))
         }
     }
 
@@ -92,6 +110,11 @@ final class Broker: Sendable {
     /// Handles one message from an authenticated peer.
     func handle(_ message: ClientMessage, requestID: UInt32, from peerID: UInt64) -> Effects {
         state.withLockedValue { state in
+            finish(&state, handle(message, requestID: requestID, from: peerID, state: &state))
+        }
+    }
+
+    private func handle(_ message: ClientMessage, requestID: UInt32, from peerID: UInt64, state: inout State) -> Effects {
             guard let peer = state.peers[peerID] else { return Effects() }
             // Replies are written in order with results, after what they depend on is durable.
             let reply = { (message: ServerMessage) -> Effects in
@@ -127,14 +150,14 @@ final class Broker: Sendable {
             case .complete(let leaseID, let jobID, let index, let report):
                 state.peers[peerID]?.leases.remove(leaseID)
                 let result = state.queue.complete(
-                    from: WorkerID(peerID), leaseID: leaseID, jobID: jobID, index: index, report: report)
+                    from: WorkerID(peerID), leaseID: leaseID, jobID: jobID, index: index, report: report, now: now)
                 let effects = result == nil
                     ? Self.counters(state.queue, jobID: jobID, indices: [index]) : Self.notify(&state, [result!])
                 return effects + dispatch(&state)
 
             case .release(let leaseIDs):
                 for id in leaseIDs { state.peers[peerID]?.leases.remove(id) }
-                state.queue.release(from: WorkerID(peerID), leaseIDs: leaseIDs)
+                state.queue.release(from: WorkerID(peerID), leaseIDs: leaseIDs, now: now)
                 state.peers[peerID]?.credit = 0
                 return dispatch(&state)
 
@@ -154,7 +177,7 @@ final class Broker: Sendable {
                 guard state.queue.status(jobID: jobID) != nil else {
                     return reply(.error(code: .invalidArgument, message: "there is no job '\(jobID)' on this server"))
                 }
-                let cancellation = state.queue.cancel(jobID: jobID, index: index)
+                let cancellation = state.queue.cancel(jobID: jobID, index: index, now: now)
                 let status = state.queue.status(jobID: jobID) ?? JobStatus(jobID: jobID)
                 var effects = Self.notify(&state, cancellation.results) + reply(.job(status))
                 for (worker, leases) in Dictionary(grouping: cancellation.abortedLeases, by: \.worker) {
@@ -181,6 +204,12 @@ final class Broker: Sendable {
                 if !retried.isEmpty { effects.changes.append(.retry(jobID: jobID, indices: retried)) }
                 return effects + dispatch(&state)
 
+            case .attempts(let jobID, let index):
+                guard state.queue.status(jobID: jobID) != nil else {
+                    return reply(.error(code: .invalidArgument, message: "there is no job '\(jobID)' on this server"))
+                }
+                return Effects(afterWrite: [.sendAttempts(jobID: jobID, index: index, channel: peer.channel, requestID: requestID)])
+
             case .status:
                 let workers = state.workerOrder.compactMap { id -> ServerReport.Worker? in
                     guard let peer = state.peers[id] else { return nil }
@@ -190,18 +219,39 @@ final class Broker: Sendable {
                     jobQueueName: configuration.jobQueueName, uptime: now, workers: workers,
                     jobs: state.queue.jobStatuses)))
             }
-        }
     }
 
     /// Takes back expired leases.
     func expireLeases() -> Effects {
         state.withLockedValue { state in
             let failed = state.queue.expireLeases(now: now)
-            return Self.notify(&state, failed) + dispatch(&state)
+            return finish(&state, Self.notify(&state, failed) + dispatch(&state))
+        }
+    }
+
+    /// Hands payloads loaded from the store to the queue and dispatches them.
+    func loaded(_ payloads: [(key: TaskQueue.Key, spec: TaskSpec?)]) -> Effects {
+        state.withLockedValue { state in
+            state.queue.load(payloads)
+            return finish(&state, dispatch(&state))
         }
     }
 
     // MARK: Internals
+
+    /// Adds what every event ends with: the attempt log's new entries, to store, and a load of
+    /// spilled payloads when the queue runs low.
+    private func finish(_ state: inout State, _ effects: Effects) -> Effects {
+        var effects = effects
+        for var record in state.queue.takeAttemptLog() {
+            record.started += startedWall
+            record.ended = record.ended.map { $0 + startedWall }
+            effects.changes.append(.attempt(record))
+        }
+        let keys = state.queue.spilledKeysToLoad(limit: Self.payloadBatch)
+        if !keys.isEmpty { effects.afterWrite.append(.loadPayloads(keys)) }
+        return effects
+    }
 
     /// Hands queued tasks to workers with credit, in turn.
     private func dispatch(_ state: inout State) -> Effects {
@@ -210,7 +260,7 @@ final class Broker: Sendable {
         let now = self.now
         for id in state.workerOrder {
             guard let peer = state.peers[id], peer.credit > 0 else { continue }
-            let assignments = state.queue.lease(to: WorkerID(id), limit: peer.credit, now: now)
+            let assignments = state.queue.lease(to: WorkerID(id), name: peer.name, limit: peer.credit, now: now)
             guard !assignments.isEmpty else { break }
             state.peers[id]?.credit -= assignments.count
             state.peers[id]?.leases.formUnion(assignments.map(\.leaseID))

@@ -37,7 +37,13 @@ final class BrokerConnectionHandler: ChannelInboundHandler {
             authenticate(context: context, requestID: frame.requestID, message: message)
             return
         }
-        committer.apply(broker.handle(message, requestID: frame.requestID, from: peerID))
+        var effects = broker.handle(message, requestID: frame.requestID, from: peerID)
+        if case .submit = message {
+            // Backpressure: read nothing more from this peer until its submit is stored.
+            try? context.channel.syncOptions?.setOption(ChannelOptions.autoRead, value: false)
+            effects.afterWrite.append(.resumeReading(context.channel))
+        }
+        committer.apply(effects)
     }
 
     private func authenticate(context: ChannelHandlerContext, requestID: UInt32, message: ClientMessage) {

@@ -34,10 +34,13 @@ public final class BrokerServer: Service {
         var store: (any BrokerStore)?
         if let path = configuration.storePath {
             let opened = try SQLiteStore(path: path)
+            // With a store, queued payloads beyond the resident limit wait on disk.
+            queue = TaskQueue(leaseDuration: configuration.leaseDuration, residentLimit: configuration.residentTaskLimit)
             let jobs = try opened.load()
             for job in jobs {
                 queue.restore(jobID: job.jobID, options: job.options, tasks: job.tasks, results: job.results)
             }
+            queue.resumeLeaseNumbering(after: try opened.lastLeaseID())
             logger.info("opened the broker's store", metadata: ["path": "\(path)", "jobs": "\(jobs.count)"])
             store = opened
         }
@@ -46,7 +49,7 @@ public final class BrokerServer: Service {
         let connections = NIOLockedValueBox<[ObjectIdentifier: any Channel]>([:])
         let storeFailed = NIOLockedValueBox<(any Error)?>(nil)
         let serverChannel = NIOLockedValueBox<(any Channel)?>(nil)
-        let committer = GroupCommitter(store: store) { error in
+        let committer = GroupCommitter(store: store, broker: broker) { error in
             logger.error("the broker's store failed; stopping so that a restart resumes from it", metadata: ["error": "\(error)"])
             storeFailed.withLockedValue { $0 = error }
             serverChannel.withLockedValue { $0 }?.close(promise: nil)
@@ -84,6 +87,8 @@ public final class BrokerServer: Service {
         logger.debug("server listening", metadata: ["host": "\(configuration.host)", "port": "\(port)"])
         onBound(Endpoint(host: configuration.host, port: port))
 
+        // Restored tasks wait on disk; the first load brings them in.
+        committer.apply(broker.loaded([]))
         let expiry = channel.eventLoop.scheduleRepeatedTask(initialDelay: .milliseconds(500), delay: .milliseconds(500)) { _ in
             committer.apply(broker.expireLeases())
         }
@@ -97,7 +102,12 @@ public final class BrokerServer: Service {
             channel.close(promise: nil)
         }
         expiry.cancel()
-        for connection in connections.withLockedValue({ Array($0.values) }) { connection.close(promise: nil) }
+        let open = connections.withLockedValue { Array($0.values) }
+        for connection in open { connection.close(promise: nil) }
+        for connection in open { try? await connection.closeFuture.get() }
+        // The last changes are stored before `run` returns, so that a new server on the same
+        // store starts from all of them.
+        await committer.flush()
         logger.debug("server stopped")
         if let error = storeFailed.withLockedValue({ $0 }) {
             throw DockerParallelError(.providerFailed, "the broker's store failed: \(error)", underlying: nil)

@@ -16,6 +16,9 @@ public struct ServerConfiguration: Sendable {
     public var maximumFrameLength: Int
     /// The SQLite file that keeps tasks and results across restarts; `nil` keeps them in memory only.
     public var storePath: String?
+    /// With a store: how many queued tasks keep their payload in memory; the rest wait on disk
+    /// until workers get near them.
+    public var residentTaskLimit: Int
 
     /// Creates a configuration.
     /// - Parameters:
@@ -26,6 +29,7 @@ public struct ServerConfiguration: Sendable {
     ///   - leaseDuration: Seconds without a heartbeat before a task is taken back (default 30).
     ///   - maximumFrameLength: Bytes (default 64 MiB).
     ///   - storePath: The durable store's file (default none: in memory).
+    ///   - residentTaskLimit: Queued payloads kept in memory with a store (default 50,000).
     public init(
         host: String = "127.0.0.1",
         port: Int = ClusterConfiguration.defaultServerPort,
@@ -33,7 +37,8 @@ public struct ServerConfiguration: Sendable {
         jobQueueName: String = ClusterConfiguration.defaultJobQueueName,
         leaseDuration: Double = 30,
         maximumFrameLength: Int = Frame.maximumLength,
-        storePath: String? = nil
+        storePath: String? = nil,
+        residentTaskLimit: Int = 50_000
     ) {
         self.host = host
         self.port = port
@@ -42,5 +47,6 @@ public struct ServerConfiguration: Sendable {
         self.leaseDuration = leaseDuration
         self.maximumFrameLength = maximumFrameLength
         self.storePath = storePath
+        self.residentTaskLimit = residentTaskLimit
     }
 }

@@ -83,8 +83,15 @@ struct Logs: AsyncParsableCommand {
     @Flag(help: "Only tasks that failed or were cancelled.")
     var failed = false
 
+    @Flag(help: "Print the attempt log instead: every attempt, its worker, its times and how it ended.")
+    var attempts = false
+
     func run() async throws {
         let handle = try await cluster.reconnected()
+        if attempts {
+            try await printAttempts(handle)
+            return
+        }
         let status = try await handle.jobStatus(jobID: job)
         // Headers and raw output go through the same unbuffered handle, so they stay in order.
         let out = FileHandle.standardOutput
@@ -96,6 +103,20 @@ struct Logs: AsyncParsableCommand {
             out.write(Data("--- task \(result.index + 1): \(result.status.rawValue), \(exit), \(result.attempts) attempt(s)\(error)\n".utf8))
             out.write(result.errorOutput)
             if result.errorOutput.last.map({ $0 != UInt8(ascii: "\n") }) ?? false { out.write(Data("\n".utf8)) }
+        }
+    }
+}
+
+extension Logs {
+    private func printAttempts(_ handle: DockerCluster) async throws {
+        let records = try await handle.attemptLog(jobID: job, index: task.map { $0 - 1 })
+        let time = Date.ISO8601FormatStyle(includingFractionalSeconds: true).time(includingFractionalSeconds: true)
+        print("task\tattempt\tworker\tstarted\tseconds\toutcome\terror")
+        for record in records {
+            let started = Date(timeIntervalSince1970: record.started).formatted(time)
+            let seconds = record.ended.map { String(format: "%.3f", $0 - record.started) } ?? "-"
+            let attempt = record.attempt == 0 ? "-" : "\(record.attempt)"
+            print("\(record.index + 1)\t\(attempt)\t\(record.worker)\t\(started)\t\(seconds)\t\(record.outcome.rawValue)\t\(record.error ?? "")")
         }
     }
 }

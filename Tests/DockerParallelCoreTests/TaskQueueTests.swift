@@ -29,6 +29,53 @@ import Testing
         #expect(queue.status(jobID: "j")?.queued == 1)
     }
 
+    @Test func theAttemptLogRecordsEveryLeaseAndLateReports() {
+        var queue = TaskQueue(leaseDuration: 10)
+        _ = queue.submit(jobID: "j", options: JobOptions(), tasks: commands(2))
+        let first = queue.lease(to: worker, name: "alpha", limit: 2, now: 1)
+        #expect(queue.takeAttemptLog().map(\.outcome) == [.running, .running])
+        // Worker 1's lease on task 0 expires; worker 2 runs it; worker 1's report comes late.
+        queue.heartbeat(from: worker, leaseIDs: [first[1].leaseID], now: 8)
+        _ = queue.expireLeases(now: 12)
+        let second = queue.lease(to: other, name: "beta", limit: 1, now: 12)[0]
+        #expect(queue.complete(from: worker, leaseID: first[0].leaseID, jobID: "j", index: 0, report: success(), now: 13) != nil)
+        #expect(queue.complete(from: other, leaseID: second.leaseID, jobID: "j", index: 0, report: success(), now: 14) == nil)
+        queue.release(from: worker, leaseIDs: [first[1].leaseID], now: 15)
+        let log = queue.takeAttemptLog()
+        // The late success still commits (a result is as good late); beta's report is then late.
+        #expect(log.map(\.outcome) == [.lost, .running, .lost, .succeeded, .late, .released])
+        #expect(log.map(\.worker) == ["alpha", "beta", "beta", "worker-1", "worker-2", "alpha"])
+        #expect(log[0].error == "its lease expired without a heartbeat")
+        #expect(log[2].error == "another attempt succeeded first")
+        #expect(log[4].error == "the task already had its result")
+        #expect(log[1].attempt == 2 && log[1].started == 12)
+        #expect(queue.takeAttemptLog().isEmpty)
+        #expect(queue.results(jobID: "j").count == 1)
+    }
+
+    @Test func payloadsBeyondTheResidentLimitAreLoadedWhenNeeded() {
+        var queue = TaskQueue(leaseDuration: 10, residentLimit: 4)
+        let tasks = commands(10)
+        _ = queue.submit(jobID: "j", options: JobOptions(), tasks: tasks)
+        #expect(queue.spilledCount == 6)
+        // Enough in memory: nothing to load yet.
+        #expect(queue.spilledKeysToLoad(limit: 100).isEmpty)
+        #expect(queue.lease(to: worker, limit: 10, now: 0).map(\.task.index) == [0, 1, 2, 3])
+        let keys = queue.spilledKeysToLoad(limit: 3)
+        #expect(keys.map(\.index) == [4, 5, 6])
+        // One load at a time.
+        #expect(queue.spilledKeysToLoad(limit: 3).isEmpty)
+        // Task 5's payload is not stored yet: it waits for the next load, in its place.
+        queue.load(keys.map { ($0, $0.index == 5 ? nil : tasks[$0.index]) })
+        #expect(queue.lease(to: worker, limit: 10, now: 0).map(\.task) == [tasks[4], tasks[6]])
+        let rest = queue.spilledKeysToLoad(limit: 100)
+        #expect(rest.map(\.index) == [5, 7, 8, 9])
+        queue.load(rest.map { ($0, tasks[$0.index]) })
+        #expect(queue.lease(to: worker, limit: 10, now: 0).map(\.task.index) == [5, 7, 8, 9])
+        #expect(queue.spilledCount == 0)
+        #expect(queue.status(jobID: "j")?.running == 10)
+    }
+
     @Test func resubmittingTheSameKeysAddsNothing() {
         var queue = TaskQueue()
         _ = queue.submit(jobID: "j", options: JobOptions(), tasks: commands(5))

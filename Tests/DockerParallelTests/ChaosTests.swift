@@ -60,6 +60,22 @@ import Testing
                 #expect(failed.isEmpty, "\(failed.prefix(3))")
                 let outputs = try await job.outputs()
                 #expect(outputs == (0..<count).map { $0 * $0 })
+
+                // Every attempt is recorded: each counted attempt has its entry in the log, none
+                // is left running, and each task has exactly one successful attempt.
+                let log = Dictionary(grouping: try await cluster.attemptLog(jobID: job.id), by: \.index)
+                #expect(log.count == count)
+                var mismatched: [String] = []
+                for (index, result) in seen {
+                    let records = log[index] ?? []
+                    let counted = records.filter { $0.attempt > 0 && $0.outcome != .released }
+                    let succeeded = records.filter { $0.outcome == .succeeded }
+                    if counted.count != result.attempts || succeeded.count != 1 || records.contains(where: { $0.outcome == .running }) {
+                        mismatched.append("task \(index), \(result.attempts) attempt(s): \(records.map { "\($0.attempt) \($0.outcome)" })")
+                    }
+                }
+                #expect(mismatched.isEmpty, "\(mismatched.count) tasks: \(mismatched.prefix(3))")
+                #expect(log.values.contains { $0.contains { $0.outcome == .lost } }, "the kills lost no attempt")
             }
         }
     }

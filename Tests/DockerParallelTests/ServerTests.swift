@@ -13,12 +13,14 @@ import Testing
 
 /// Runs a broker on a free loopback port for the duration of `body`.
 func withServer<T: Sendable>(
-    password: String = "right-password", storePath: String? = nil, _ body: @Sendable (Endpoint) async throws -> T
+    password: String = "right-password", storePath: String? = nil, residentTaskLimit: Int = 50_000,
+    _ body: @Sendable (Endpoint) async throws -> T
 ) async throws -> T {
     let (bound, boundSink) = AsyncStream.makeStream(of: Endpoint.self)
     let server = BrokerServer(
         configuration: ServerConfiguration(
-            port: 0, password: ServerPassword(password), jobQueueName: "test", storePath: storePath),
+            port: 0, password: ServerPassword(password), jobQueueName: "test", storePath: storePath,
+            residentTaskLimit: residentTaskLimit),
         logger: Logger(label: "test-server")
     ) { boundSink.yield($0) }
     return try await withThrowingTaskGroup(of: T?.self) { group in

@@ -7,8 +7,20 @@ import Logging
 import Testing
 
 /// Runs a broker with a store until `body` returns, then stops it.
-func withStoredServer<T: Sendable>(store: String, _ body: @Sendable (Endpoint) async throws -> T) async throws -> T {
-    try await withServer(storePath: store, body)
+func withStoredServer<T: Sendable>(
+    store: String, residentTaskLimit: Int = 50_000, _ body: @Sendable (Endpoint) async throws -> T
+) async throws -> T {
+    try await withServer(storePath: store, residentTaskLimit: residentTaskLimit, body)
+}
+
+/// A job's attempt log, as a client reads it.
+func attemptLog(_ client: PeerConnection, jobID: String, index: Int? = nil) async throws -> [AttemptRecord] {
+    var records: [AttemptRecord] = []
+    for try await message in client.stream(.attempts(jobID: jobID, index: index)) {
+        if case .attempts(let batch) = message { records += batch }
+        if case .done = message { break }
+    }
+    return records
 }
 
 @Suite(.timeLimit(.minutes(2))) struct StoreTests {
@@ -77,6 +89,15 @@ func withStoredServer<T: Sendable>(store: String, _ body: @Sendable (Endpoint) a
                 }
                 #expect(collected[0]?.output == Data("zero\n".utf8))
                 #expect(collected[1]?.attempts == 2)
+                // Every attempt is in the log, the one cut short by the stop as well.
+                let log = try await attemptLog(client, jobID: "job")
+                #expect(log.map(\.index) == [0, 1, 1, 2])
+                #expect(log.map(\.outcome) == [.succeeded, .lost, .succeeded, .succeeded])
+                #expect(log.map(\.attempt) == [1, 1, 2, 1])
+                // The stop closed the worker's connection, or cut the attempt short.
+                #expect(["the server stopped while it ran", "its worker disconnected"].contains(log[1].error ?? ""))
+                #expect(log.map(\.worker) == ["w", "w", "w2", "w2"])
+                #expect(log.allSatisfy { ($0.ended ?? 0) >= $0.started && $0.started > 1_700_000_000 })
                 guard case .done = try await client.request(.forget(jobID: "job")) else { return }
             }
             // Third life: the forgotten job is gone.
@@ -85,6 +106,64 @@ func withStoredServer<T: Sendable>(store: String, _ body: @Sendable (Endpoint) a
                 guard case .status(let report) = try await client.request(.status) else { return }
                 #expect(report.jobs.isEmpty)
             }
+        }
+    }
+
+    /// With a small resident limit, most queued payloads wait on disk; workers still get every
+    /// task, in order, with its input, also after a restart.
+    @Test func queuedPayloadsBeyondTheResidentLimitWaitOnDisk() async throws {
+        try await withStateDirectory { folder in
+            let store = "\(folder)/broker.sqlite"
+            let count = 1000
+            @Sendable func work(_ endpoint: Endpoint, upTo limit: Int = .max) async throws -> [Assignment] {
+                let worker = try await PeerConnection.connect(
+                    to: endpoint, hello: Hello(role: .worker, password: "right-password", name: "w", slots: 8))
+                defer { worker.close() }
+                worker.send(.credit(count: 32))
+                var done: [Assignment] = []
+                for await push in worker.pushes {
+                    guard case .assign(let assignments) = push else { continue }
+                    for assignment in assignments {
+                        worker.send(.complete(
+                            leaseID: assignment.leaseID, jobID: "big", index: assignment.task.index,
+                            report: AttemptReport(succeeded: true, output: assignment.task.input)))
+                    }
+                    done += assignments
+                    worker.send(.credit(count: assignments.count))
+                    if done.count >= limit { break }
+                }
+                return done
+            }
+            let first = try await withStoredServer(store: store, residentTaskLimit: 10) { endpoint in
+                let client = try await client(endpoint)
+                for start in stride(from: 0, to: count, by: 100) {
+                    let tasks = commands(count)[start..<start + 100]
+                    guard case .submitted(100, 0) = try await client.request(.submit(jobID: "big", options: JobOptions(), tasks: Array(tasks))) else {
+                        Issue.record("submit was not acknowledged")
+                        return [Assignment]()
+                    }
+                }
+                return try await work(endpoint, upTo: 400)
+            }
+            #expect(first.map(\.task.index) == Array(0..<first.count))
+            let second = try await withStoredServer(store: store, residentTaskLimit: 10) { endpoint in
+                let worker = Task { try await work(endpoint) }
+                let client = try await client(endpoint)
+                var results: [Int: TaskResult] = [:]
+                for try await message in client.stream(.watch(jobID: "big")) {
+                    if case .results(let batch) = message { for result in batch { results[result.index] = result } }
+                    if results.count == count { break }
+                }
+                #expect(results.values.allSatisfy { $0.output == Data("in-\($0.index)".utf8) })
+                worker.cancel()
+                return try await worker.value
+            }
+            // Tasks leased but unreported when the first server stopped run again; none is skipped.
+            let indices = Set((first + second).map(\.task.index))
+            #expect(indices == Set(0..<count))
+            let wrong = (first + second).filter { $0.task.input != Data("in-\($0.task.index)".utf8) }
+            #expect(wrong.isEmpty, "\(wrong.prefix(3))")
+            #expect((first + second).allSatisfy { $0.task.kind == .command(argv: ["echo", "\($0.task.index)"], environment: [:]) })
         }
     }
 

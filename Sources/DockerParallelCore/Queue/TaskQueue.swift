@@ -39,7 +39,13 @@ public struct JobStatus: Sendable, Codable, Equatable {
 /// The broker's queue as a pure state machine: submit, lease, heartbeat, complete, expire, cancel.
 ///
 /// It performs no I/O and reads no clock: callers pass the time. Every task gets exactly one
-/// committed ``TaskResult``; a late report for a finished task is counted and ignored.
+/// committed ``TaskResult``; a late report for a finished task is logged as an attempt and
+/// otherwise ignored.
+///
+/// With a `residentLimit`, at most about that many queued tasks keep their payload (kind and
+/// input) in memory; the others are *spilled*: the caller keeps their payloads in its durable
+/// store, loads them when ``spilledKeysToLoad(limit:)`` asks, and hands them back with
+/// ``load(_:)``. A million queued tasks then cost their counters, not their inputs.
 public struct TaskQueue: Sendable {
     /// A task's identity.
     public struct Key: Hashable, Sendable {
@@ -60,13 +66,31 @@ public struct TaskQueue: Sendable {
         case done
     }
 
+    /// A task's state, kept small: a million queued tasks cost a million of these.
     private struct Entry {
-        var spec: TaskSpec
-        var state: State = .queued
-        var attempts = 0
-        var failures = 0
-        var lastError: String?
-        var lastErrorOutput = Data()
+        /// 0 while queued, `UInt64.max` once done, else the lease id.
+        private var raw: UInt64 = 0
+        private var attemptCount: Int32 = 0
+        private var failureCount: Int32 = 0
+
+        var state: State {
+            get { raw == 0 ? .queued : raw == .max ? .done : .leased(raw) }
+            set {
+                switch newValue {
+                case .queued: raw = 0
+                case .done: raw = .max
+                case .leased(let id): raw = id
+                }
+            }
+        }
+        var attempts: Int {
+            get { Int(attemptCount) }
+            set { attemptCount = Int32(clamping: newValue) }
+        }
+        var failures: Int {
+            get { Int(failureCount) }
+            set { failureCount = Int32(clamping: newValue) }
+        }
     }
 
     private struct Job {
@@ -79,6 +103,9 @@ public struct TaskQueue: Sendable {
     private struct Lease {
         var key: Key
         var worker: WorkerID
+        var workerName: String
+        var attempt: Int
+        var started: Double
         var deadline: Double
     }
 
@@ -86,7 +113,21 @@ public struct TaskQueue: Sendable {
     public let leaseDuration: Double
     private var jobs: [String: Job] = [:]
     private var entries: [Key: Entry] = [:]
+    /// Payloads in memory: of queued tasks in `ready`, leased tasks, and (without a store)
+    /// failed ones, which may be retried.
+    private var payloads: [Key: TaskSpec] = [:]
+    /// The last failure of tasks that failed and were put back.
+    private var lastFailures: [Key: (error: String?, output: Data)] = [:]
+    /// Queued tasks whose payload is in memory, in dispatch order.
     private var ready: Deque<Key> = []
+    /// Queued tasks whose payload is only in the store, in dispatch order, after `ready`.
+    private var spilled: Deque<Key> = []
+    /// Spilled tasks whose payloads are being loaded.
+    private var loading = 0
+    /// Queued tasks that keep their payload in memory before new ones are spilled; `nil` for all.
+    public let residentLimit: Int?
+    /// Attempts started or ended since the last ``takeAttemptLog()``.
+    private var attemptLog: [AttemptRecord] = []
     private var leases: [UInt64: Lease] = [:]
     private var leasesByWorker: [WorkerID: Set<UInt64>] = [:]
     private var nextLeaseID: UInt64 = 1
@@ -94,9 +135,13 @@ public struct TaskQueue: Sendable {
     public private(set) var ignoredReports = 0
 
     /// Creates an empty queue.
-    /// - Parameter leaseDuration: Seconds a lease lasts without a heartbeat.
-    public init(leaseDuration: Double = 30) {
+    /// - Parameters:
+    ///   - leaseDuration: Seconds a lease lasts without a heartbeat.
+    ///   - residentLimit: Queued tasks whose payload stays in memory; more are spilled to the
+    ///     caller's store (`nil`, the default, keeps every payload in memory).
+    public init(leaseDuration: Double = 30, residentLimit: Int? = nil) {
         self.leaseDuration = leaseDuration
+        self.residentLimit = residentLimit.map { max($0, 1) }
     }
 
     // MARK: Submit
@@ -109,8 +154,14 @@ public struct TaskQueue: Sendable {
         for task in tasks {
             let key = Key(jobID: jobID, index: task.index)
             if entries[key] != nil { continue }
-            entries[key] = Entry(spec: task)
-            ready.append(key)
+            if let residentLimit, !spilled.isEmpty || loading > 0 || ready.count >= residentLimit {
+                entries[key] = Entry()
+                spilled.append(key)
+            } else {
+                entries[key] = Entry()
+                payloads[key] = task
+                ready.append(key)
+            }
             job.indices.append(task.index)
             job.status.total += 1
             job.status.queued += 1
@@ -123,28 +174,81 @@ public struct TaskQueue: Sendable {
     // MARK: Lease
 
     /// Leases up to `limit` queued tasks to a worker, oldest first.
-    public mutating func lease(to worker: WorkerID, limit: Int, now: Double) -> [Assignment] {
+    /// - Parameter name: The worker's name, for the attempt log.
+    public mutating func lease(to worker: WorkerID, name: String? = nil, limit: Int, now: Double) -> [Assignment] {
         var assignments: [Assignment] = []
         while assignments.count < limit, let key = ready.popFirst() {
-            guard var entry = entries[key], entry.state == .queued, let options = jobs[key.jobID]?.options else { continue }
+            guard var entry = entries[key], entry.state == .queued, let spec = payloads[key],
+                  let options = jobs[key.jobID]?.options else { continue }
             let leaseID = nextLeaseID
             nextLeaseID += 1
             entry.state = .leased(leaseID)
             entry.attempts += 1
             entries[key] = entry
-            leases[leaseID] = Lease(key: key, worker: worker, deadline: now + leaseDuration)
+            let lease = Lease(
+                key: key, worker: worker, workerName: name ?? worker.description, attempt: entry.attempts,
+                started: now, deadline: now + leaseDuration)
+            leases[leaseID] = lease
+            log(lease, leaseID: leaseID, outcome: .running)
             leasesByWorker[worker, default: []].insert(leaseID)
             jobs[key.jobID]?.status.queued -= 1
             jobs[key.jobID]?.status.running += 1
             assignments.append(Assignment(
-                leaseID: leaseID, jobID: key.jobID, task: entry.spec, attempt: entry.attempts, timeout: options.timeout))
+                leaseID: leaseID, jobID: key.jobID, task: spec, attempt: entry.attempts, timeout: options.timeout))
         }
         return assignments
     }
 
-    /// Whether any task waits for a worker.
+    /// Whether any task waits for a worker with its payload in memory.
     public var hasQueuedTasks: Bool {
-        jobs.values.contains { $0.status.queued > 0 }
+        !ready.isEmpty && jobs.values.contains { $0.status.queued > 0 }
+    }
+
+    // MARK: Spilled payloads
+
+    /// Spilled tasks whose payloads the caller should load from its store now, oldest first, or
+    /// nothing when enough payloads are in memory or a load is under way. Call
+    /// ``load(_:)`` with what was found.
+    public mutating func spilledKeysToLoad(limit: Int) -> [Key] {
+        guard loading == 0, !spilled.isEmpty else { return [] }
+        let lowWater = max((residentLimit ?? 0) / 2, 1)
+        guard ready.count < lowWater else { return [] }
+        var keys: [Key] = []
+        while keys.count < limit, let key = spilled.popFirst() {
+            guard entries[key]?.state == .queued, payloads[key] == nil else { continue }
+            keys.append(key)
+        }
+        loading = keys.count
+        return keys
+    }
+
+    /// Gives loaded payloads to spilled tasks, which become ready. A task whose payload was not
+    /// found (its submit is not stored yet) goes back to the front of the spilled tasks.
+    public mutating func load(_ loaded: [(key: Key, spec: TaskSpec?)]) {
+        loading = 0
+        var missing: [Key] = []
+        for (key, spec) in loaded {
+            guard entries[key]?.state == .queued, payloads[key] == nil else { continue }
+            guard let spec else {
+                missing.append(key)
+                continue
+            }
+            payloads[key] = spec
+            ready.append(key)
+        }
+        for key in missing.reversed() { spilled.prepend(key) }
+    }
+
+    /// Queued tasks whose payload is only in the store.
+    public var spilledCount: Int { spilled.count + loading }
+
+    // MARK: Attempt log
+
+    /// The attempts started or ended since the last call, in order, with times in the clock the
+    /// caller passes as `now`.
+    public mutating func takeAttemptLog() -> [AttemptRecord] {
+        defer { attemptLog = [] }
+        return attemptLog
     }
 
     /// Extends the leases a worker holds.
@@ -162,28 +266,48 @@ public struct TaskQueue: Sendable {
     /// up, and otherwise puts the task back. A report for a finished task is ignored.
     /// - Returns: The committed result, if this report committed one.
     public mutating func complete(
-        from worker: WorkerID, leaseID: UInt64, jobID: String, index: Int, report: AttemptReport
+        from worker: WorkerID, leaseID: UInt64, jobID: String, index: Int, report: AttemptReport, now: Double = 0
     ) -> TaskResult? {
         let key = Key(jobID: jobID, index: index)
+        var heldLease: Lease?
         if let lease = leases[leaseID], lease.worker == worker, lease.key == key {
+            heldLease = lease
             dropLease(leaseID)
+        }
+        let logEnd = { (queue: inout TaskQueue, outcome: AttemptOutcome, error: String?) in
+            if let heldLease {
+                queue.log(heldLease, leaseID: leaseID, outcome: outcome, ended: now, error: error)
+            } else {
+                queue.attemptLog.append(AttemptRecord(
+                    jobID: jobID, index: index, attempt: 0, leaseID: nil, worker: worker.description, started: now,
+                    ended: now, outcome: outcome, error: error))
+            }
         }
         guard var entry = entries[key], entry.state != .done, let options = jobs[jobID]?.options else {
             ignoredReports += 1
+            if entries[key] != nil { logEnd(&self, .late, "the task already had its result") }
             return nil
         }
         let isCurrentLease = entry.state == .leased(leaseID)
         if report.succeeded {
-            if case .leased(let other) = entry.state, other != leaseID { dropLease(other) }
+            if case .leased(let other) = entry.state, other != leaseID {
+                if let lease = leases[other] {
+                    log(lease, leaseID: other, outcome: .lost, ended: now, error: "another attempt succeeded first")
+                }
+                dropLease(other)
+            }
+            // A success commits even after its lease was taken back (the result is as good).
+            logEnd(&self, .succeeded, nil)
             return commit(key, status: .succeeded, report: report)
         }
         guard isCurrentLease else {
             // A failure from a lease that was already given up: the task runs elsewhere.
             ignoredReports += 1
+            logEnd(&self, .late, report.error)
             return nil
         }
-        entry.lastError = report.error
-        entry.lastErrorOutput = report.errorOutput
+        logEnd(&self, .failed, report.error)
+        lastFailures[key] = (report.error, report.errorOutput)
         if report.permanent || entry.failures >= options.failureRetries {
             entries[key] = entry
             return commit(key, status: .failed, report: report)
@@ -196,9 +320,10 @@ public struct TaskQueue: Sendable {
 
     /// Puts a worker's leased tasks back at the front of the queue without counting an attempt
     /// (a worker that drains on SIGTERM hands its tasks back).
-    public mutating func release(from worker: WorkerID, leaseIDs: [UInt64]) {
+    public mutating func release(from worker: WorkerID, leaseIDs: [UInt64], now: Double = 0) {
         for id in leaseIDs {
             guard let lease = leases[id], lease.worker == worker else { continue }
+            log(lease, leaseID: id, outcome: .released, ended: now)
             dropLease(id)
             entries[lease.key]?.attempts -= 1
             requeue(lease.key, atFront: true)
@@ -212,17 +337,17 @@ public struct TaskQueue: Sendable {
     /// not started: the server cannot tell them apart (a report of a finished task may still be
     /// on its way), and counting them is what makes a task that kills its worker fail in the end.
     /// - Returns: Results committed as failures.
-    public mutating func workerLost(_ worker: WorkerID) -> [TaskResult] {
+    public mutating func workerLost(_ worker: WorkerID, now: Double = 0) -> [TaskResult] {
         let ids = leasesByWorker[worker] ?? []
         leasesByWorker[worker] = nil
-        return ids.sorted().compactMap { loseLease($0, reason: "its worker disconnected") }
+        return ids.sorted().compactMap { loseLease($0, reason: "its worker disconnected", now: now) }
     }
 
     /// Takes back every lease whose deadline passed.
     /// - Returns: Results committed as failures.
     public mutating func expireLeases(now: Double) -> [TaskResult] {
         let expired = leases.filter { $0.value.deadline < now }.keys.sorted()
-        return expired.compactMap { loseLease($0, reason: "its lease expired without a heartbeat") }
+        return expired.compactMap { loseLease($0, reason: "its lease expired without a heartbeat", now: now) }
     }
 
     // MARK: Cancel and collect
@@ -236,7 +361,7 @@ public struct TaskQueue: Sendable {
     }
 
     /// Cancels a job's unfinished tasks, or one task.
-    public mutating func cancel(jobID: String, index: Int? = nil) -> Cancellation {
+    public mutating func cancel(jobID: String, index: Int? = nil, now: Double = 0) -> Cancellation {
         var cancellation = Cancellation()
         guard let job = jobs[jobID] else { return cancellation }
         let indices = index.map { [$0] } ?? job.indices
@@ -245,6 +370,7 @@ public struct TaskQueue: Sendable {
             guard let entry = entries[key], entry.state != .done else { continue }
             if case .leased(let id) = entry.state, let lease = leases[id] {
                 cancellation.abortedLeases.append((lease.worker, id))
+                log(lease, leaseID: id, outcome: .cancelled, ended: now)
                 dropLease(id)
             }
             let report = AttemptReport(succeeded: false, error: "cancelled")
@@ -274,7 +400,7 @@ public struct TaskQueue: Sendable {
             entry.attempts = 0
             entry.failures = 0
             entries[key] = entry
-            ready.append(key)
+            if payloads[key] == nil { spilled.append(key) } else { ready.append(key) }
             retried.append(index)
         }
         jobs[jobID] = job
@@ -303,6 +429,8 @@ public struct TaskQueue: Sendable {
             let key = Key(jobID: jobID, index: index)
             if case .leased(let id)? = entries[key]?.state { dropLease(id) }
             entries[key] = nil
+            payloads[key] = nil
+            lastFailures[key] = nil
         }
     }
 
@@ -314,36 +442,42 @@ public struct TaskQueue: Sendable {
     }
 
     /// Puts back a job read from the durable store: tasks with a result are finished, the others
-    /// queued (a task that was leased when the server stopped runs again).
+    /// queued (a task that was leased when the server stopped runs again). Their payloads stay in
+    /// the store until ``spilledKeysToLoad(limit:)`` asks for them.
     public mutating func restore(
-        jobID: String, options: JobOptions, tasks: [(spec: TaskSpec, attempts: Int, failures: Int)], results: [TaskResult]
+        jobID: String, options: JobOptions, tasks: [(index: Int, attempts: Int, failures: Int)], results: [TaskResult]
     ) {
         var job = jobs[jobID] ?? Job(options: options, status: JobStatus(jobID: jobID))
         let finished = Dictionary(results.map { ($0.index, $0) }, uniquingKeysWith: { first, _ in first })
-        for task in tasks.sorted(by: { $0.spec.index < $1.spec.index }) {
-            let key = Key(jobID: jobID, index: task.spec.index)
+        for task in tasks.sorted(by: { $0.index < $1.index }) {
+            let key = Key(jobID: jobID, index: task.index)
             guard entries[key] == nil else { continue }
-            var entry = Entry(spec: task.spec)
+            var entry = Entry()
             entry.attempts = task.attempts
             entry.failures = task.failures
-            job.indices.append(task.spec.index)
+            job.indices.append(task.index)
             job.status.total += 1
-            if let result = finished[task.spec.index] {
+            if let result = finished[task.index] {
                 entry.state = .done
-                entry.spec = TaskSpec(index: task.spec.index, kind: task.spec.kind)
-                job.results[task.spec.index] = result
+                job.results[task.index] = result
                 switch result.status {
                 case .succeeded: job.status.succeeded += 1
                 case .failed: job.status.failed += 1
                 case .cancelled: job.status.cancelled += 1
                 }
             } else {
-                ready.append(key)
+                spilled.append(key)
                 job.status.queued += 1
             }
             entries[key] = entry
         }
         jobs[jobID] = job
+    }
+
+    /// Continues lease numbering after the leases a store already knows, so that attempt-log
+    /// entries stay unique across restarts.
+    public mutating func resumeLeaseNumbering(after leaseID: UInt64) {
+        nextLeaseID = max(nextLeaseID, leaseID + 1)
     }
 
     // MARK: Internals
@@ -362,15 +496,24 @@ public struct TaskQueue: Sendable {
         if atFront { ready.prepend(key) } else { ready.append(key) }
     }
 
-    private mutating func loseLease(_ id: UInt64, reason: String) -> TaskResult? {
+    private mutating func log(
+        _ lease: Lease, leaseID: UInt64, outcome: AttemptOutcome, ended: Double? = nil, error: String? = nil
+    ) {
+        attemptLog.append(AttemptRecord(
+            jobID: lease.key.jobID, index: lease.key.index, attempt: lease.attempt, leaseID: leaseID,
+            worker: lease.workerName, started: lease.started, ended: ended, outcome: outcome, error: error))
+    }
+
+    private mutating func loseLease(_ id: UInt64, reason: String, now: Double) -> TaskResult? {
         guard let lease = leases[id] else { return nil }
+        log(lease, leaseID: id, outcome: .lost, ended: now, error: reason)
         dropLease(id)
         guard let entry = entries[lease.key], entry.state == .leased(id),
               let options = jobs[lease.key.jobID]?.options else { return nil }
         if entry.attempts >= options.maxAttempts {
             let message = "task lost after \(entry.attempts) attempt(s): \(reason)"
             return commit(lease.key, status: .failed, report: AttemptReport(
-                succeeded: false, errorOutput: entry.lastErrorOutput, error: message))
+                succeeded: false, errorOutput: lastFailures[lease.key]?.output ?? Data(), error: message))
         }
         requeue(lease.key, atFront: true)
         return nil
@@ -393,9 +536,9 @@ public struct TaskQueue: Sendable {
             jobID: key.jobID, index: key.index, status: status, attempts: entry.attempts,
             exitCode: report.exitCode, output: report.output, errorOutput: report.errorOutput, error: report.error)
         job.results[key.index] = result
-        if status == .succeeded {
-            entry.spec = TaskSpec(index: key.index, kind: entry.spec.kind)  // the input is no longer needed
-        }
+        // The payload is no longer needed in memory; with a store it can be loaded again for a retry.
+        if status == .succeeded || residentLimit != nil { payloads[key] = nil }
+        lastFailures[key] = nil
         entries[key] = entry
         jobs[key.jobID] = job
         return result

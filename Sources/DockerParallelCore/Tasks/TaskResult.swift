@@ -76,3 +76,60 @@ public struct TaskResult: Sendable, Codable, Equatable {
         return text.split(separator: "\n", omittingEmptySubsequences: true).suffix(count).joined(separator: "\n")
     }
 }
+
+/// How one attempt at a task ended, as the broker's attempt log records it.
+public enum AttemptOutcome: String, Sendable, Codable {
+    /// The attempt is still under its lease.
+    case running
+    /// It succeeded and its result was committed.
+    case succeeded
+    /// The task failed (non-zero exit, thrown error, timeout).
+    case failed
+    /// Its worker disconnected or its lease expired without a heartbeat.
+    case lost
+    /// Its worker handed it back unstarted (draining on SIGTERM); it does not count.
+    case released
+    /// The job or task was cancelled while it ran.
+    case cancelled
+    /// A report that came after the task already had its result, or after its lease was taken
+    /// back: recorded, never committed as a second result.
+    case late
+}
+
+/// One attempt at a task: who ran it, when, and how it ended.
+public struct AttemptRecord: Sendable, Codable, Equatable {
+    /// The job.
+    public var jobID: String
+    /// The task's index in the job.
+    public var index: Int
+    /// The attempt's number, from 1 (0 for a late report whose lease was already gone).
+    public var attempt: Int
+    /// The lease it ran under, if it still had one.
+    public var leaseID: UInt64?
+    /// The worker that ran it.
+    public var worker: String
+    /// When it was leased, in seconds since 1970.
+    public var started: Double
+    /// When it ended, if it did.
+    public var ended: Double?
+    /// How it ended.
+    public var outcome: AttemptOutcome
+    /// Why it failed or was lost.
+    public var error: String?
+
+    /// Creates a record.
+    public init(
+        jobID: String, index: Int, attempt: Int, leaseID: UInt64?, worker: String, started: Double,
+        ended: Double? = nil, outcome: AttemptOutcome, error: String? = nil
+    ) {
+        self.jobID = jobID
+        self.index = index
+        self.attempt = attempt
+        self.leaseID = leaseID
+        self.worker = worker
+        self.started = started
+        self.ended = ended
+        self.outcome = outcome
+        self.error = error
+    }
+}

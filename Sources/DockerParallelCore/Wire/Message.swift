@@ -61,6 +61,8 @@ public enum ClientMessage: Sendable, Codable, Equatable {
     case retry(jobID: String, indices: [Int]?)
     /// Asks for the server's status.
     case status
+    /// Streams the attempt log of a job, or of one of its tasks: `attempts` replies, then `done`.
+    case attempts(jobID: String, index: Int?)
 }
 
 /// A message from the server.
@@ -83,6 +85,8 @@ public enum ServerMessage: Sendable, Codable, Equatable {
     case done
     /// The server's status.
     case status(ServerReport)
+    /// Part of a job's attempt log, oldest first.
+    case attempts([AttemptRecord])
 }
 
 /// What the server reports of itself.

@@ -1,80 +1,122 @@
 import Dispatch
+import DockerParallelCore
 import NIOConcurrencyHelpers
 import NIOCore
 
 /// Writes the broker's changes to its store in batches, then performs what had to wait for them
-/// (submit acknowledgements, results shown to clients), in the order they were enqueued.
+/// (submit acknowledgements, results shown to clients, reads of the store), in the order they
+/// were enqueued.
 ///
 /// One serial queue writes; while it writes, new changes gather into the next batch.
 final class GroupCommitter: Sendable {
     private struct Pending {
         var changes: [StoreChange] = []
         var outputs: [Broker.Output] = []
+        var afterWrite: [Broker.AfterWrite] = []
         var draining = false
     }
 
     private let store: (any BrokerStore)?
+    private let broker: Broker
     private let pending = NIOLockedValueBox(Pending())
     private let queue = DispatchQueue(label: "dockerparallel.group-commit")
     private let onFailure: @Sendable (any Error) -> Void
 
-    /// Creates a committer; with no store, outputs are performed at once.
-    init(store: (any BrokerStore)?, onFailure: @escaping @Sendable (any Error) -> Void) {
+    /// Creates a committer for a broker; with no store, outputs are performed at once.
+    init(store: (any BrokerStore)?, broker: Broker, onFailure: @escaping @Sendable (any Error) -> Void) {
         self.store = store
+        self.broker = broker
         self.onFailure = onFailure
     }
 
-    /// Stores `changes`, then writes `outputs`.
-    func commit(_ changes: [StoreChange], then outputs: [Broker.Output]) {
+    /// Performs a broker event's effects: its frames to write now at once, the rest once its
+    /// changes are stored.
+    func apply(_ effects: Broker.Effects) {
+        Self.perform(effects.now)
         guard store != nil else {
-            Self.perform(outputs)
+            Self.perform(effects.durable)
+            for work in effects.afterWrite { self.perform(work) }
             return
         }
         enum Action { case performNow, startDrain, queued }
         let action = pending.withLockedValue { pending -> Action in
-            // Nothing to store and nothing waiting: no reason to wait (and order is kept).
-            if changes.isEmpty && !pending.draining { return .performNow }
-            pending.changes += changes
-            pending.outputs += outputs
+            // Nothing to store or read and nothing waiting: no reason to wait (and order is kept).
+            if effects.changes.isEmpty && effects.afterWrite.isEmpty && !pending.draining { return .performNow }
+            pending.changes += effects.changes
+            pending.outputs += effects.durable
+            pending.afterWrite += effects.afterWrite
             if pending.draining { return .queued }
             pending.draining = true
             return .startDrain
         }
         switch action {
-        case .performNow: Self.perform(outputs)
+        case .performNow: Self.perform(effects.durable)
         case .startDrain: queue.async { self.drain() }
         case .queued: break
         }
     }
 
-    /// Performs a broker event's effects.
-    func apply(_ effects: Broker.Effects) {
-        Self.perform(effects.now)
-        commit(effects.changes, then: effects.durable)
+    /// Waits until everything enqueued so far is stored and performed.
+    func flush() async {
+        await withCheckedContinuation { continuation in queue.async { continuation.resume() } }
     }
 
     private func drain() {
         while true {
-            let batch = pending.withLockedValue { pending -> ([StoreChange], [Broker.Output])? in
-                if pending.changes.isEmpty && pending.outputs.isEmpty {
+            let batch = pending.withLockedValue { pending -> Pending? in
+                if pending.changes.isEmpty && pending.outputs.isEmpty && pending.afterWrite.isEmpty {
                     pending.draining = false
                     return nil
                 }
                 defer {
                     pending.changes = []
                     pending.outputs = []
+                    pending.afterWrite = []
                 }
-                return (pending.changes, pending.outputs)
+                return pending
             }
-            guard let (changes, outputs) = batch else { return }
+            guard let batch else { return }
             do {
-                try store?.write(changes)
-                Self.perform(outputs)
+                try store?.write(batch.changes)
+                Self.perform(batch.outputs)
+                for work in batch.afterWrite { perform(work) }
             } catch {
                 // Nothing is acknowledged that is not durable: the waiting peers get no answer
                 // and the server stops, so that a restart resumes from what was stored.
                 onFailure(error)
             }
+        }
+    }
+
+    /// Work that needs the store's current content (on the committer's queue) or waits for a write.
+    private func perform(_ work: Broker.AfterWrite) {
+        switch work {
+        case .resumeReading(let channel):
+            channel.setOption(ChannelOptions.autoRead, value: true).whenFailure { _ in }
+        case .loadPayloads(let keys):
+            guard let store else { return }
+            do {
+                apply(broker.loaded(try store.payloads(keys)))
+            } catch {
+                onFailure(error)
+            }
+        case .sendAttempts(let jobID, let index, let channel, let requestID):
+            let frames: [Frame]
+            if let store {
+                do {
+                    let records = try store.attempts(jobID: jobID, index: index)
+                    frames = stride(from: 0, to: records.count, by: 1024).map {
+                        Broker.frame(.attempts(Array(records[$0..<min($0 + 1024, records.count)])), requestID: requestID)
+                    } + [Broker.frame(.done, requestID: requestID)]
+                } catch {
+                    frames = [Broker.frame(.error(code: .providerFailed, message: "cannot read the attempt log: \(error)"), requestID: requestID)]
+                }
+            } else {
+                frames = [Broker.frame(
+                    .error(code: .invalidArgument, message: "this server keeps no attempt log: start it with a store (--store FILE)"),
+                    requestID: requestID)]
+            }
+            Self.perform(frames.map { (channel, $0) })
         }
     }
 

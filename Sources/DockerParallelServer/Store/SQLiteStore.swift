@@ -32,7 +32,16 @@ struct SQLiteStore: BrokerStore {
                         job TEXT NOT NULL, idx INTEGER NOT NULL, status TEXT NOT NULL, attempts INTEGER NOT NULL,
                         exit_code INTEGER, output BLOB NOT NULL, error_output BLOB NOT NULL, error TEXT,
                         PRIMARY KEY(job, idx)) WITHOUT ROWID;
+                    CREATE TABLE IF NOT EXISTS attempts(
+                        lease INTEGER, job TEXT NOT NULL, idx INTEGER NOT NULL, attempt INTEGER NOT NULL,
+                        worker TEXT NOT NULL, started REAL NOT NULL, ended REAL, outcome TEXT NOT NULL, error TEXT);
+                    CREATE UNIQUE INDEX IF NOT EXISTS attempts_by_lease ON attempts(lease);
+                    CREATE INDEX IF NOT EXISTS attempts_by_task ON attempts(job, idx);
                     """)
+                // Attempts that ran when the server stopped can only have been lost.
+                try db.execute(
+                    sql: "UPDATE attempts SET outcome = 'lost', ended = ?, error = ? WHERE outcome = 'running'",
+                    arguments: [Date().timeIntervalSince1970, "the server stopped while it ran"])
             }
         } catch {
             throw DockerParallelError(
@@ -53,12 +62,10 @@ struct SQLiteStore: BrokerStore {
                 jobs[id] = StoredJob(jobID: id, options: options, tasks: [], results: [])
                 order.append(id)
             }
-            let tasks = try Row.fetchCursor(db, sql: "SELECT job, idx, kind, input, attempts, failures FROM tasks")
+            let tasks = try Row.fetchCursor(db, sql: "SELECT job, idx, attempts, failures FROM tasks")
             while let row = try tasks.next() {
-                let job: String = row["job"]
-                let kind = try decoder.decode(TaskSpec.Kind.self, from: row["kind"] as Data)
-                let spec = TaskSpec(index: row["idx"], kind: kind, input: (row["input"] as Data?) ?? Data())
-                jobs[job]?.tasks.append((spec, row["attempts"], row["failures"]))
+                let job: String = row[0]
+                jobs[job]?.tasks.append((row[1], row[2], row[3]))
             }
             let results = try Row.fetchCursor(
                 db, sql: "SELECT job, idx, status, attempts, exit_code, output, error_output, error FROM results")
@@ -71,6 +78,43 @@ struct SQLiteStore: BrokerStore {
                     output: row["output"], errorOutput: row["error_output"], error: row["error"]))
             }
             return order.compactMap { jobs[$0] }
+        }
+    }
+
+    func lastLeaseID() throws -> UInt64 {
+        try database.read { db in
+            UInt64(try Int64.fetchOne(db, sql: "SELECT max(lease) FROM attempts") ?? 0)
+        }
+    }
+
+    func payloads(_ keys: [TaskQueue.Key]) throws -> [(key: TaskQueue.Key, spec: TaskSpec?)] {
+        let decoder = JSONDecoder()
+        return try database.read { db in
+            let select = try db.cachedStatement(sql: "SELECT kind, input FROM tasks WHERE job = ? AND idx = ?")
+            return try keys.map { key in
+                guard let row = try Row.fetchOne(select, arguments: [key.jobID, key.index]) else { return (key, nil) }
+                let kind = try decoder.decode(TaskSpec.Kind.self, from: row[0] as Data)
+                return (key, TaskSpec(index: key.index, kind: kind, input: (row[1] as Data?) ?? Data()))
+            }
+        }
+    }
+
+    func attempts(jobID: String, index: Int?) throws -> [AttemptRecord] {
+        try database.read { db in
+            let columns = "lease, job, idx, attempt, worker, started, ended, outcome, error"
+            let rows = if let index {
+                try Row.fetchAll(
+                    db, sql: "SELECT \(columns) FROM attempts WHERE job = ? AND idx = ? ORDER BY rowid",
+                    arguments: [jobID, index])
+            } else {
+                try Row.fetchAll(db, sql: "SELECT \(columns) FROM attempts WHERE job = ? ORDER BY idx, rowid", arguments: [jobID])
+            }
+            return rows.map { row in
+                let lease: Int64? = row[0]
+                return AttemptRecord(
+                    jobID: row[1], index: row[2], attempt: row[3], leaseID: lease.map { UInt64($0) }, worker: row[4],
+                    started: row[5], ended: row[6], outcome: AttemptOutcome(rawValue: row[7]) ?? .lost, error: row[8])
+            }
         }
     }
 
@@ -111,8 +155,17 @@ struct SQLiteStore: BrokerStore {
                         try db.cachedStatement(sql: "UPDATE tasks SET attempts = 0, failures = 0 WHERE job = ? AND idx = ?")
                             .execute(arguments: [jobID, index])
                     }
+                case .attempt(let record):
+                    try db.cachedStatement(sql: """
+                        INSERT INTO attempts(lease, job, idx, attempt, worker, started, ended, outcome, error)
+                        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+                        ON CONFLICT(lease) DO UPDATE SET ended = excluded.ended, outcome = excluded.outcome, error = excluded.error
+                        """).execute(arguments: [
+                            record.leaseID.map { Int64($0) }, record.jobID, record.index, record.attempt, record.worker,
+                            record.started, record.ended, record.outcome.rawValue, record.error,
+                        ])
                 case .forget(let jobID):
-                    for table in ["results", "tasks"] {
+                    for table in ["results", "tasks", "attempts"] {
                         try db.execute(sql: "DELETE FROM \(table) WHERE job = ?", arguments: [jobID])
                     }
                     try db.execute(sql: "DELETE FROM jobs WHERE id = ?", arguments: [jobID])
