@@ -69,7 +69,7 @@ struct ClusterOptions: ParsableArguments {
         do {
             try await cluster.reconnect()
         } catch let error as DockerParallelError where error.code == .clusterNotFound {
-            throw CLIError("no cluster named '\(name)' is running. Start it with `dockerparallel up --name \(name)`, or list clusters with `dockerparallel list`.")
+            throw CLIError("no cluster named '\(name)' is running. Start it with `dockerparallel up --name \(name)` (a cluster whose server died resumes its stored jobs), or list clusters with `dockerparallel list`.")
         }
         return cluster
     }

@@ -110,7 +110,7 @@ struct Logs: AsyncParsableCommand {
 extension Logs {
     private func printAttempts(_ handle: DockerCluster) async throws {
         let records = try await handle.attemptLog(jobID: job, index: task.map { $0 - 1 })
-        let time = Date.ISO8601FormatStyle(includingFractionalSeconds: true).time(includingFractionalSeconds: true)
+        let time = Date.ISO8601FormatStyle(includingFractionalSeconds: true)
         print("task\tattempt\tworker\tstarted\tseconds\toutcome\terror")
         for record in records {
             let started = Date(timeIntervalSince1970: record.started).formatted(time)
