@@ -8,6 +8,7 @@ let package = Package(
         .library(name: "DockerParallel", targets: ["DockerParallel"]),
         .library(name: "DockerParallelCore", targets: ["DockerParallelCore"]),
         .library(name: "LocalProvider", targets: ["LocalProvider"]),
+        .library(name: "DockerEngineProvider", targets: ["DockerEngineProvider"]),
         .library(name: "DockerParallelTestKit", targets: ["DockerParallelTestKit"]),
         .executable(name: "dockerparallel", targets: ["dockerparallel"]),
     ],
@@ -18,6 +19,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-collections", from: "1.6.0"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
+        .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
+        .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.6"),
     ],
     targets: [
         // Value types, protocols, wire messages and the pure queue state machine. No networking.
@@ -84,6 +87,20 @@ let package = Package(
             name: "LocalProvider",
             dependencies: ["DockerParallelCore", .product(name: "Logging", package: "swift-log")]
         ),
+        // Server and workers as containers, through the Docker Engine API.
+        .target(
+            name: "DockerEngineProvider",
+            dependencies: [
+                "DockerParallelCore",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "NIOFoundationCompat", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         // The conformance kit for provider and container authors.
         .target(
             name: "DockerParallelTestKit",
@@ -93,7 +110,7 @@ let package = Package(
         .executableTarget(
             name: "dockerparallel",
             dependencies: [
-                "DockerParallel",
+                "DockerParallel", "DockerEngineProvider",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -108,7 +125,7 @@ let package = Package(
             name: "DockerParallelTests",
             dependencies: [
                 "DockerParallel", "DockerParallelTestKit", "DockerParallelServer", "DockerParallelWorker",
-                "DockerParallelWire",
+                "DockerParallelWire", "DockerEngineProvider",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

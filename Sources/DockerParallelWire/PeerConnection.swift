@@ -45,7 +45,7 @@ public final class PeerConnection: Sendable {
         let channel: any Channel
         do {
             channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-                .channelOption(.socketOption(.tcp_nodelay), value: 1)
+                .channelOption(.tcpOption(.tcp_nodelay), value: 1)
                 .connectTimeout(.milliseconds(Int64(timeout * 1000)))
                 .connect(host: endpoint.host, port: endpoint.port)
                 .get()

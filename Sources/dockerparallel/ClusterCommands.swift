@@ -1,10 +1,11 @@
 import ArgumentParser
+import DockerEngineProvider
 import DockerParallel
 import Foundation
 
 struct Up: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Start a named cluster on this machine that outlives this command.")
+        abstract: "Start a named cluster that outlives this command (processes here, or Docker containers).")
 
     @OptionGroup var cluster: ClusterOptions
 
@@ -14,7 +15,7 @@ struct Up: AsyncParsableCommand {
     @Option(help: "The server's port (0 picks a free one).")
     var port: Int = ClusterConfiguration.defaultServerPort
 
-    @Option(help: "Worker slots per worker process.")
+    @Option(name: [.long, .customLong("slots-per-container")], help: "Worker slots per worker process (or container).")
     var slotsPerProcess: Int = 1
 
     mutating func validate() throws {
@@ -28,7 +29,7 @@ struct Up: AsyncParsableCommand {
         try ClusterConfiguration.validate(jobQueueName: cluster.name)
         let handle = try DockerCluster(
             provider: cluster.provider,
-            workerContainer: LocalProcessContainer(maxWorkersPerContainer: slotsPerProcess),
+            workerContainer: cluster.platform.workerContainer(slots: slotsPerProcess),
             configuration: { var c = configuration; c.jobQueueName = cluster.name; return c }(),
             verbosity: cluster.verbose ? 2 : 1, stopClusterOnExit: false, messages: CLIEnvironment.printMessage)
         if try await handle.clusterExists() {
@@ -94,9 +95,18 @@ struct List: AsyncParsableCommand {
     @Option(help: "Where cluster state lives.")
     var stateDir: String?
 
+    @OptionGroup var platform: ProviderOptions
+
     func run() async throws {
-        let provider = LocalProvider(configuration: .init(stateDirectory: CLIEnvironment.stateDirectory(stateDir)))
-        let names = provider.clusterNames()
+        let provider = try platform.provider(stateDirectory: CLIEnvironment.stateDirectory(stateDir))
+        let names: [String]
+        if let local = provider as? LocalProvider {
+            names = local.clusterNames()
+        } else if let docker = provider as? DockerEngineProvider {
+            names = try await docker.clusterNames()
+        } else {
+            names = []
+        }
         if names.isEmpty { print("No clusters.") }
         for name in names {
             let handle = try DockerCluster(

@@ -1,4 +1,5 @@
 import ArgumentParser
+import DockerEngineProvider
 import DockerParallel
 import Foundation
 
@@ -19,7 +20,7 @@ struct DockerParallelCommand: AsyncParsableCommand {
               dockerparallel results --name demo --job JOB_ID
               dockerparallel down --name demo
             """,
-        subcommands: [Run.self, Up.self, Status.self, Scale.self, Down.self, List.self, Submit.self, Results.self, Logs.self, Retry.self, Server.self, WorkerCommand.self]
+        subcommands: [Run.self, Up.self, Status.self, Scale.self, Down.self, List.self, Submit.self, Results.self, Logs.self, Retry.self, Image.self, Server.self, WorkerCommand.self]
     )
 
     static func main() async {
@@ -49,8 +50,10 @@ struct ClusterOptions: ParsableArguments {
     @Flag(name: .shortAndLong, help: "Show more detail.")
     var verbose = false
 
-    var provider: LocalProvider {
-        LocalProvider(configuration: .init(stateDirectory: CLIEnvironment.stateDirectory(stateDir)))
+    @OptionGroup var platform: ProviderOptions
+
+    var provider: any CloudProvider {
+        get throws { try platform.provider(stateDirectory: CLIEnvironment.stateDirectory(stateDir)) }
     }
 
     func cluster(verbosity: Int = 1, configuration: ClusterConfiguration? = nil, stopClusterOnExit: Bool = false) throws -> DockerCluster {
@@ -58,7 +61,7 @@ struct ClusterOptions: ParsableArguments {
         var configuration = configuration ?? ClusterConfiguration()
         configuration.jobQueueName = name
         return try DockerCluster(
-            provider: provider, workerContainer: LocalProcessContainer(), configuration: configuration,
+            provider: provider, workerContainer: platform.workerContainer(slots: 1), configuration: configuration,
             verbosity: verbose ? 2 : verbosity, stopClusterOnExit: stopClusterOnExit,
             messages: CLIEnvironment.printMessage)
     }
@@ -72,6 +75,60 @@ struct ClusterOptions: ParsableArguments {
             throw CLIError("no cluster named '\(name)' is running. Start it with `dockerparallel up --name \(name)` (a cluster whose server died resumes its stored jobs), or list clusters with `dockerparallel list`.")
         }
         return cluster
+    }
+}
+
+/// Where clusters run: this machine's processes, or containers on a Docker engine.
+struct ProviderOptions: ParsableArguments {
+    enum Kind: String, ExpressibleByArgument, CaseIterable {
+        case local
+        case docker
+    }
+
+    @Option(help: ArgumentHelp(
+        "Where the server and workers run: local (processes on this machine) or docker (containers).",
+        discussion: "Default: $DOCKERPARALLEL_PROVIDER, or local."))
+    var provider: Kind?
+
+    @Option(help: ArgumentHelp("The Docker daemon (docker provider).", discussion: "Default: $DOCKER_HOST, or unix:///var/run/docker.sock."))
+    var dockerHost: String?
+
+    @Option(help: "The server and worker image (docker provider), as built by `dockerparallel image build`.")
+    var image: String = "dockerparallel:latest"
+
+    @Option(help: "The containers' network mode (docker provider).")
+    var network: String = "host"
+
+    var kind: Kind {
+        get throws {
+            if let provider { return provider }
+            guard let text = ProcessInfo.processInfo.environment["DOCKERPARALLEL_PROVIDER"], !text.isEmpty else { return .local }
+            guard let kind = Kind(rawValue: text) else {
+                throw CLIError("DOCKERPARALLEL_PROVIDER must be 'local' or 'docker', not '\(text)'")
+            }
+            return kind
+        }
+    }
+
+    var dockerConfiguration: DockerEngineProvider.Configuration {
+        get throws {
+            let host = try dockerHost.map { try DockerHost(parsing: $0) } ?? DockerHost.fromEnvironment()
+            return DockerEngineProvider.Configuration(host: host, networkMode: network)
+        }
+    }
+
+    func provider(stateDirectory: String) throws -> any CloudProvider {
+        switch try kind {
+        case .local: LocalProvider(configuration: .init(stateDirectory: stateDirectory))
+        case .docker: try DockerEngineProvider(configuration: dockerConfiguration)
+        }
+    }
+
+    func workerContainer(slots: Int) throws -> any WorkerContainer {
+        switch try kind {
+        case .local: LocalProcessContainer(maxWorkersPerContainer: slots)
+        case .docker: DockerWorkerContainer(image: image, maxWorkersPerContainer: slots)
+        }
     }
 }
 

@@ -31,6 +31,8 @@ struct Run: AsyncParsableCommand {
     @Option(help: "Where cluster state lives.")
     var stateDir: String?
 
+    @OptionGroup var platform: ProviderOptions
+
     @Flag(name: .long, help: "Never show the progress bar.")
     var noProgress = false
 
@@ -42,6 +44,12 @@ struct Run: AsyncParsableCommand {
 
     @Argument(parsing: .captureForPassthrough, help: "-- COMMAND ARGS… [::: INPUT…]")
     var words: [String] = []
+
+    /// Stops an ephemeral cluster and frees all it used (containers, the store's volume).
+    static func close(_ handle: DockerCluster) async {
+        await handle.close()
+        try? await handle.cleanup(deep: true)
+    }
 
     mutating func validate() throws {
         guard jobs >= 1 else { throw ValidationError("-j must be at least 1, got \(jobs)") }
@@ -60,18 +68,24 @@ struct Run: AsyncParsableCommand {
             clusterOptions.name = name
             clusterOptions.stateDir = stateDir
             clusterOptions.verbose = verbose
+            clusterOptions.platform = platform
             handle = try await clusterOptions.reconnected()
             ephemeralState = nil
         } else {
             let state = NSTemporaryDirectory() + "dockerparallel-run-\(getpid())"
             ephemeralState = state
-            let provider = LocalProvider(configuration: .init(stateDirectory: state))
+            let provider = try platform.provider(stateDirectory: state)
             let configuration = ClusterConfiguration(
                 jobQueueName: "run-\(getpid())", expectedWorkerNumber: jobs, serverPort: 0)
             handle = try DockerCluster(
-                provider: provider, configuration: configuration, verbosity: verbose ? 2 : 0,
-                stopClusterOnExit: true, messages: CLIEnvironment.printMessage)
-            try await handle.startCluster()
+                provider: provider, workerContainer: platform.workerContainer(slots: 1), configuration: configuration,
+                verbosity: verbose ? 2 : 0, stopClusterOnExit: true, messages: CLIEnvironment.printMessage)
+            do {
+                try await handle.startCluster()
+            } catch {
+                await Self.close(handle)
+                throw error
+            }
         }
         let failures: [TaskResult]
         let taskInputs = inputs
@@ -95,17 +109,18 @@ struct Run: AsyncParsableCommand {
                 return []
             }
         } catch {
-            if ephemeralState != nil { await handle.close() }
+            if ephemeralState != nil { await Self.close(handle) }
             throw error
         }
         if let ephemeralState {
-            await handle.close()
+            await Self.close(handle)
             try? FileManager.default.removeItem(atPath: ephemeralState)
         }
         if stats {
             let elapsed = ContinuousClock.now - started
             let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) * 1e-18
-            let workers = cluster == nil ? "\(jobs) local workers" : "cluster '\(cluster ?? "")'"
+            let kind = (try? platform.kind) == .docker ? "docker" : "local"
+            let workers = cluster == nil ? "\(jobs) \(kind) workers" : "cluster '\(cluster ?? "")'"
             let line = String(
                 format: "dockerparallel: %d tasks on %@ in %.2f s (%.0f tasks/s), %d failed\n",
                 inputs.count, workers, seconds, Double(inputs.count) / max(seconds, 1e-9), failures.count)

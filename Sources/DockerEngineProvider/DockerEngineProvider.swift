@@ -1,0 +1,386 @@
+import DockerParallelCore
+import Foundation
+import Logging
+import NIOCore
+import NIOPosix
+
+/// Runs the server and the workers as containers on a Docker engine, through its HTTP API.
+///
+/// Every container carries the label `dockerparallel.queue` with the cluster's job queue name,
+/// and `dockerparallel.role` (`server` or `worker`); the server container also carries the
+/// cluster's static data, so that another process finds the cluster by its name and reconnects.
+/// The broker's store lives in a named volume, `dockerparallel-<name>-store`, so a server
+/// container that dies is replaced without losing a task; a deep cleanup removes it.
+public actor DockerEngineProvider: CloudProvider {
+    /// Where the daemon is and how containers are run.
+    public struct Configuration: Sendable {
+        /// The daemon (default: `DOCKER_HOST`, else `/var/run/docker.sock`).
+        public var host: DockerHost
+        /// The containers' network mode (default `host`).
+        public var networkMode: String
+        /// With host networking: the address the server binds and clients and workers dial
+        /// (default `127.0.0.1`; use the machine's address for workers on other machines).
+        public var serverAddress: String
+        /// Seconds to wait for the server container to listen.
+        public var startTimeout: Double
+        /// Seconds a stopped container gets to exit (workers drain) before it is killed.
+        public var stopGracePeriod: Double
+
+        /// Creates a configuration.
+        public init(
+            host: DockerHost = (try? DockerHost.fromEnvironment()) ?? .defaultSocket, networkMode: String = "host",
+            serverAddress: String = "127.0.0.1", startTimeout: Double = 60, stopGracePeriod: Double = 10
+        ) {
+            self.host = host
+            self.networkMode = networkMode
+            self.serverAddress = serverAddress
+            self.startTimeout = startTimeout
+            self.stopGracePeriod = stopGracePeriod
+        }
+    }
+
+    /// Label keys.
+    public enum Label {
+        /// The cluster's job queue name.
+        public static let queue = "dockerparallel.queue"
+        /// `server` or `worker`.
+        public static let role = "dockerparallel.role"
+        /// Worker slots in a worker container.
+        public static let workers = "dockerparallel.workers"
+        /// The server's port.
+        public static let port = "dockerparallel.port"
+        /// The cluster's static data (base64 JSON), on the server container.
+        public static let staticData = "dockerparallel.static-data"
+    }
+
+    /// The exit status of a container whose start-up failed (packages, bad settings).
+    public static let startupFailureStatus = 78
+
+    /// The provider's configuration.
+    public let configuration: Configuration
+    let engine: DockerEngineClient
+
+    /// Creates a provider.
+    /// - Throws: `.invalidArgument` when the TLS files cannot be read.
+    public init(configuration: Configuration = Configuration()) throws {
+        self.configuration = configuration
+        self.engine = try DockerEngineClient(host: configuration.host)
+    }
+
+    // MARK: CloudProvider
+
+    public func initialize(context: ClusterContext) async throws {
+        try ClusterConfiguration.validate(jobQueueName: context.configuration.jobQueueName)
+        let version = try await engine.get(EngineVersion.self, "/version")
+        context.logger.debug("Docker engine", metadata: ["version": "\(version.Version)", "api": "\(version.ApiVersion)"])
+    }
+
+    public func runServer(context: ClusterContext, container: any WorkerContainer, hardware: Hardware) async throws {
+        let name = Self.serverName(context)
+        var port = context.configuration.serverPort
+        if let existing = try await inspect(name) {
+            if existing.State.Running { return }
+            // A server container that died: replace it, on the same port, with the same store.
+            if port == 0, let old = existing.Config.Labels?[Label.port].flatMap(Int.init) { port = old }
+            try await remove(existing.Id)
+        }
+        try await requireImage(container.image)
+        if port == 0 { port = try Self.freePort(on: configuration.serverAddress) }
+        var environment = container.environment
+        environment[EnvironmentKey.host] = configuration.networkMode == "host" ? configuration.serverAddress : "0.0.0.0"
+        environment[EnvironmentKey.port] = String(port)
+        environment[EnvironmentKey.storePath] = "/workspace/store/broker.sqlite"
+        var staticData = context.staticData
+        staticData.configuration.serverPort = port
+        let labels = [
+            Label.queue: context.configuration.jobQueueName, Label.role: "server", Label.port: String(port),
+            Label.staticData: try JSONEncoder().encode(staticData).base64EncodedString(),
+        ]
+        let id = try await create(
+            name: name, container: container, environment: environment, labels: labels, hardware: hardware,
+            binds: ["\(Self.volumeName(context)):/workspace/store"])
+        try await start(id, name: name)
+        // Ready once it listens; a container that exits first is an error with its log.
+        let deadline = ContinuousClock.now + .milliseconds(Int64(configuration.startTimeout * 1000))
+        while !(await Self.isListening(host: configuration.serverAddress, port: port)) {
+            if let state = try await inspect(id), !state.State.Running {
+                throw DockerParallelError(
+                    .serverStartFailed,
+                    "the server container \(name) exited with status \(state.State.ExitCode) at start-up. Its log says:\n\(try await logTail(id))")
+            }
+            guard ContinuousClock.now < deadline else {
+                throw DockerParallelError(
+                    .timedOut,
+                    "the server container \(name) did not listen on \(configuration.serverAddress):\(port) within \(configuration.startTimeout) s. Its log says:\n\(try await logTail(id))")
+            }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        context.logger.debug("started the server container", metadata: ["id": "\(id.prefix(12))", "port": "\(port)"])
+    }
+
+    public func stopServer(context: ClusterContext) async throws {
+        guard let existing = try await inspect(Self.serverName(context)) else { return }
+        try await stopAndRemove(existing.Id)
+    }
+
+    public func serverStatus(context: ClusterContext) async throws -> ServerStatus {
+        guard let server = try await inspect(Self.serverName(context)), server.State.Running,
+              let port = server.Config.Labels?[Label.port].flatMap(Int.init) else { return .stopped }
+        return await Self.isListening(host: configuration.serverAddress, port: port) ? .running : .initializing
+    }
+
+    public func serverEndpoints(context: ClusterContext) async throws -> ServerEndpoints {
+        guard let server = try await inspect(Self.serverName(context)), server.State.Running,
+              let port = server.Config.Labels?[Label.port].flatMap(Int.init) else {
+            throw DockerParallelError(
+                .serverStartFailed, "the server container of '\(context.configuration.jobQueueName)' is not running")
+        }
+        let endpoint = Endpoint(host: configuration.serverAddress, port: port)
+        return ServerEndpoints(publicEndpoint: endpoint, privateEndpoint: endpoint)
+    }
+
+    public func setWorkerNumber(
+        context: ClusterContext, container: any WorkerContainer, hardware: Hardware, workerNumber: Int
+    ) async throws {
+        var workers = try await list(context, role: "worker")
+        // Dead worker containers go; one whose start-up failed is reported instead of retried.
+        var startupFailure: String?
+        for dead in workers where Self.isDead(dead.State) {
+            if startupFailure == nil, let state = try await inspect(dead.Id), state.State.ExitCode == Self.startupFailureStatus {
+                startupFailure = "the worker container \(dead.name) failed at start-up. Its log says:\n\(try await logTail(dead.Id))"
+            }
+            try await remove(dead.Id)
+        }
+        workers.removeAll { Self.isDead($0.State) }
+        if let startupFailure { throw DockerParallelError(.providerFailed, startupFailure) }
+
+        var current = workers.reduce(0) { $0 + $1.slots }
+        // Too many: stop the newest containers first (their workers drain and hand tasks back).
+        var surplus: [ContainerSummary] = []
+        for worker in workers.sorted(by: { ($0.Created ?? 0) > ($1.Created ?? 0) }) where current > workerNumber {
+            surplus.append(worker)
+            current -= worker.slots
+        }
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for worker in surplus { group.addTask { try await self.stopAndRemove(worker.Id) } }
+            try await group.waitForAll()
+        }
+        guard current < workerNumber else { return }
+        try await requireImage(container.image)
+        let perContainer = max(1, container.maxWorkersPerContainer)
+        var missing = workerNumber - current
+        var sizes: [Int] = []
+        while missing > 0 {
+            sizes.append(min(perContainer, missing))
+            missing -= perContainer
+        }
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for slots in sizes {
+                group.addTask {
+                    let name = "dockerparallel-\(context.configuration.jobQueueName)-worker-\(Self.randomSuffix())"
+                    var environment = container.environment
+                    environment[EnvironmentKey.slots] = String(slots)
+                    environment[EnvironmentKey.workerName] = name
+                    let labels = [
+                        Label.queue: context.configuration.jobQueueName, Label.role: "worker", Label.workers: String(slots),
+                    ]
+                    let id = try await self.create(
+                        name: name, container: container, environment: environment, labels: labels, hardware: hardware, binds: nil)
+                    try await self.start(id, name: name)
+                }
+            }
+            try await group.waitForAll()
+        }
+    }
+
+    public func workerNumbers(context: ClusterContext) async throws -> (initializing: Int, running: Int) {
+        var numbers = (initializing: 0, running: 0)
+        for worker in try await list(context, role: "worker") {
+            switch worker.State {
+            case "running": numbers.running += worker.slots
+            case "created", "restarting": numbers.initializing += worker.slots
+            default: break
+            }
+        }
+        return numbers
+    }
+
+    public func clusterExists(context: ClusterContext) async throws -> Bool {
+        try await inspect(Self.serverName(context))?.State.Running ?? false
+    }
+
+    public func reconnect(context: ClusterContext) async throws -> StaticData {
+        let name = context.configuration.jobQueueName
+        guard let server = try await inspect(Self.serverName(context)),
+              let text = server.Config.Labels?[Label.staticData], let data = Data(base64Encoded: text) else {
+            throw DockerParallelError(
+                .clusterNotFound, "no server container of the cluster '\(name)' is on the Docker engine at \(configuration.host)")
+        }
+        return try JSONDecoder().decode(StaticData.self, from: data)
+    }
+
+    public func cleanup(context: ClusterContext, deep: Bool) async throws {
+        for container in try await list(context, role: nil) { try await remove(container.Id) }
+        if deep {
+            do {
+                try await engine.send(.DELETE, "/volumes/\(Self.volumeName(context))")
+            } catch let error as DockerEngineClient.EngineError where error.status == 404 {
+                // Never created, or already gone.
+            }
+        }
+    }
+
+    /// The names of the clusters that have a server container on the engine, running or not.
+    public func clusterNames() async throws -> [String] {
+        let filters = String(decoding: try JSONEncoder().encode(["label": ["\(Label.role)=server"]]), as: UTF8.self)
+        let servers = try await engine.get([ContainerSummary].self, "/containers/json", query: ["all": "true", "filters": filters])
+        return Set(servers.compactMap { $0.Labels?[Label.queue] }).sorted()
+    }
+
+    // MARK: Containers
+
+    /// The containers of a cluster (all of a role, or every one), in any state.
+    func list(_ context: ClusterContext, role: String?) async throws -> [ContainerSummary] {
+        var labels = ["\(Label.queue)=\(context.configuration.jobQueueName)"]
+        if let role { labels.append("\(Label.role)=\(role)") }
+        let filters = String(decoding: try JSONEncoder().encode(["label": labels]), as: UTF8.self)
+        return try await engine.get([ContainerSummary].self, "/containers/json", query: ["all": "true", "filters": filters])
+    }
+
+    private func inspect(_ nameOrID: String) async throws -> ContainerInspect? {
+        do {
+            return try await engine.get(ContainerInspect.self, "/containers/\(nameOrID)/json")
+        } catch let error as DockerEngineClient.EngineError where error.status == 404 {
+            return nil
+        }
+    }
+
+    private func requireImage(_ image: String) async throws {
+        do {
+            _ = try await engine.get(ImageInspect.self, "/images/\(image)/json")
+        } catch let error as DockerEngineClient.EngineError where error.status == 404 {
+            throw DockerParallelError(
+                .invalidArgument,
+                "the image '\(image)' is not on the Docker engine at \(configuration.host): build it with `dockerparallel image build --tag \(image)`")
+        }
+    }
+
+    private func create(
+        name: String, container: any WorkerContainer, environment: [String: String], labels: [String: String],
+        hardware: Hardware, binds: [String]?
+    ) async throws -> String {
+        var environment = environment
+        environment["DOCKERPARALLEL_CONTAINER"] = "1"
+        if !container.systemPackages.isEmpty {
+            environment["DOCKERPARALLEL_SYSTEM_PACKAGES"] = container.systemPackages.joined(separator: " ")
+        }
+        if !container.languagePackages.isEmpty {
+            environment["DOCKERPARALLEL_LANGUAGE_PACKAGES"] = container.languagePackages.joined(separator: " ")
+        }
+        if let key = container.sshPublicKey { environment["DOCKERPARALLEL_SSH_PUBLIC_KEY"] = key }
+        let body = ContainerCreate(
+            Image: container.image,
+            Env: environment.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" },
+            Labels: labels,
+            HostConfig: .init(
+                NetworkMode: configuration.networkMode,
+                NanoCpus: hardware.cpu > 0 ? Int64(hardware.cpu) * 1_000_000_000 / 1024 : nil,
+                Memory: hardware.memory > 0 ? Int64(hardware.memory) * 1024 * 1024 : nil,
+                Binds: binds, Init: true))
+        do {
+            return try JSONDecoder().decode(
+                ContainerCreated.self, from: try await engine.send(.POST, "/containers/create", query: ["name": name], json: body)
+            ).Id
+        } catch let error as DockerEngineClient.EngineError {
+            throw DockerParallelError(.providerFailed, "cannot create the container \(name): \(error.message)")
+        }
+    }
+
+    private func start(_ id: String, name: String) async throws {
+        do {
+            try await engine.send(.POST, "/containers/\(id)/start")
+        } catch let error as DockerEngineClient.EngineError {
+            try? await remove(id)
+            throw DockerParallelError(.providerFailed, "cannot start the container \(name): \(error.message)")
+        }
+    }
+
+    private func stopAndRemove(_ id: String) async throws {
+        do {
+            try await engine.send(
+                .POST, "/containers/\(id)/stop", query: ["t": String(Int(configuration.stopGracePeriod))],
+                timeout: configuration.stopGracePeriod + 30)
+        } catch let error as DockerEngineClient.EngineError where error.status == 304 || error.status == 404 {
+            // Already stopped, or gone.
+        }
+        try await remove(id)
+    }
+
+    private func remove(_ id: String) async throws {
+        do {
+            try await engine.send(.DELETE, "/containers/\(id)", query: ["force": "true"])
+        } catch let error as DockerEngineClient.EngineError where error.status == 404 {
+            // Already gone.
+        } catch let error as DockerEngineClient.EngineError where error.status == 409 {
+            // Removal already in progress.
+            _ = error
+        }
+    }
+
+    /// The last lines a container printed.
+    func logTail(_ id: String, lines: Int = 20) async throws -> String {
+        let data = try await engine.send(
+            .GET, "/containers/\(id)/logs", query: ["stdout": "true", "stderr": "true", "tail": String(lines)])
+        let text = LogStream.text(data).trimmingCharacters(in: .whitespacesAndNewlines)
+        return text.isEmpty ? "(nothing)" : text
+    }
+
+    // MARK: Names and helpers
+
+    static func serverName(_ context: ClusterContext) -> String {
+        "dockerparallel-\(context.configuration.jobQueueName)-server"
+    }
+
+    static func volumeName(_ context: ClusterContext) -> String {
+        "dockerparallel-\(context.configuration.jobQueueName)-store"
+    }
+
+    private static func isDead(_ state: String) -> Bool {
+        state == "exited" || state == "dead"
+    }
+
+    private static func randomSuffix() -> String {
+        String((0..<8).map { _ in "0123456789abcdef".randomElement()! })
+    }
+
+    /// A port nobody listens on now.
+    static func freePort(on host: String) throws -> Int {
+        let channel = try ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .bind(host: host, port: 0).wait()
+        defer { try? channel.close().wait() }
+        guard let port = channel.localAddress?.port else {
+            throw DockerParallelError(.providerFailed, "cannot find a free port on \(host)")
+        }
+        return port
+    }
+
+    /// Whether something accepts connections at host:port.
+    static func isListening(host: String, port: Int) async -> Bool {
+        do {
+            let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+                .connectTimeout(.milliseconds(500))
+                .connect(host: host, port: port).get()
+            try? await channel.close()
+            return true
+        } catch {
+            return false
+        }
+    }
+}
+
+extension ContainerSummary {
+    /// Worker slots in the container.
+    var slots: Int { Labels?[DockerEngineProvider.Label.workers].flatMap(Int.init) ?? 1 }
+    /// The container's name without the leading slash.
+    var name: String { Names.first.map { $0.hasPrefix("/") ? String($0.dropFirst()) : $0 } ?? String(Id.prefix(12)) }
+}
