@@ -1,3 +1,8 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 import AsyncHTTPClient
 import DockerParallelCore
 import Foundation
@@ -69,7 +74,7 @@ struct DockerEngineClient: Sendable {
     ///   here (see ``send(_:_:query:json:body:contentType:timeout:)``).
     func raw(
         _ method: HTTPMethod, _ path: String, query: [String: String] = [:], repeated: [(String, String)] = [],
-        body: Data? = nil, contentType: String = "application/json", timeout: Double = 120
+        body: Data? = nil, contentType: String = "application/json", timeout: Double = 60
     ) async throws -> (status: Int, body: Data) {
         var components = URLComponents()
         let items = query.sorted { $0.key < $1.key }.map { URLQueryItem(name: $0.key, value: $0.value) }
@@ -83,6 +88,12 @@ struct DockerEngineClient: Sendable {
         if let body {
             request.headers.add(name: "Content-Type", value: contentType)
             request.body = .bytes(ByteBuffer(data: body))
+        }
+        if case .unix(let path) = host.address, let problem = Self.unixSocketProblem(path) {
+            // The HTTP client would retry a refused connection until its deadline; say it now.
+            throw DockerParallelError(
+                .providerFailed,
+                "cannot reach the Docker daemon at \(host): \(problem). Is dockerd running? Point DOCKER_HOST (or --docker-host) at its socket.")
         }
         do {
             let response = try await client.execute(request, timeout: .milliseconds(Int64(timeout * 1000)))
@@ -98,12 +109,30 @@ struct DockerEngineClient: Sendable {
         }
     }
 
+    /// Why nothing accepts connections on a unix socket, or `nil` when something does.
+    static func unixSocketProblem(_ path: String) -> String? {
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        let capacity = MemoryLayout.size(ofValue: address.sun_path)
+        guard path.utf8.count < capacity else { return "the socket path is too long" }
+        withUnsafeMutableBytes(of: &address.sun_path) { buffer in
+            for (index, byte) in path.utf8.enumerated() { buffer[index] = byte }
+        }
+        let result = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+        return result == 0 ? nil : String(cString: strerror(errno))
+    }
+
     /// Sends a request and checks for a 2xx answer.
     /// - Throws: ``EngineError`` with the daemon's message otherwise.
     @discardableResult
     func send(
         _ method: HTTPMethod, _ path: String, query: [String: String] = [:], repeated: [(String, String)] = [],
-        json: (any Encodable)? = nil, body: Data? = nil, contentType: String = "application/json", timeout: Double = 120
+        json: (any Encodable)? = nil, body: Data? = nil, contentType: String = "application/json", timeout: Double = 60
     ) async throws -> Data {
         let payload = try json.map { try JSONEncoder().encode($0) } ?? body
         let (status, data) = try await raw(

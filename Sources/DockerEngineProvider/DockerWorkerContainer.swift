@@ -37,4 +37,13 @@ public struct DockerWorkerContainer: WorkerContainer {
         self.languagePackages = languagePackages
         self.sshPublicKey = sshPublicKey
     }
+
+    /// The same image for the server, without the packages: the server runs no tasks.
+    public func serverContainer() throws -> any WorkerContainer {
+        var server = self
+        server.systemPackages = []
+        server.languagePackages = []
+        server.maxWorkersPerContainer = 1
+        return server
+    }
 }

@@ -32,6 +32,7 @@ public enum DockerParallelMain {
         registry: TaskRegistry, environment: [String: String] = ProcessInfo.processInfo.environment
     ) async {
         guard let role = environment[EnvironmentKey.role] else { return }
+        if environment["DOCKERPARALLEL_CONTAINER"] == "1" { ContainerStartup.run(role: role, environment: environment) }
         let status: Int32
         do {
             switch role {
@@ -45,6 +46,7 @@ public enum DockerParallelMain {
             FileHandle.standardError.write(Data("dockerparallel \(role): error: \(error)\n".utf8))
             status = 1
         }
+        ContainerStartup.finish()
         exit(status)
     }
 

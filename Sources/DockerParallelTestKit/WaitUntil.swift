@@ -26,3 +26,16 @@ public func waitUntil(
         try await Task.sleep(for: .milliseconds(Int64(interval * 1000)))
     }
 }
+
+/// Waits until `value` returns something, checking every `interval` seconds, and returns it.
+/// - Throws: ``WaitTimedOut`` naming `what` when `timeout` seconds pass first.
+public func waitUntil<Value>(
+    _ what: String, timeout: Double = 30, interval: Double = 0.02, _ value: () async throws -> Value?
+) async throws -> Value {
+    let deadline = ContinuousClock.now + .milliseconds(Int64(timeout * 1000))
+    while true {
+        if let found = try await value() { return found }
+        guard ContinuousClock.now < deadline else { throw WaitTimedOut(what: what, timeout: timeout) }
+        try await Task.sleep(for: .milliseconds(Int64(interval * 1000)))
+    }
+}

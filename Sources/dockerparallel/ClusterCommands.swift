@@ -85,6 +85,8 @@ struct Down: AsyncParsableCommand {
         let handle = try await cluster.reconnected()
         await handle.setVerbosity(cluster.verbose ? 2 : 1)
         try await handle.stopCluster(cleanup: true)
+        // Down means gone: also the store's volume of a Docker cluster.
+        try await handle.cleanup(deep: true)
         print("Cluster '\(cluster.name)' stopped.")
     }
 }
