@@ -62,14 +62,37 @@ final class Broker: Sendable {
     static let payloadBatch = 4096
 
     let configuration: ServerConfiguration
+    /// Stores the events' changes in the order the events happened.
+    let committer: GroupCommitter
     private let state: NIOLockedValueBox<State>
     private let started = ContinuousClock.now
     /// The wall-clock time at `started`, for the attempt log.
     private let startedWall = Date().timeIntervalSince1970
 
-    init(configuration: ServerConfiguration, queue: TaskQueue) {
+    /// Creates a broker.
+    /// - Parameters:
+    ///   - store: Where changes are kept (`nil`: in memory only).
+    ///   - onStoreFailure: Called when a write fails; the server should stop.
+    init(
+        configuration: ServerConfiguration, queue: TaskQueue, store: (any BrokerStore)?,
+        onStoreFailure: @escaping @Sendable (any Error) -> Void
+    ) {
         self.configuration = configuration
         self.state = NIOLockedValueBox(State(queue: queue))
+        self.committer = GroupCommitter(store: store, onFailure: onStoreFailure)
+        committer.onLoaded { [unowned self] payloads in self.loaded(payloads) }
+    }
+
+    /// Runs one event under the lock. Its changes are queued for the store while the lock is
+    /// held, so the store sees them in the order the events happened; the frames it writes at
+    /// once are written after the lock is released.
+    private func event(_ body: (inout State) -> Effects) {
+        let (now, immediate) = state.withLockedValue { state -> ([Output], GroupCommitter.Immediate) in
+            let effects = finish(&state, body(&state))
+            return (effects.now, committer.enqueue(effects))
+        }
+        GroupCommitter.perform(now)
+        committer.perform(immediate)
     }
 
     /// Seconds since the broker started.
@@ -92,8 +115,8 @@ final class Broker: Sendable {
     }
 
     /// Forgets a peer; a worker's tasks go back to the queue.
-    func disconnect(_ peerID: UInt64) -> Effects {
-        state.withLockedValue { state in
+    func disconnect(_ peerID: UInt64) {
+        event { state in
             guard let peer = state.peers.removeValue(forKey: peerID) else { return Effects() }
             for (job, list) in state.watchers {
                 state.watchers[job] = list.filter { $0.peer != peerID }
@@ -101,16 +124,22 @@ final class Broker: Sendable {
             guard peer.role == .worker else { return Effects() }
             state.workerOrder.removeAll { $0 == peerID }
             let failed = state.queue.workerLost(WorkerID(peerID), now: now)
-            return finish(&state, Self.notify(&state, failed) + dispatch(&state))
+            return Self.notify(&state, failed) + dispatch(&state)
         }
     }
 
     // MARK: Messages
 
     /// Handles one message from an authenticated peer.
-    func handle(_ message: ClientMessage, requestID: UInt32, from peerID: UInt64) -> Effects {
-        state.withLockedValue { state in
-            finish(&state, handle(message, requestID: requestID, from: peerID, state: &state))
+    func handle(_ message: ClientMessage, requestID: UInt32, from peerID: UInt64) {
+        event { state in
+            var effects = handle(message, requestID: requestID, from: peerID, state: &state)
+            if case .submit = message, let channel = state.peers[peerID]?.channel {
+                // The connection stopped reading at this submit (backpressure); it reads on once
+                // the submit is stored, or refused.
+                effects.afterWrite.append(.resumeReading(channel))
+            }
+            return effects
         }
     }
 
@@ -222,18 +251,18 @@ final class Broker: Sendable {
     }
 
     /// Takes back expired leases.
-    func expireLeases() -> Effects {
-        state.withLockedValue { state in
+    func expireLeases() {
+        event { state in
             let failed = state.queue.expireLeases(now: now)
-            return finish(&state, Self.notify(&state, failed) + dispatch(&state))
+            return Self.notify(&state, failed) + dispatch(&state)
         }
     }
 
     /// Hands payloads loaded from the store to the queue and dispatches them.
-    func loaded(_ payloads: [(key: TaskQueue.Key, spec: TaskSpec?)]) -> Effects {
-        state.withLockedValue { state in
+    func loaded(_ payloads: [(key: TaskQueue.Key, spec: TaskSpec?)]) {
+        event { state in
             state.queue.load(payloads)
-            return finish(&state, dispatch(&state))
+            return dispatch(&state)
         }
     }
 

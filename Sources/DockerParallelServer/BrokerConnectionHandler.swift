@@ -12,14 +12,12 @@ final class BrokerConnectionHandler: ChannelInboundHandler {
     typealias OutboundOut = Frame
 
     private let broker: Broker
-    private let committer: GroupCommitter
     private let logger: Logger
     private var peerID: UInt64?
     private var rejected = false
 
-    init(broker: Broker, committer: GroupCommitter, logger: Logger) {
+    init(broker: Broker, logger: Logger) {
         self.broker = broker
-        self.committer = committer
         self.logger = logger
     }
 
@@ -37,13 +35,11 @@ final class BrokerConnectionHandler: ChannelInboundHandler {
             authenticate(context: context, requestID: frame.requestID, message: message)
             return
         }
-        var effects = broker.handle(message, requestID: frame.requestID, from: peerID)
         if case .submit = message {
             // Backpressure: read nothing more from this peer until its submit is stored.
             try? context.channel.syncOptions?.setOption(ChannelOptions.autoRead, value: false)
-            effects.afterWrite.append(.resumeReading(context.channel))
         }
-        committer.apply(effects)
+        broker.handle(message, requestID: frame.requestID, from: peerID)
     }
 
     private func authenticate(context: ChannelHandlerContext, requestID: UInt32, message: ClientMessage) {
@@ -79,7 +75,7 @@ final class BrokerConnectionHandler: ChannelInboundHandler {
 
     func channelInactive(context: ChannelHandlerContext) {
         if let peerID {
-            committer.apply(broker.disconnect(peerID))
+            broker.disconnect(peerID)
             logger.debug("peer disconnected", metadata: ["peer": "\(peerID)"])
         }
         peerID = nil

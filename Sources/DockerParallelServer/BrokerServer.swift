@@ -1,4 +1,5 @@
 import DockerParallelCore
+import Foundation
 import DockerParallelWire
 import Logging
 import NIOConcurrencyHelpers
@@ -40,16 +41,17 @@ public final class BrokerServer: Service {
             for job in jobs {
                 queue.restore(jobID: job.jobID, options: job.options, tasks: job.tasks, results: job.results)
             }
-            queue.resumeLeaseNumbering(after: try opened.lastLeaseID())
+            // Leases given but not stored before a crash must not be given again: workers may still
+            // report them. Numbering starts past both the stored ones and the clock (microseconds).
+            queue.resumeLeaseNumbering(after: max(try opened.lastLeaseID(), UInt64(Date().timeIntervalSince1970 * 1_000_000)))
             logger.info("opened the broker's store", metadata: ["path": "\(path)", "jobs": "\(jobs.count)"])
             store = opened
         }
-        let broker = Broker(configuration: configuration, queue: queue)
         // Every open connection, so that stopping the server closes them all.
         let connections = NIOLockedValueBox<[ObjectIdentifier: any Channel]>([:])
         let storeFailed = NIOLockedValueBox<(any Error)?>(nil)
         let serverChannel = NIOLockedValueBox<(any Channel)?>(nil)
-        let committer = GroupCommitter(store: store, broker: broker) { error in
+        let broker = Broker(configuration: configuration, queue: queue, store: store) { error in
             logger.error("the broker's store failed; stopping so that a restart resumes from it", metadata: ["error": "\(error)"])
             storeFailed.withLockedValue { $0 = error }
             serverChannel.withLockedValue { $0 }?.close(promise: nil)
@@ -68,7 +70,7 @@ public final class BrokerServer: Service {
                     return channel.eventLoop.makeCompletedFuture {
                         try channel.pipeline.syncOperations.addFrameCodec(maximumLength: maximumFrameLength)
                         try channel.pipeline.syncOperations.addHandler(
-                            BrokerConnectionHandler(broker: broker, committer: committer, logger: logger))
+                            BrokerConnectionHandler(broker: broker, logger: logger))
                     }
                 }
                 .bind(host: configuration.host, port: configuration.port)
@@ -88,9 +90,9 @@ public final class BrokerServer: Service {
         onBound(Endpoint(host: configuration.host, port: port))
 
         // Restored tasks wait on disk; the first load brings them in.
-        committer.apply(broker.loaded([]))
+        broker.loaded([])
         let expiry = channel.eventLoop.scheduleRepeatedTask(initialDelay: .milliseconds(500), delay: .milliseconds(500)) { _ in
-            committer.apply(broker.expireLeases())
+            broker.expireLeases()
         }
         await withTaskCancellationHandler {
             await withGracefulShutdownHandler {
@@ -107,7 +109,7 @@ public final class BrokerServer: Service {
         for connection in open { try? await connection.closeFuture.get() }
         // The last changes are stored before `run` returns, so that a new server on the same
         // store starts from all of them.
-        await committer.flush()
+        await broker.committer.flush()
         logger.debug("server stopped")
         if let error = storeFailed.withLockedValue({ $0 }) {
             throw DockerParallelError(.providerFailed, "the broker's store failed: \(error)", underlying: nil)

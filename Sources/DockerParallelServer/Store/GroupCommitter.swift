@@ -17,43 +17,56 @@ final class GroupCommitter: Sendable {
     }
 
     private let store: (any BrokerStore)?
-    private let broker: Broker
+    private let loadedHandler = NIOLockedValueBox<(@Sendable ([(key: TaskQueue.Key, spec: TaskSpec?)]) -> Void)?>(nil)
     private let pending = NIOLockedValueBox(Pending())
     private let queue = DispatchQueue(label: "dockerparallel.group-commit")
     private let onFailure: @Sendable (any Error) -> Void
 
-    /// Creates a committer for a broker; with no store, outputs are performed at once.
-    init(store: (any BrokerStore)?, broker: Broker, onFailure: @escaping @Sendable (any Error) -> Void) {
+    /// Creates a committer; with no store, outputs are performed at once.
+    init(store: (any BrokerStore)?, onFailure: @escaping @Sendable (any Error) -> Void) {
         self.store = store
-        self.broker = broker
         self.onFailure = onFailure
     }
 
-    /// Performs a broker event's effects: its frames to write now at once, the rest once its
-    /// changes are stored.
-    func apply(_ effects: Broker.Effects) {
-        Self.perform(effects.now)
-        guard store != nil else {
-            Self.perform(effects.durable)
-            for work in effects.afterWrite { self.perform(work) }
-            return
-        }
-        enum Action { case performNow, startDrain, queued }
-        let action = pending.withLockedValue { pending -> Action in
+    /// Sets what receives payloads loaded from the store.
+    func onLoaded(_ handler: @escaping @Sendable ([(key: TaskQueue.Key, spec: TaskSpec?)]) -> Void) {
+        loadedHandler.withLockedValue { $0 = handler }
+    }
+
+    /// Queues a broker event's changes for the store, with the frames and work that wait for
+    /// them. Call it under the broker's lock, so that changes keep the order of events.
+    /// - Returns: What needs no wait and must be done now, after the lock is released (never
+    ///   under it: writing to a channel can call back into the broker).
+    func enqueue(_ effects: Broker.Effects) -> Immediate {
+        guard store != nil else { return Immediate(outputs: effects.durable, work: effects.afterWrite) }
+        let startDrain = pending.withLockedValue { pending -> Bool? in
             // Nothing to store or read and nothing waiting: no reason to wait (and order is kept).
-            if effects.changes.isEmpty && effects.afterWrite.isEmpty && !pending.draining { return .performNow }
+            if effects.changes.isEmpty && effects.afterWrite.isEmpty && !pending.draining { return nil }
             pending.changes += effects.changes
             pending.outputs += effects.durable
             pending.afterWrite += effects.afterWrite
-            if pending.draining { return .queued }
+            if pending.draining { return false }
             pending.draining = true
-            return .startDrain
+            return true
         }
-        switch action {
-        case .performNow: Self.perform(effects.durable)
-        case .startDrain: queue.async { self.drain() }
-        case .queued: break
+        switch startDrain {
+        case nil: return Immediate(outputs: effects.durable, work: [])
+        case true?: queue.async { self.drain() }
+        case false?: break
         }
+        return Immediate()
+    }
+
+    /// Frames and work for right away.
+    struct Immediate {
+        var outputs: [Broker.Output] = []
+        var work: [Broker.AfterWrite] = []
+    }
+
+    /// Does what ``enqueue(_:)`` returned.
+    func perform(_ immediate: Immediate) {
+        Self.perform(immediate.outputs)
+        for work in immediate.work { perform(work) }
     }
 
     /// Waits until everything enqueued so far is stored and performed.
@@ -96,7 +109,8 @@ final class GroupCommitter: Sendable {
         case .loadPayloads(let keys):
             guard let store else { return }
             do {
-                apply(broker.loaded(try store.payloads(keys)))
+                let payloads = try store.payloads(keys)
+                loadedHandler.withLockedValue { $0 }?(payloads)
             } catch {
                 onFailure(error)
             }

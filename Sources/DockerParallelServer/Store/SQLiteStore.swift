@@ -160,6 +160,7 @@ struct SQLiteStore: BrokerStore {
                         INSERT INTO attempts(lease, job, idx, attempt, worker, started, ended, outcome, error)
                         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
                         ON CONFLICT(lease) DO UPDATE SET ended = excluded.ended, outcome = excluded.outcome, error = excluded.error
+                        WHERE attempts.outcome = 'running'
                         """).execute(arguments: [
                             record.leaseID.map { Int64($0) }, record.jobID, record.index, record.attempt, record.worker,
                             record.started, record.ended, record.outcome.rawValue, record.error,
