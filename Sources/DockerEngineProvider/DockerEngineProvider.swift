@@ -71,7 +71,14 @@ public actor DockerEngineProvider: CloudProvider {
 
     public func initialize(context: ClusterContext) async throws {
         try ClusterConfiguration.validate(jobQueueName: context.configuration.jobQueueName)
-        let version = try await engine.get(EngineVersion.self, "/version")
+        let version: EngineVersion
+        do {
+            version = try await engine.get(EngineVersion.self, "/version")
+        } catch let error as DockerEngineClient.EngineError {
+            throw DockerParallelError(
+                .providerFailed,
+                "the Docker daemon at \(configuration.host) refused the API's version request (\(error.status): \(error.message)). Check DOCKER_HOST, and DOCKER_TLS_VERIFY with DOCKER_CERT_PATH for a TLS daemon.")
+        }
         context.logger.debug("Docker engine", metadata: ["version": "\(version.Version)", "api": "\(version.ApiVersion)"])
     }
 
