@@ -92,6 +92,7 @@ public actor DockerEngineProvider: CloudProvider {
             try await remove(existing.Id)
         }
         try await requireImage(container.image)
+        try await ensureNetwork(context)
         if port == 0 { port = try Self.freePort(on: configuration.serverAddress) }
         var environment = container.environment
         environment[EnvironmentKey.host] = configuration.networkMode == "host" ? configuration.serverAddress : "0.0.0.0"
@@ -105,11 +106,11 @@ public actor DockerEngineProvider: CloudProvider {
         ]
         let id = try await create(
             name: name, container: container, environment: environment, labels: labels, hardware: hardware,
-            binds: ["\(Self.volumeName(context)):/workspace/store"])
+            binds: ["\(Self.volumeName(context)):/workspace/store"], publishing: port)
         try await start(id, name: name)
         // Ready once it listens; a container that exits first is an error with its log.
         let deadline = ContinuousClock.now + .milliseconds(Int64(configuration.startTimeout * 1000))
-        while !(await Self.isListening(host: configuration.serverAddress, port: port)) {
+        while !(await isListening(try await inspect(id), port: port)) {
             if let state = try await inspect(id), !state.State.Running {
                 throw DockerParallelError(
                     .serverStartFailed,
@@ -133,17 +134,22 @@ public actor DockerEngineProvider: CloudProvider {
     public func serverStatus(context: ClusterContext) async throws -> ServerStatus {
         guard let server = try await inspect(Self.serverName(context)), server.State.Running,
               let port = server.Config.Labels?[Label.port].flatMap(Int.init) else { return .stopped }
-        return await Self.isListening(host: configuration.serverAddress, port: port) ? .running : .initializing
+        return await isListening(server, port: port) ? .running : .initializing
     }
 
+    /// With host networking both endpoints are the server address; on another network, clients
+    /// use the port published on the server address and workers the container's own address.
     public func serverEndpoints(context: ClusterContext) async throws -> ServerEndpoints {
         guard let server = try await inspect(Self.serverName(context)), server.State.Running,
               let port = server.Config.Labels?[Label.port].flatMap(Int.init) else {
             throw DockerParallelError(
                 .serverStartFailed, "the server container of '\(context.configuration.jobQueueName)' is not running")
         }
-        let endpoint = Endpoint(host: configuration.serverAddress, port: port)
-        return ServerEndpoints(publicEndpoint: endpoint, privateEndpoint: endpoint)
+        let published = Endpoint(host: configuration.serverAddress, port: port)
+        guard !usesHostNetwork, let address = server.address(on: configuration.networkMode) else {
+            return ServerEndpoints(publicEndpoint: published, privateEndpoint: published)
+        }
+        return ServerEndpoints(publicEndpoint: published, privateEndpoint: Endpoint(host: address, port: port))
     }
 
     public func setWorkerNumber(
@@ -229,6 +235,13 @@ public actor DockerEngineProvider: CloudProvider {
     public func cleanup(context: ClusterContext, deep: Bool) async throws {
         for container in try await list(context, role: nil) { try await remove(container.Id) }
         if deep {
+            // Networks this provider created for the cluster.
+            let filters = String(
+                decoding: try JSONEncoder().encode(["label": ["\(Label.queue)=\(context.configuration.jobQueueName)"]]), as: UTF8.self)
+            struct NetworkSummary: Decodable { var Id: String }
+            for network in try await engine.get([NetworkSummary].self, "/networks", query: ["filters": filters]) {
+                try? await engine.send(.DELETE, "/networks/\(network.Id)")
+            }
             do {
                 try await engine.send(.DELETE, "/volumes/\(Self.volumeName(context))")
             } catch let error as DockerEngineClient.EngineError where error.status == 404 {
@@ -274,7 +287,7 @@ public actor DockerEngineProvider: CloudProvider {
 
     private func create(
         name: String, container: any WorkerContainer, environment: [String: String], labels: [String: String],
-        hardware: Hardware, binds: [String]?
+        hardware: Hardware, binds: [String]?, publishing port: Int? = nil
     ) async throws -> String {
         var environment = environment
         environment["DOCKERPARALLEL_CONTAINER"] = "1"
@@ -285,15 +298,21 @@ public actor DockerEngineProvider: CloudProvider {
             environment["DOCKERPARALLEL_LANGUAGE_PACKAGES"] = container.languagePackages.joined(separator: " ")
         }
         if let key = container.sshPublicKey { environment["DOCKERPARALLEL_SSH_PUBLIC_KEY"] = key }
+        // Off the host network, the server's port is published on the server address.
+        let published = usesHostNetwork ? nil : port.map { "\($0)/tcp" }
         let body = ContainerCreate(
             Image: container.image,
             Env: environment.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" },
             Labels: labels,
+            ExposedPorts: published.map { [$0: ContainerCreate.Empty()] },
             HostConfig: .init(
                 NetworkMode: configuration.networkMode,
                 NanoCpus: hardware.cpu > 0 ? Int64(hardware.cpu) * 1_000_000_000 / 1024 : nil,
                 Memory: hardware.memory > 0 ? Int64(hardware.memory) * 1024 * 1024 : nil,
-                Binds: binds, Init: true))
+                Binds: binds, Init: true,
+                PortBindings: published.map {
+                    [$0: [.init(HostIp: configuration.serverAddress, HostPort: String(port ?? 0))]]
+                }))
         do {
             return try JSONDecoder().decode(
                 ContainerCreated.self, from: try await engine.send(.POST, "/containers/create", query: ["name": name], json: body)
@@ -332,6 +351,30 @@ public actor DockerEngineProvider: CloudProvider {
             // Removal already in progress.
             _ = error
         }
+    }
+
+    private var usesHostNetwork: Bool { configuration.networkMode == "host" }
+
+    /// Creates the network the containers use when it is a named one that does not exist yet
+    /// (labelled, so that a deep cleanup removes it).
+    private func ensureNetwork(_ context: ClusterContext) async throws {
+        let mode = configuration.networkMode
+        guard !["host", "bridge", "none", "default"].contains(mode), !mode.hasPrefix("container:") else { return }
+        do {
+            _ = try await engine.send(.GET, "/networks/\(mode)")
+        } catch let error as DockerEngineClient.EngineError where error.status == 404 {
+            try await engine.send(
+                .POST, "/networks/create",
+                json: NetworkCreate(Name: mode, Labels: [Label.queue: context.configuration.jobQueueName]))
+        }
+    }
+
+    /// Whether the server in this container accepts connections: on the server address with host
+    /// networking, else on its own address (a published port accepts before the server does).
+    private func isListening(_ server: ContainerInspect?, port: Int) async -> Bool {
+        guard let server, server.State.Running else { return false }
+        let host = usesHostNetwork ? configuration.serverAddress : (server.address(on: configuration.networkMode) ?? configuration.serverAddress)
+        return await Self.isListening(host: host, port: port)
     }
 
     /// The last lines a container printed.

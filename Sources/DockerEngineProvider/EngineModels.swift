@@ -5,12 +5,20 @@ import Foundation
 /// `POST /containers/create` body.
 struct ContainerCreate: Encodable {
     struct HostConfig: Encodable {
+        struct PortBinding: Encodable {
+            var HostIp: String
+            var HostPort: String
+        }
+
         var NetworkMode: String
         var NanoCpus: Int64?
         var Memory: Int64?
         var Binds: [String]?
         var Init: Bool?
+        var PortBindings: [String: [PortBinding]]?
     }
+
+    struct Empty: Encodable {}
 
     var Image: String
     var Env: [String]
@@ -18,6 +26,7 @@ struct ContainerCreate: Encodable {
     var Cmd: [String]?
     var Entrypoint: [String]?
     var WorkingDir: String?
+    var ExposedPorts: [String: Empty]?
     var HostConfig: HostConfig
 }
 
@@ -48,10 +57,31 @@ struct ContainerInspect: Decodable {
         var Labels: [String: String]?
     }
 
+    struct NetworkSettings: Decodable {
+        struct Network: Decodable {
+            var IPAddress: String?
+        }
+
+        var Networks: [String: Network]?
+    }
+
     var Id: String
     var Name: String
     var State: State
     var Config: Config
+    var NetworkSettings: NetworkSettings?
+
+    /// The container's address on a network.
+    func address(on network: String) -> String? {
+        self.NetworkSettings?.Networks?[network]?.IPAddress.flatMap { $0.isEmpty ? nil : $0 }
+    }
+}
+
+/// `POST /networks/create` body.
+struct NetworkCreate: Encodable {
+    var Name: String
+    var Labels: [String: String]
+    var CheckDuplicate = true
 }
 
 /// `GET /images/{name}/json` (only whether it exists matters).

@@ -23,6 +23,26 @@ struct DockerEngineTests {
         DockerTesting.removeVolume(of: "conformance-docker")
     }
 
+    /// Off the host network: the provider creates the named network, publishes the server's port
+    /// for the client, and workers dial the server's own address; a deep cleanup removes the network.
+    @Test func theKitPassesOnANetworkOfItsOwn() async throws {
+        let image = try await DockerTesting.images.cli()
+        let network = "dockerparallel-test-net"
+        let provider = try DockerEngineProvider(configuration: .init(
+            host: DockerTesting.host, networkMode: network, stopGracePeriod: 2))
+        let kit = ConformanceKit(
+            provider: provider, workerContainer: DockerWorkerContainer(image: image),
+            options: .init(workerNumber: 2, configuration: ClusterConfiguration(jobQueueName: "network-docker", serverPort: 0)))
+        try await kit.run { step in print("docker network conformance: \(step)") }
+        #expect(try DockerTesting.docker(["network", "ls", "-q", "--filter", "name=\(network)"]).isEmpty == false)
+        let cluster = try DockerCluster(
+            provider: provider, workerContainer: DockerWorkerContainer(image: image),
+            configuration: ClusterConfiguration(jobQueueName: "network-docker"), verbosity: 0)
+        try await cluster.cleanup(deep: true)
+        #expect(try DockerTesting.docker(["network", "ls", "-q", "--filter", "name=\(network)"]).isEmpty)
+        #expect(try DockerTesting.containers(of: "network-docker").isEmpty)
+    }
+
     /// `map` runs Swift tasks in containers of an image whose command is the user's program;
     /// several worker slots share a container.
     @Test func mapRunsSwiftTasksInsideContainers() async throws {
