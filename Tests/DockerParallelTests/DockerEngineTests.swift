@@ -55,6 +55,12 @@ struct DockerEngineTests {
         try await cluster.withStarted { cluster in
             // The server, and 3 workers at 2 per container: 2 worker containers.
             #expect(try DockerTesting.containers(of: "map-docker").count == 3)
+            // Hardware becomes limits: the default worker's 1024 CPU units are one CPU, 2048 MB of memory.
+            let worker = try #require(try DockerTesting.docker([
+                "ps", "-q", "--filter", "label=dockerparallel.role=worker", "--filter", "label=dockerparallel.queue=map-docker",
+            ]).split(separator: "\n").first.map(String.init))
+            #expect(try DockerTesting.docker(["inspect", "-f", "{{.HostConfig.NanoCpus}} {{.HostConfig.Memory}}", worker])
+                == "1000000000 \(2048 * 1024 * 1024)")
             let squares = try await cluster.map(Array(0..<300), using: Square.self)
             #expect(squares == (0..<300).map { $0 * $0 })
             let job = try await cluster.submit(Array(0..<20), using: Square.self)
@@ -105,6 +111,27 @@ struct DockerEngineTests {
         }
         #expect(try DockerTesting.containers(of: "kill-docker").isEmpty)
         DockerTesting.removeVolume(of: "kill-docker")
+    }
+
+    /// `--base`: the binaries go on top of a local image, which keeps its own files.
+    @Test func anImageBuiltOnALocalBaseImageRunsTasks() async throws {
+        let base = try await DockerTesting.images.cli()
+        let tag = "dockerparallel-test/on-base:latest"
+        _ = try await ImageBuilder(host: DockerTesting.host).build(.init(
+            tag: tag, dockerparallelBinary: Binaries.dockerparallel, executable: Binaries.squaresExample, extraPrograms: [],
+            base: base))
+        let cluster = try DockerCluster(
+            provider: try DockerTesting.provider(), workerContainer: DockerWorkerContainer(image: tag),
+            configuration: ClusterConfiguration(jobQueueName: "base-docker", expectedWorkerNumber: 1, serverPort: 0),
+            verbosity: 0)
+        try await cluster.withStarted { cluster in
+            // Swift tasks from the added program, and `sleep` from the base image.
+            #expect(try await cluster.map([3, 4], using: Square.self) == [9, 16])
+            for try await result in try await cluster.submitCommands(try CommandTemplate(["sh", "-c", "sleep 0; echo ok"]), inputs: ["x"]).results() {
+                #expect(result.output == Data("ok\n".utf8), "\(result.error ?? "")")
+            }
+        }
+        try await cluster.cleanup(deep: true)
     }
 
     @Test func aMissingImageIsAClearError() async throws {
