@@ -120,6 +120,8 @@ let package = Package(
             dependencies: ["DockerParallel"],
             path: "Examples/Squares"
         ),
+        // DockerParallel's side of the benchmark harness (bench/run).
+        .executableTarget(name: "dockerparallel-bench", dependencies: ["DockerParallel"]),
         .testTarget(name: "DockerParallelCoreTests", dependencies: ["DockerParallelCore"]),
         .testTarget(
             name: "DockerParallelTests",

@@ -56,6 +56,7 @@ public struct ImageBuilder: Sendable {
         for program in options.extraPrograms { programs.append((program, program)) }
 
         var tar = TarWriter()
+        tar.addsParentDirectories = options.base == nil
         var libraries: Set<String> = []
         for program in programs {
             guard FileManager.default.isExecutableFile(atPath: program.source) else {

@@ -4,6 +4,9 @@ import Foundation
 struct TarWriter {
     private(set) var data = Data()
     private var directories: Set<String> = []
+    /// Whether files bring entries for their folders. Off for archives unpacked over an existing
+    /// tree: an entry for `lib/` would replace a base image's `lib -> usr/lib` link.
+    var addsParentDirectories = true
 
     /// Adds a directory and its parents (mode 0755 unless given).
     mutating func addDirectory(_ path: String, mode: Int = 0o755) {
@@ -19,7 +22,7 @@ struct TarWriter {
     mutating func addFile(_ path: String, contents: Data, mode: Int) {
         let clean = Self.relative(path)
         let parent = (clean as NSString).deletingLastPathComponent
-        if !parent.isEmpty { addDirectory(parent) }
+        if !parent.isEmpty, addsParentDirectories { addDirectory(parent) }
         appendHeader(name: clean, mode: mode, size: contents.count, type: "0")
         data.append(contents)
         let padding = (512 - contents.count % 512) % 512

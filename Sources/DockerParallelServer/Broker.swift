@@ -58,6 +58,9 @@ final class Broker: Sendable {
         }
     }
 
+    /// Tasks a worker may lease ahead of its slots, at most.
+    static let maximumPrefetch = 1024
+
     /// Spilled payloads loaded per read of the store.
     static let payloadBatch = 4096
 
@@ -169,7 +172,8 @@ final class Broker: Sendable {
 
             case .credit(let count):
                 guard peer.role == .worker else { return reply(.error(code: .protocolViolation, message: "only workers take tasks")) }
-                state.peers[peerID]?.credit = max(0, min(count + peer.credit, max(peer.slots, 1) * 4))
+                // Slots plus the worker's prefetch, which it raises for short tasks (up to 256 by default).
+                state.peers[peerID]?.credit = max(0, min(count + peer.credit, max(peer.slots, 1) * 4 + Self.maximumPrefetch))
                 return dispatch(&state)
 
             case .heartbeat(let leaseIDs):

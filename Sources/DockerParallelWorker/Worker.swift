@@ -8,7 +8,7 @@ import DequeModule
 
 enum WorkerEvent: Sendable {
     case server(ServerMessage)
-    case finished(UInt64)
+    case finished(UInt64, seconds: Double)
     case drain
 }
 
@@ -123,6 +123,9 @@ public final class Worker: Service {
             var waiting = Deque<Assignment>()
             var attempts: [UInt64: Task<AttemptReport, Never>] = [:]
             var active = 0
+            // Tasks leased ahead of free slots: more for short tasks, so that a worker is not
+            // idle for a round trip to the server between them.
+            var prefetch = PrefetchPolicy(minimum: configuration.prefetch, maximum: configuration.maximumPrefetch)
             for await event in events {
                 switch event {
                 case .server(.assign(let assignments)):
@@ -141,9 +144,11 @@ public final class Worker: Service {
                     logger.warning("server reported an error", metadata: ["code": "\(code)", "message": "\(message)"])
                 case .server:
                     break
-                case .finished(let leaseID):
+                case .finished(let leaseID, let seconds):
                     attempts[leaseID] = nil
                     active -= 1
+                    // One credit for the freed slot, and more while short tasks raise the prefetch.
+                    if !draining.withLockedValue({ $0 }) { connection.send(.credit(count: 1 + prefetch.record(seconds))) }
                 case .drain:
                     // Hand back what has not started; running tasks get the grace period.
                     let handedBack = waiting.map(\.leaseID)
@@ -157,10 +162,12 @@ public final class Worker: Service {
                     active += 1
                     // An unstructured task so that an abort can cancel this attempt alone; it is
                     // awaited by the group child below, so it never outlives the worker.
+                    let started = ContinuousClock.now
                     let attempt = Task { await executor.run(assignment) }
                     attempts[assignment.leaseID] = attempt
                     group.addTask {
                         let report = await attempt.value
+                        let elapsed = ContinuousClock.now - started
                         // Report before forgetting the lease: a drain closes the connection as
                         // soon as no lease is left, and must not close it before this report.
                         if running.withLockedValue({ $0.contains(assignment.leaseID) }) {
@@ -168,8 +175,9 @@ public final class Worker: Service {
                                 leaseID: assignment.leaseID, jobID: assignment.jobID, index: assignment.task.index, report: report))
                         }
                         running.withLockedValue { _ = $0.remove(assignment.leaseID) }
-                        if !draining.withLockedValue({ $0 }) { connection.send(.credit(count: 1)) }
-                        eventSink.yield(.finished(assignment.leaseID))
+                        eventSink.yield(.finished(
+                            assignment.leaseID,
+                            seconds: Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) * 1e-18))
                     }
                 }
             }
@@ -178,5 +186,32 @@ public final class Worker: Service {
             running.withLockedValue { $0.removeAll() }
             group.cancelAll()
         }
+    }
+}
+
+/// How many tasks a worker leases ahead of its free slots: enough to cover about
+/// `lookahead` seconds of work at the tasks' average duration, between a minimum and a maximum.
+struct PrefetchPolicy {
+    let minimum: Int
+    let maximum: Int
+    var lookahead = 0.01
+    private(set) var current: Int
+    private var average: Double?
+
+    init(minimum: Int, maximum: Int) {
+        self.minimum = minimum
+        self.maximum = max(minimum, maximum)
+        current = minimum
+    }
+
+    /// Records a finished task's duration; returns how many more tasks to lease ahead (never
+    /// fewer: credit already given is not taken back).
+    mutating func record(_ seconds: Double) -> Int {
+        let mean = average.map { $0 * 0.9 + seconds * 0.1 } ?? seconds
+        average = mean
+        let wanted = min(maximum, max(minimum, Int(lookahead / max(mean, 1e-6))))
+        guard wanted > current else { return 0 }
+        defer { current = wanted }
+        return wanted - current
     }
 }

@@ -13,8 +13,11 @@ public struct WorkerConfiguration: Sendable {
     public var name: String
     /// Tasks run at once.
     public var slots: Int
-    /// Tasks leased ahead of free slots, to hide the round trip to the server.
+    /// Tasks leased ahead of free slots, to hide the round trip to the server (at least).
     public var prefetch: Int
+    /// Tasks leased ahead at most: a worker raises its prefetch up to this for tasks that take
+    /// less time than a round trip (about 10 ms of work ahead).
+    public var maximumPrefetch: Int
     /// The Swift tasks this worker can run.
     public var registry: TaskRegistry
     /// Seconds to keep trying to reach a lost server before giving up.
@@ -29,13 +32,14 @@ public struct WorkerConfiguration: Sendable {
     ///   - password: The cluster password.
     ///   - name: The worker's name.
     ///   - slots: Tasks at once (default 1).
-    ///   - prefetch: Tasks leased ahead of free slots (default 1).
+    ///   - prefetch: Tasks leased ahead of free slots, at least (default 1).
+    ///   - maximumPrefetch: Tasks leased ahead at most, for short tasks (default 256).
     ///   - registry: Swift tasks (default none; command tasks always work).
     ///   - reconnectTimeout: Seconds to retry a lost server (default 60).
     ///   - shutdownGracePeriod: Seconds to finish running tasks on shutdown (default 10).
     public init(
         server: Endpoint, password: ServerPassword, name: String, slots: Int = 1, prefetch: Int = 1,
-        registry: TaskRegistry = TaskRegistry(), reconnectTimeout: Double = 60, shutdownGracePeriod: Double = 10
+        maximumPrefetch: Int = 256, registry: TaskRegistry = TaskRegistry(), reconnectTimeout: Double = 60, shutdownGracePeriod: Double = 10
     ) {
         self.server = server
         self.serverLocator = nil
@@ -43,6 +47,7 @@ public struct WorkerConfiguration: Sendable {
         self.name = name
         self.slots = max(1, slots)
         self.prefetch = max(0, prefetch)
+        self.maximumPrefetch = max(self.prefetch, maximumPrefetch)
         self.registry = registry
         self.reconnectTimeout = reconnectTimeout
         self.shutdownGracePeriod = shutdownGracePeriod

@@ -25,6 +25,9 @@ public actor LocalProvider: CloudProvider {
         public var startTimeout: Double
         /// Seconds a stopped worker or server gets to exit before it is killed.
         public var stopGracePeriod: Double
+        /// Whether the server keeps tasks and results in its SQLite store (default); `false` keeps
+        /// them in memory only (faster, lost with the server).
+        public var durable: Bool
 
         /// Creates a configuration.
         /// - Parameters:
@@ -32,10 +35,12 @@ public actor LocalProvider: CloudProvider {
         ///   - host: Default `127.0.0.1`.
         ///   - startTimeout: Default 15 s.
         ///   - stopGracePeriod: Default 10 s.
+        ///   - durable: Keep tasks in the SQLite store (default `true`).
         public init(
             stateDirectory: String = LocalProvider.defaultStateDirectory, host: String = "127.0.0.1",
-            startTimeout: Double = 15, stopGracePeriod: Double = 10
+            startTimeout: Double = 15, stopGracePeriod: Double = 10, durable: Bool = true
         ) {
+            self.durable = durable
             self.stateDirectory = stateDirectory
             self.host = host
             self.startTimeout = startTimeout
@@ -89,7 +94,7 @@ public actor LocalProvider: CloudProvider {
         files.remove(files.endpoint)
         environment[EnvironmentKey.host] = configuration.host
         environment[EnvironmentKey.endpointFile] = files.endpoint
-        environment[EnvironmentKey.storePath] = files.store
+        environment[EnvironmentKey.storePath] = configuration.durable ? files.store : ""
         if context.stopClusterOnExit { environment[EnvironmentKey.ownerProcessID] = String(getpid()) }
         let pid = try ProcessControl.spawnDetached(executable: container.image, environment: environment, logFile: files.serverLog)
         try files.write(String(pid), to: files.serverPIDFile)

@@ -31,7 +31,7 @@ struct ImageBuild: AsyncParsableCommand {
     @Option(name: .customLong("add"), help: "Another program to carry, with its libraries (repeatable).")
     var programs: [String] = []
 
-    @Flag(help: "Do not carry /bin/sh.")
+    @Flag(help: "Do not carry /bin/sh (a --base image keeps its own).")
     var noShell = false
 
     @Option(help: "A local image to build on, instead of an image of these files alone.")
@@ -46,7 +46,8 @@ struct ImageBuild: AsyncParsableCommand {
         let options = ImageBuilder.Options(
             tag: tag, dockerparallelBinary: LocalProcessContainer.currentExecutable(),
             executable: executable.map { URL(fileURLWithPath: $0).standardizedFileURL.path },
-            extraPrograms: (noShell ? [] : ["/bin/sh"]) + programs, base: base)
+            // A base image has its own shell.
+            extraPrograms: (noShell || base != nil ? [] : ["/bin/sh"]) + programs, base: base)
         _ = try await builder.build(options) { CLIEnvironment.printMessage($0) }
         print(tag)
     }

@@ -134,6 +134,32 @@ struct DockerEngineTests {
         try await cluster.cleanup(deep: true)
     }
 
+    /// On a Debian base, a container installs its system packages with apt-get at start-up
+    /// before its worker starts. (Needs debootstrap and Debian's mirror; `.ci/run` has both.)
+    @Test(.enabled(
+        if: FileManager.default.isExecutableFile(atPath: "/usr/sbin/debootstrap") || DockerTesting.required,
+        "no debootstrap here"))
+    func systemPackagesAreInstalledAtStartUp() async throws {
+        let base = try await DockerTesting.images.debian()
+        let tag = "dockerparallel-test/on-debian:latest"
+        _ = try await ImageBuilder(host: DockerTesting.host).build(.init(
+            tag: tag, dockerparallelBinary: Binaries.dockerparallel, extraPrograms: [], base: base))
+        let cluster = try DockerCluster(
+            provider: try DockerTesting.provider(),
+            workerContainer: DockerWorkerContainer(image: tag, systemPackages: ["hello"]),
+            configuration: ClusterConfiguration(jobQueueName: "apt-docker", expectedWorkerNumber: 1, serverPort: 0),
+            verbosity: 0)
+        try await cluster.withStarted { cluster in
+            // `hello` is not in the base image: it is there only if apt-get installed it.
+            let job = try await cluster.submitCommands(try CommandTemplate(["hello", "--greeting={}"]), inputs: ["installed by apt"])
+            for try await result in try await job.results() {
+                #expect(result.status == .succeeded, "\(result.error ?? "") \(result.lastErrorLines())")
+                #expect(String(decoding: result.output, as: UTF8.self) == "installed by apt\n")
+            }
+        }
+        try await cluster.cleanup(deep: true)
+    }
+
     @Test func aMissingImageIsAClearError() async throws {
         let cluster = try DockerCluster(
             provider: try DockerTesting.provider(), workerContainer: DockerWorkerContainer(image: "dockerparallel-test/none:latest"),

@@ -54,6 +54,22 @@ enum DockerTesting {
             return tag
         }
 
+        /// A minimal Debian (bookworm) made with debootstrap and imported, in which apt-get works.
+        func debian() async throws -> String {
+            if let tag = built["debian"] { return tag }
+            let tag = "dockerparallel-test/debian:bookworm"
+            let folder = NSTemporaryDirectory() + "dp-debian-\(UUID().uuidString.prefix(8))"
+            defer { try? FileManager.default.removeItem(atPath: folder) }
+            let script = """
+                set -e
+                debootstrap --variant=minbase bookworm "$1" http://deb.debian.org/debian >/dev/null
+                tar -C "$1" -c . | docker import - "$2" >/dev/null
+                """
+            try await DockerTesting.shell(script, arguments: [folder, tag])
+            built["debian"] = tag
+            return tag
+        }
+
         /// An image holding the `dockerparallel` binary (command tasks, the built-in tasks).
         func cli() async throws -> String { try await image(named: "cli") }
 
@@ -70,6 +86,32 @@ enum DockerTesting {
     /// Removes what a test cluster left on purpose: the volume that keeps its store.
     static func removeVolume(of queue: String) {
         _ = try? docker(["volume", "rm", "-f", "dockerparallel-\(queue)-store"])
+    }
+
+    /// Runs a shell script on a thread of its own; throws with its output when it fails.
+    static func shell(_ script: String, arguments: [String]) async throws {
+        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+            Thread {
+                let process = Process()
+                process.executableURL = URL(fileURLWithPath: "/bin/sh")
+                process.arguments = ["-c", script, "sh"] + arguments
+                let pipe = Pipe()
+                process.standardOutput = pipe
+                process.standardError = pipe
+                do {
+                    try process.run()
+                    let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+                    process.waitUntilExit()
+                    if process.terminationStatus == 0 {
+                        continuation.resume()
+                    } else {
+                        continuation.resume(throwing: DockerParallelError(.providerFailed, "the script failed: \(output)"))
+                    }
+                } catch {
+                    continuation.resume(throwing: error)
+                }
+            }.start()
+        }
     }
 
     /// Runs the docker CLI (for checks only; the provider never does).

@@ -149,7 +149,8 @@ public struct TaskQueue: Sendable {
     /// Adds tasks to a job, creating the job if needed. Tasks already known by (job, index) are skipped.
     /// - Returns: How many tasks were new and how many were duplicates.
     public mutating func submit(jobID: String, options: JobOptions, tasks: [TaskSpec]) -> (accepted: Int, duplicates: Int) {
-        var job = jobs[jobID] ?? Job(options: options, status: JobStatus(jobID: jobID))
+        // Taken out while it changes, so that its arrays are not copied (written back below).
+        var job = jobs.removeValue(forKey: jobID) ?? Job(options: options, status: JobStatus(jobID: jobID))
         var accepted = 0
         for task in tasks {
             let key = Key(jobID: jobID, index: task.index)
@@ -383,7 +384,7 @@ public struct TaskQueue: Sendable {
     /// queue with fresh attempts; their results are dropped.
     /// - Returns: The indices queued again.
     public mutating func retry(jobID: String, indices: [Int]? = nil) -> [Int] {
-        guard var job = jobs[jobID] else { return [] }
+        guard var job = jobs.removeValue(forKey: jobID) else { return [] }
         var retried: [Int] = []
         for index in indices ?? job.indices {
             let key = Key(jobID: jobID, index: index)
@@ -447,7 +448,7 @@ public struct TaskQueue: Sendable {
     public mutating func restore(
         jobID: String, options: JobOptions, tasks: [(index: Int, attempts: Int, failures: Int)], results: [TaskResult]
     ) {
-        var job = jobs[jobID] ?? Job(options: options, status: JobStatus(jobID: jobID))
+        var job = jobs.removeValue(forKey: jobID) ?? Job(options: options, status: JobStatus(jobID: jobID))
         let finished = Dictionary(results.map { ($0.index, $0) }, uniquingKeysWith: { first, _ in first })
         for task in tasks.sorted(by: { $0.index < $1.index }) {
             let key = Key(jobID: jobID, index: task.index)
@@ -520,7 +521,7 @@ public struct TaskQueue: Sendable {
     }
 
     private mutating func commit(_ key: Key, status: TaskStatus, report: AttemptReport) -> TaskResult? {
-        guard var entry = entries[key], entry.state != .done, var job = jobs[key.jobID] else { return nil }
+        guard var entry = entries[key], entry.state != .done, var job = jobs.removeValue(forKey: key.jobID) else { return nil }
         switch entry.state {
         case .queued: job.status.queued -= 1
         case .leased: job.status.running -= 1

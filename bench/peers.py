@@ -1,0 +1,100 @@
+"""The peers' side of the benchmark harness: one scenario for one Python peer, as JSON.
+
+    python3 bench/peers.py PEER SCENARIO --tasks N --workers W [--ms MS]
+
+PEER is multiprocessing, dask or ray; SCENARIO is tiny, roundtrip or efficiency. The task
+functions are the same no-op and CPU spin that DockerParallel's side runs.
+"""
+import argparse
+import json
+import statistics
+import time
+
+
+def noop(x):
+    return x
+
+
+def spin(ms):
+    end = time.perf_counter() + ms / 1000
+    count = 0
+    while time.perf_counter() < end:
+        count += 1
+    return count & 1
+
+
+def run_multiprocessing(scenario, tasks, workers, ms):
+    import multiprocessing
+
+    with multiprocessing.Pool(workers) as pool:
+        pool.map(noop, range(workers * 4))  # warm-up: the workers exist
+        return measure(scenario, tasks, ms,
+                       batch=lambda xs: pool.map(noop, xs),
+                       one=lambda x: pool.apply(noop, (x,)),
+                       cpu=lambda xs: pool.map(spin, xs, chunksize=1))
+
+
+def run_dask(scenario, tasks, workers, ms):
+    from dask.distributed import Client, LocalCluster
+
+    with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
+            Client(cluster) as client:
+        client.gather(client.map(noop, range(workers * 4), pure=False))
+        return measure(scenario, tasks, ms,
+                       batch=lambda xs: client.gather(client.map(noop, xs, pure=False)),
+                       one=lambda x: client.submit(noop, x, pure=False).result(),
+                       cpu=lambda xs: client.gather(client.map(spin, xs, pure=False)))
+
+
+def run_ray(scenario, tasks, workers, ms):
+    import ray
+
+    ray.init(num_cpus=workers, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
+    try:
+        remote_noop = ray.remote(noop)
+        remote_spin = ray.remote(spin)
+        ray.get([remote_noop.remote(i) for i in range(workers * 4)])
+        return measure(scenario, tasks, ms,
+                       batch=lambda xs: ray.get([remote_noop.remote(x) for x in xs]),
+                       one=lambda x: ray.get(remote_noop.remote(x)),
+                       cpu=lambda xs: ray.get([remote_spin.remote(x) for x in xs]))
+    finally:
+        ray.shutdown()
+
+
+def measure(scenario, tasks, ms, batch, one, cpu):
+    if scenario == "tiny":
+        start = time.perf_counter()
+        out = batch(list(range(tasks)))
+        elapsed = time.perf_counter() - start
+        assert len(out) == tasks
+        return {"tasks": tasks, "seconds": elapsed, "tasks_per_second": tasks / elapsed}
+    if scenario == "roundtrip":
+        latencies = []
+        for i in range(tasks + 50):
+            start = time.perf_counter()
+            one(i)
+            if i >= 50:
+                latencies.append((time.perf_counter() - start) * 1e6)
+        latencies.sort()
+        return {"median_us": statistics.median(latencies), "p99_us": latencies[min(len(latencies) - 1, len(latencies) * 99 // 100)]}
+    if scenario == "efficiency":
+        workers = ARGS.workers
+        start = time.perf_counter()
+        cpu([ms] * tasks)
+        elapsed = time.perf_counter() - start
+        ideal = tasks * ms / 1000 / workers
+        return {"seconds": elapsed, "ideal_seconds": ideal, "efficiency": ideal / elapsed}
+    raise SystemExit(f"unknown scenario {scenario}")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("peer", choices=["multiprocessing", "dask", "ray"])
+    parser.add_argument("scenario", choices=["tiny", "roundtrip", "efficiency"])
+    parser.add_argument("--tasks", type=int, default=1000)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--ms", type=int, default=50)
+    ARGS = parser.parse_args()
+    runner = {"multiprocessing": run_multiprocessing, "dask": run_dask, "ray": run_ray}[ARGS.peer]
+    print(json.dumps(runner(ARGS.scenario, ARGS.tasks, ARGS.workers, ARGS.ms), sort_keys=True))
