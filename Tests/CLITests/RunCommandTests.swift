@@ -38,17 +38,16 @@ import Testing
             try await waitUntil("fresh workers run") {
                 Set(workerProcessIDs(in: workers)).subtracting(killed).count >= 2 || !process.isRunning
             }
-            guard process.isRunning else {
-                Issue.record("the run ended before its workers could be killed; workers seen: \(workerProcessIDs(in: workers)), folder \(workers)")
-                break
-            }
+            // A run that ends after two or more kills has shown what this test is for; one that
+            // ends before is caught by the count below.
+            guard process.isRunning else { break }
             for pid in Set(workerProcessIDs(in: workers)).subtracting(killed).prefix(2) where kill(pid, SIGKILL) == 0 {
                 killed.insert(pid)
             }
         }
         try await waitUntil("the run ends", timeout: 120) { !process.isRunning }
         try await waitUntil("the output is read") { reader.isDone && errorReader.isDone }
-        #expect(killed.count >= 2)
+        #expect(killed.count >= 2, "the run ended before two of its workers could be killed")
         #expect(process.terminationStatus == 0, "\(errorReader.text)")
         #expect(reader.text == (1...count).map { "\($0 * $0)\n" }.joined())
     }
