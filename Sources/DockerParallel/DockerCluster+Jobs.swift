@@ -87,7 +87,8 @@ extension DockerCluster {
     public func results(
         jobID: String, progress: @escaping @Sendable (JobStatus) -> Void = { _ in }
     ) async throws -> AsyncThrowingStream<TaskResult, any Error> {
-        _ = try await client()
+        // Fails now, not in the stream, when there is no server to come back.
+        _ = try await withServerRetry { $0 }
         let received = NIOLockedValueBox(Set<Int>())
         return AsyncThrowingStream { continuation in
             let reader = _Concurrency.Task {

@@ -172,8 +172,7 @@ final class Broker: Sendable {
 
             case .credit(let count):
                 guard peer.role == .worker else { return reply(.error(code: .protocolViolation, message: "only workers take tasks")) }
-                // Slots plus the worker's prefetch, which it raises for short tasks (up to 256 by default).
-                state.peers[peerID]?.credit = max(0, min(count + peer.credit, max(peer.slots, 1) * 4 + Self.maximumPrefetch))
+                addCredit(count, to: peerID, state: &state)
                 return dispatch(&state)
 
             case .heartbeat(let leaseIDs):
@@ -181,11 +180,13 @@ final class Broker: Sendable {
                 return Effects()
 
             case .complete(let leaseID, let jobID, let index, let report):
-                state.peers[peerID]?.leases.remove(leaseID)
-                let result = state.queue.complete(
-                    from: WorkerID(peerID), leaseID: leaseID, jobID: jobID, index: index, report: report, now: now)
-                let effects = result == nil
-                    ? Self.counters(state.queue, jobID: jobID, indices: [index]) : Self.notify(&state, [result!])
+                let completion = Completion(leaseID: leaseID, jobID: jobID, index: index, report: report)
+                return complete([completion], from: peerID, state: &state) + dispatch(&state)
+
+            case .completed(let completions, let credit):
+                guard peer.role == .worker else { return reply(.error(code: .protocolViolation, message: "only workers report tasks")) }
+                let effects = complete(completions, from: peerID, state: &state)
+                addCredit(credit, to: peerID, state: &state)
                 return effects + dispatch(&state)
 
             case .release(let leaseIDs):
@@ -252,6 +253,31 @@ final class Broker: Sendable {
                     jobQueueName: configuration.jobQueueName, uptime: now, workers: workers,
                     jobs: state.queue.jobStatuses)))
             }
+    }
+
+    /// Slots plus the worker's prefetch, which it raises for short tasks (up to 256 by default).
+    private func addCredit(_ count: Int, to peerID: UInt64, state: inout State) {
+        guard let peer = state.peers[peerID] else { return }
+        state.peers[peerID]?.credit = max(0, min(count + peer.credit, max(peer.slots, 1) * 4 + Self.maximumPrefetch))
+    }
+
+    /// Commits workers' reports; the results of one batch reach each watcher in one frame.
+    private func complete(_ completions: [Completion], from peerID: UInt64, state: inout State) -> Effects {
+        var results: [TaskResult] = []
+        var effects = Effects()
+        let now = self.now
+        for completion in completions {
+            state.peers[peerID]?.leases.remove(completion.leaseID)
+            if let result = state.queue.complete(
+                from: WorkerID(peerID), leaseID: completion.leaseID, jobID: completion.jobID, index: completion.index,
+                report: completion.report, now: now)
+            {
+                results.append(result)
+            } else {
+                effects = effects + Self.counters(state.queue, jobID: completion.jobID, indices: [completion.index])
+            }
+        }
+        return effects + Self.notify(&state, results)
     }
 
     /// Takes back expired leases.

@@ -8,7 +8,9 @@ import DequeModule
 
 enum WorkerEvent: Sendable {
     case server(ServerMessage)
-    case finished(UInt64, seconds: Double)
+    case finished(Completion, seconds: Double)
+    /// Time passed: reports held back for a batch are sent.
+    case tick
     case drain
 }
 
@@ -96,6 +98,7 @@ public final class Worker: Service {
                 var lastHeartbeat = ContinuousClock.now
                 while connection.isOpen, !Task.isCancelled {
                     try? await Task.sleep(for: .milliseconds(Int64(min(heartbeatInterval, 0.1) * 1000)))
+                    eventSink.yield(.tick)
                     let leases = running.withLockedValue { Array($0) }
                     if draining.withLockedValue({ $0 }) {
                         if drainStarted == nil { eventSink.yield(.drain) }
@@ -126,6 +129,8 @@ public final class Worker: Service {
             // Tasks leased ahead of free slots: more for short tasks, so that a worker is not
             // idle for a round trip to the server between them.
             var prefetch = PrefetchPolicy(minimum: configuration.prefetch, maximum: configuration.maximumPrefetch)
+            // Reports of short tasks are sent in batches, with the credit their slots give back.
+            var reports = ReportBatch()
             for await event in events {
                 switch event {
                 case .server(.assign(let assignments)):
@@ -144,11 +149,16 @@ public final class Worker: Service {
                     logger.warning("server reported an error", metadata: ["code": "\(code)", "message": "\(message)"])
                 case .server:
                     break
-                case .finished(let leaseID, let seconds):
-                    attempts[leaseID] = nil
+                case .finished(let completion, let seconds):
+                    attempts[completion.leaseID] = nil
                     active -= 1
+                    // An aborted lease is not reported.
+                    let report = running.withLockedValue { $0.contains(completion.leaseID) } ? completion : nil
                     // One credit for the freed slot, and more while short tasks raise the prefetch.
-                    if !draining.withLockedValue({ $0 }) { connection.send(.credit(count: 1 + prefetch.record(seconds))) }
+                    let credit = draining.withLockedValue({ $0 }) ? 0 : 1 + prefetch.record(seconds)
+                    reports.add(report, credit: credit)
+                case .tick:
+                    break
                 case .drain:
                     // Hand back what has not started; running tasks get the grace period.
                     let handedBack = waiting.map(\.leaseID)
@@ -156,9 +166,8 @@ public final class Worker: Service {
                     running.withLockedValue { $0.subtract(handedBack) }
                     if !handedBack.isEmpty { connection.send(.release(leaseIDs: handedBack)) }
                 }
-                if draining.withLockedValue({ $0 }) { continue }
                 // Start waiting assignments while slots are free.
-                while active < slots, let assignment = waiting.popFirst() {
+                while active < slots, !draining.withLockedValue({ $0 }), let assignment = waiting.popFirst() {
                     active += 1
                     // An unstructured task so that an abort can cancel this attempt alone; it is
                     // awaited by the group child below, so it never outlives the worker.
@@ -168,17 +177,18 @@ public final class Worker: Service {
                     group.addTask {
                         let report = await attempt.value
                         let elapsed = ContinuousClock.now - started
-                        // Report before forgetting the lease: a drain closes the connection as
-                        // soon as no lease is left, and must not close it before this report.
-                        if running.withLockedValue({ $0.contains(assignment.leaseID) }) {
-                            connection.send(.complete(
-                                leaseID: assignment.leaseID, jobID: assignment.jobID, index: assignment.task.index, report: report))
-                        }
-                        running.withLockedValue { _ = $0.remove(assignment.leaseID) }
                         eventSink.yield(.finished(
-                            assignment.leaseID,
+                            Completion(leaseID: assignment.leaseID, jobID: assignment.jobID, index: assignment.task.index, report: report),
                             seconds: Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) * 1e-18))
                     }
+                }
+                // Hold reports back only while short tasks keep the slots busy, and not for long.
+                if reports.isDue(idle: waiting.isEmpty || active == 0, shortTasks: (prefetch.averageSeconds ?? 1) < 0.001) {
+                    let (completions, credit) = reports.take()
+                    if !completions.isEmpty || credit > 0 { connection.send(.completed(completions, credit: credit)) }
+                    // Forget the leases after reporting them: a drain closes the connection as
+                    // soon as no lease is left, and must not close it before these reports.
+                    running.withLockedValue { $0.subtract(completions.map(\.leaseID)) }
                 }
             }
             for attempt in attempts.values { attempt.cancel() }
@@ -189,6 +199,44 @@ public final class Worker: Service {
     }
 }
 
+/// Reports and credit waiting to be sent together.
+///
+/// A report is sent at once when the worker is about to idle, or when tasks are not short;
+/// otherwise reports gather for up to 2 ms or 128 reports, so that a stream of tiny tasks costs
+/// the server one frame per batch instead of two per task.
+struct ReportBatch {
+    private var completions: [Completion] = []
+    private var credit = 0
+    private var oldest: ContinuousClock.Instant?
+
+    static let maximumCount = 128
+    static let maximumDelay = Duration.milliseconds(2)
+
+    mutating func add(_ completion: Completion?, credit: Int) {
+        if let completion { completions.append(completion) }
+        self.credit += credit
+        if oldest == nil { oldest = .now }
+    }
+
+    /// Whether to send now.
+    /// - Parameters:
+    ///   - idle: No task is waiting to start, so nothing else will come soon.
+    ///   - shortTasks: Tasks take under a millisecond on average.
+    func isDue(idle: Bool, shortTasks: Bool) -> Bool {
+        guard let oldest else { return false }
+        return idle || !shortTasks || completions.count >= Self.maximumCount || ContinuousClock.now - oldest >= Self.maximumDelay
+    }
+
+    mutating func take() -> (completions: [Completion], credit: Int) {
+        defer {
+            completions = []
+            credit = 0
+            oldest = nil
+        }
+        return (completions, credit)
+    }
+}
+
 /// How many tasks a worker leases ahead of its free slots: enough to cover about
 /// `lookahead` seconds of work at the tasks' average duration, between a minimum and a maximum.
 struct PrefetchPolicy {
@@ -196,7 +244,8 @@ struct PrefetchPolicy {
     let maximum: Int
     var lookahead = 0.01
     private(set) var current: Int
-    private var average: Double?
+    /// The tasks' average duration in seconds, weighted to recent ones; `nil` before the first.
+    private(set) var averageSeconds: Double?
 
     init(minimum: Int, maximum: Int) {
         self.minimum = minimum
@@ -207,8 +256,8 @@ struct PrefetchPolicy {
     /// Records a finished task's duration; returns how many more tasks to lease ahead (never
     /// fewer: credit already given is not taken back).
     mutating func record(_ seconds: Double) -> Int {
-        let mean = average.map { $0 * 0.9 + seconds * 0.1 } ?? seconds
-        average = mean
+        let mean = averageSeconds.map { $0 * 0.9 + seconds * 0.1 } ?? seconds
+        averageSeconds = mean
         let wanted = min(maximum, max(minimum, Int(lookahead / max(mean, 1e-6))))
         guard wanted > current else { return 0 }
         defer { current = wanted }

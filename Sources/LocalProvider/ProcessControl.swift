@@ -33,7 +33,21 @@ enum ProcessControl {
         guard pid > 0 else { return false }
         var status: Int32 = 0
         if waitpid(pid, &status, WNOHANG) == pid { return false }
-        return kill(pid, 0) == 0 || errno == EPERM
+        guard kill(pid, 0) == 0 || errno == EPERM else { return false }
+        return !isZombie(pid)
+    }
+
+    /// Whether a process has exited and waits to be reaped: a process whose parent exited is
+    /// reaped by PID 1, which in a container (or a minimal init) may never do it.
+    static func isZombie(_ pid: pid_t) -> Bool {
+        #if os(Linux)
+        // /proc/PID/stat is "PID (COMMAND) STATE ...", and COMMAND may contain spaces and ')'.
+        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+              let close = stat.lastIndex(of: ")") else { return false }
+        return stat[stat.index(after: close)...].trimmingPrefix(" ").first == "Z"
+        #else
+        return false
+        #endif
     }
 
     /// Sends a signal.

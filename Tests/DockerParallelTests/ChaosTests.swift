@@ -7,14 +7,14 @@ import Foundation
 import Testing
 
 @Suite(.timeLimit(.minutes(2))) struct ChaosTests {
-    /// 10,000 Swift tasks while workers and the server are killed with SIGKILL again and again:
+    /// 30,000 Swift tasks while workers and the server are killed with SIGKILL again and again:
     /// every task ends with exactly one successful result.
-    @Test func tenThousandTasksSurviveKilledWorkersAndServers() async throws {
+    @Test func thirtyThousandTasksSurviveKilledWorkersAndServers() async throws {
         try await withStateDirectory { state in
             let cluster = try DockerCluster(
                 provider: LocalProvider(configuration: .init(stateDirectory: state)),
                 workerContainer: LocalProcessContainer(executable: Binaries.squaresExample),
-                configuration: ClusterConfiguration(jobQueueName: "chaos", expectedWorkerNumber: 3, serverPort: 0),
+                configuration: ClusterConfiguration(jobQueueName: "chaos", expectedWorkerNumber: 0, serverPort: 0),
                 verbosity: 0)
             let folder = "\(state)/chaos"
             @Sendable func pid(_ file: String) -> Int32? {
@@ -26,57 +26,108 @@ import Testing
             }
 
             try await cluster.withStarted { cluster in
-                let count = 10_000
+                let count = 30_000
+                // The whole job is queued before the workers start, so that they hold leases
+                // when they are killed: workers keep up with a submit as it is sent.
                 let job = try await cluster.submit(Array(0..<count), using: Square.self, options: JobOptions(maxAttempts: 20))
+                try await cluster.setWorkerNumber(3)
                 var seen: [Int: TaskResult] = [:]
-                var kills: [String] = []
-                var generator = SystemRandomNumberGenerator()
-                var nextKill = Int.random(in: 500...1500, using: &generator)
+                let kills = Locked<[String]>([])
+                let streamEnded = Locked(false)
+                let progress = Locked(0)
                 try await withThrowingTaskGroup(of: Void.self) { group in
-                    // What `dockerparallel run` does: restart what died.
+                    // What `dockerparallel run` does: restart what died. It runs until the checks
+                    // below are done, so that a server killed at the end comes back for them.
                     group.addTask { await cluster.supervise(every: 0.2) }
-                    for try await result in try await cluster.results(jobID: job.id) {
-                        #expect(seen[result.index] == nil, "task \(result.index) has two results")
-                        seen[result.index] = result
-                        if seen.count >= nextKill {
-                            nextKill = seen.count + Int.random(in: 1000...2000, using: &generator)
-                            if kills.count % 3 == 2, let server = pid("\(folder)/server.pid") {
+                    // Kills on a clock, not on each result seen: results arrive in batches, and
+                    // the job may be further along than the stream shows. A killed server holds
+                    // the job up, so the rounds after it find the job unfinished.
+                    group.addTask {
+                        var generator = SystemRandomNumberGenerator()
+                        // The first round waits until the workers hold leases.
+                        try await waitUntil("the workers run tasks", interval: 0.005) {
+                            try await cluster.serverReport().workers.filter { $0.running > 0 }.count >= 3
+                        }
+                        var round = 0
+                        var seenAtLastRound = 0
+                        while !streamEnded.withLock({ $0 }), !Task.isCancelled {
+                            if round > 0 { try? await Task.sleep(for: .milliseconds(Int.random(in: 20...40, using: &generator))) }
+                            // Each round waits for progress since the last: killing everything as
+                            // fast as it restarts would only show that nothing can run.
+                            let seenNow = progress.withLock { $0 }
+                            guard round == 0 || seenNow >= seenAtLastRound + 300 else { continue }
+                            seenAtLastRound = seenNow
+                            if round % 3 == 2, let server = pid("\(folder)/server.pid") {
                                 kill(server, SIGKILL)
-                                kills.append("server \(server) at \(seen.count)")
+                                kills.withLock { $0.append("server \(server) in round \(round)") }
                             } else {
-                                for worker in workerPIDs().shuffled(using: &generator).prefix(2) {
-                                    kill(worker, SIGKILL)
-                                    kills.append("worker \(worker) at \(seen.count)")
+                                // Live workers only: a killed one stays a zombie until it is reaped.
+                                let live = workerPIDs().filter { !isZombie($0) }
+                                for worker in live.shuffled(using: &generator).prefix(2) where kill(worker, SIGKILL) == 0 {
+                                    kills.withLock { $0.append("worker \(worker) in round \(round)") }
                                 }
                             }
+                            round += 1
                         }
                     }
+                    var results = try await cluster.results(jobID: job.id).makeAsyncIterator()
+                    while let result = try await results.next() {
+                        #expect(seen[result.index] == nil, "task \(result.index) has two results")
+                        seen[result.index] = result
+                        progress.withLock { $0 = seen.count }
+                    }
+                    streamEnded.withLock { $0 = true }
+
+                    let killed = kills.withLock { $0 }
+                    #expect(seen.count == count)
+                    #expect(killed.contains { $0.hasPrefix("server") }, "\(killed)")
+                    #expect(killed.filter { $0.hasPrefix("worker") }.count >= 4, "\(killed)")
+                    let failed = seen.values.filter { $0.status != .succeeded }
+                    #expect(failed.isEmpty, "\(failed.prefix(3))")
+                    let outputs = try await job.outputs()
+                    #expect(outputs == (0..<count).map { $0 * $0 })
+
+                    // Every attempt is recorded: each counted attempt has its entry in the log,
+                    // none is left running, and each task has exactly one successful attempt.
+                    let log = Dictionary(grouping: try await cluster.attemptLog(jobID: job.id), by: \.index)
+                    #expect(log.count == count)
+                    var mismatched: [String] = []
+                    for (index, result) in seen {
+                        let records = log[index] ?? []
+                        let counted = records.filter { $0.attempt > 0 && $0.outcome != .released }
+                        let succeeded = records.filter { $0.outcome == .succeeded }
+                        if counted.count != result.attempts || succeeded.count != 1 || records.contains(where: { $0.outcome == .running }) {
+                            mismatched.append("task \(index), \(result.attempts) attempt(s): \(records.map { "\($0.attempt) \($0.outcome)" })")
+                        }
+                    }
+                    #expect(mismatched.isEmpty, "\(mismatched.count) tasks: \(mismatched.prefix(3))")
+                    #expect(log.values.contains { $0.contains { $0.outcome == .lost } }, "the kills lost no attempt: \(killed); outcomes \(Dictionary(grouping: log.values.joined(), by: \.outcome).mapValues(\.count))")
                     group.cancelAll()
                 }
-                #expect(seen.count == count)
-                #expect(kills.contains { $0.hasPrefix("server") }, "\(kills)")
-                #expect(kills.filter { $0.hasPrefix("worker") }.count >= 4, "\(kills)")
-                let failed = seen.values.filter { $0.status != .succeeded }
-                #expect(failed.isEmpty, "\(failed.prefix(3))")
-                let outputs = try await job.outputs()
-                #expect(outputs == (0..<count).map { $0 * $0 })
-
-                // Every attempt is recorded: each counted attempt has its entry in the log, none
-                // is left running, and each task has exactly one successful attempt.
-                let log = Dictionary(grouping: try await cluster.attemptLog(jobID: job.id), by: \.index)
-                #expect(log.count == count)
-                var mismatched: [String] = []
-                for (index, result) in seen {
-                    let records = log[index] ?? []
-                    let counted = records.filter { $0.attempt > 0 && $0.outcome != .released }
-                    let succeeded = records.filter { $0.outcome == .succeeded }
-                    if counted.count != result.attempts || succeeded.count != 1 || records.contains(where: { $0.outcome == .running }) {
-                        mismatched.append("task \(index), \(result.attempts) attempt(s): \(records.map { "\($0.attempt) \($0.outcome)" })")
-                    }
-                }
-                #expect(mismatched.isEmpty, "\(mismatched.count) tasks: \(mismatched.prefix(3))")
-                #expect(log.values.contains { $0.contains { $0.outcome == .lost } }, "the kills lost no attempt")
             }
         }
     }
+}
+
+/// A value shared between tasks of a test.
+final class Locked<Value: Sendable>: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value: Value
+
+    init(_ value: Value) {
+        self.value = value
+    }
+
+    func withLock<T>(_ body: (inout Value) -> T) -> T {
+        lock.lock()
+        defer { lock.unlock() }
+        return body(&value)
+    }
+}
+
+/// Whether a process has exited and waits to be reaped.
+func isZombie(_ pid: Int32) -> Bool {
+    guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+          let close = stat.lastIndex(of: ")") else { return true }
+    return stat[stat.index(after: close)...].trimmingPrefix(" ").first == "Z"
 }

@@ -29,6 +29,26 @@ public struct AttemptReport: Sendable, Codable, Equatable {
     }
 }
 
+/// A worker's report of one attempt under its lease.
+public struct Completion: Sendable, Codable, Equatable {
+    /// The lease the attempt ran under.
+    public var leaseID: UInt64
+    /// The job.
+    public var jobID: String
+    /// The task's index in the job.
+    public var index: Int
+    /// How the attempt went.
+    public var report: AttemptReport
+
+    /// Creates a completion.
+    public init(leaseID: UInt64, jobID: String, index: Int, report: AttemptReport) {
+        self.leaseID = leaseID
+        self.jobID = jobID
+        self.index = index
+        self.report = report
+    }
+}
+
 /// The final state of a task.
 public enum TaskStatus: String, Sendable, Codable {
     case succeeded

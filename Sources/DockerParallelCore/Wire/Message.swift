@@ -49,6 +49,8 @@ public enum ClientMessage: Sendable, Codable, Equatable {
     case heartbeat(leaseIDs: [UInt64])
     /// A worker's report of one attempt.
     case complete(leaseID: UInt64, jobID: String, index: Int, report: AttemptReport)
+    /// A worker's reports of several attempts, with the credit their freed slots give back.
+    case completed([Completion], credit: Int)
     /// A worker hands these leases back unfinished.
     case release(leaseIDs: [UInt64])
     /// Streams a job's results: those committed already, then each new one.

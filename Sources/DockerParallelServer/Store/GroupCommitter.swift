@@ -134,12 +134,35 @@ final class GroupCommitter: Sendable {
         }
     }
 
+    /// Writes frames, in order per channel, with one flush per channel; off its event loop, one
+    /// hop to the loop per channel instead of one per frame.
     static func perform(_ outputs: [Broker.Output]) {
-        guard !outputs.isEmpty else { return }
-        for output in outputs { output.channel.write(output.frame, promise: nil) }
-        var flushed = Set<ObjectIdentifier>()
-        for output in outputs where flushed.insert(ObjectIdentifier(output.channel)).inserted {
-            output.channel.flush()
+        guard outputs.count > 1 else {
+            if let output = outputs.first { output.channel.writeAndFlush(output.frame, promise: nil) }
+            return
         }
+        var order: [ObjectIdentifier] = []
+        var byChannel: [ObjectIdentifier: (channel: any Channel, frames: [Frame])] = [:]
+        for output in outputs {
+            let id = ObjectIdentifier(output.channel)
+            if byChannel[id] == nil {
+                order.append(id)
+                byChannel[id] = (output.channel, [])
+            }
+            byChannel[id]!.frames.append(output.frame)
+        }
+        for id in order {
+            let (channel, frames) = byChannel[id]!
+            if channel.eventLoop.inEventLoop {
+                writeAndFlush(frames, to: channel)
+            } else {
+                channel.eventLoop.execute { writeAndFlush(frames, to: channel) }
+            }
+        }
+    }
+
+    private static func writeAndFlush(_ frames: [Frame], to channel: any Channel) {
+        for frame in frames { channel.write(frame, promise: nil) }
+        channel.flush()
     }
 }

@@ -1,6 +1,7 @@
 import DockerParallelCore
 import Foundation
 import GRDB
+import GRDBSQLite
 
 /// The broker's durable store: one SQLite database in WAL mode, written in batches (group commit).
 ///
@@ -88,12 +89,11 @@ struct SQLiteStore: BrokerStore {
     }
 
     func payloads(_ keys: [TaskQueue.Key]) throws -> [(key: TaskQueue.Key, spec: TaskSpec?)] {
-        let decoder = JSONDecoder()
-        return try database.read { db in
+        try database.read { db in
             let select = try db.cachedStatement(sql: "SELECT kind, input FROM tasks WHERE job = ? AND idx = ?")
             return try keys.map { key in
                 guard let row = try Row.fetchOne(select, arguments: [key.jobID, key.index]) else { return (key, nil) }
-                let kind = try decoder.decode(TaskSpec.Kind.self, from: row[0] as Data)
+                let kind = try TaskSpec.Kind.decodeStored(row[0] as Data)
                 return (key, TaskSpec(index: key.index, kind: kind, input: (row[1] as Data?) ?? Data()))
             }
         }
@@ -120,34 +120,54 @@ struct SQLiteStore: BrokerStore {
 
     func write(_ changes: [StoreChange]) throws {
         guard !changes.isEmpty else { return }
-        let encoder = JSONEncoder()
+        // Within one batch, an attempt's last entry and a task's result make earlier entries for
+        // the same lease, and the task's earlier counters, redundant: skip those.
+        var lastAttempt: [UInt64: Int] = [:]
+        var lastResult: [TaskQueue.Key: Int] = [:]
+        for (position, change) in changes.enumerated() {
+            switch change {
+            case .attempt(let record): if let lease = record.leaseID { lastAttempt[lease] = position }
+            case .result(let result): lastResult[TaskQueue.Key(jobID: result.jobID, index: result.index)] = position
+            default: break
+            }
+        }
         try database.write { db in
-            for change in changes {
+            let insertAttempt = try FastStatement(db, """
+                INSERT INTO attempts(lease, job, idx, attempt, worker, started, ended, outcome, error)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+                ON CONFLICT(lease) DO UPDATE SET ended = excluded.ended, outcome = excluded.outcome, error = excluded.error
+                WHERE attempts.outcome = 'running'
+                """)
+            let insertResult = try FastStatement(db, """
+                INSERT OR IGNORE INTO results(job, idx, status, attempts, exit_code, output, error_output, error)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+                """)
+            let dropInput = try FastStatement(db, "UPDATE tasks SET input = NULL WHERE job = ? AND idx = ?")
+            let updateCounters = try FastStatement(db, "UPDATE tasks SET attempts = ?, failures = ? WHERE job = ? AND idx = ?")
+            for (position, change) in changes.enumerated() {
                 switch change {
                 case .submit(let jobID, let options, let tasks):
                     try db.execute(
                         sql: "INSERT OR IGNORE INTO jobs(id, options) VALUES (?, ?)",
-                        arguments: [jobID, try encoder.encode(options)])
-                    let insert = try db.cachedStatement(
-                        sql: "INSERT OR IGNORE INTO tasks(job, idx, kind, input) VALUES (?, ?, ?, ?)")
+                        arguments: [jobID, try JSONEncoder().encode(options)])
+                    let insert = try FastStatement(db, "INSERT OR IGNORE INTO tasks(job, idx, kind, input) VALUES (?, ?, ?, ?)")
+                    // A job's tasks mostly share their kind: encode it once while it repeats.
+                    var last: (kind: TaskSpec.Kind, encoded: Data)?
                     for task in tasks {
-                        try insert.execute(arguments: [jobID, task.index, try encoder.encode(task.kind), task.input])
+                        if last?.kind != task.kind { last = (task.kind, task.kind.binaryEncoded) }
+                        try insert.execute(db, .text(jobID), .int(task.index), .blob(last!.encoded), .blob(task.input))
                     }
                 case .counters(let jobID, let index, let attempts, let failures):
-                    try db.cachedStatement(sql: "UPDATE tasks SET attempts = ?, failures = ? WHERE job = ? AND idx = ?")
-                        .execute(arguments: [attempts, failures, jobID, index])
+                    if let result = lastResult[TaskQueue.Key(jobID: jobID, index: index)], result > position { continue }
+                    try updateCounters.execute(db, .int(attempts), .int(failures), .text(jobID), .int(index))
                 case .result(let result):
-                    try db.cachedStatement(sql: """
-                        INSERT OR IGNORE INTO results(job, idx, status, attempts, exit_code, output, error_output, error)
-                        VALUES (?, ?, ?, ?, ?, ?, ?, ?)
-                        """).execute(arguments: [
-                            result.jobID, result.index, result.status.rawValue, result.attempts,
-                            result.exitCode.map { Int64($0) }, result.output, result.errorOutput, result.error,
-                        ])
+                    try insertResult.execute(
+                        db, .text(result.jobID), .int(result.index), .text(result.status.rawValue), .int(result.attempts),
+                        result.exitCode.map { .int(Int($0)) } ?? .null, .blob(result.output), .blob(result.errorOutput),
+                        result.error.map { .text($0) } ?? .null)
                     if result.status == .succeeded {
                         // A failed task keeps its input, so that it can be retried.
-                        try db.cachedStatement(sql: "UPDATE tasks SET input = NULL WHERE job = ? AND idx = ?")
-                            .execute(arguments: [result.jobID, result.index])
+                        try dropInput.execute(db, .text(result.jobID), .int(result.index))
                     }
                 case .retry(let jobID, let indices):
                     for index in indices {
@@ -156,15 +176,11 @@ struct SQLiteStore: BrokerStore {
                             .execute(arguments: [jobID, index])
                     }
                 case .attempt(let record):
-                    try db.cachedStatement(sql: """
-                        INSERT INTO attempts(lease, job, idx, attempt, worker, started, ended, outcome, error)
-                        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
-                        ON CONFLICT(lease) DO UPDATE SET ended = excluded.ended, outcome = excluded.outcome, error = excluded.error
-                        WHERE attempts.outcome = 'running'
-                        """).execute(arguments: [
-                            record.leaseID.map { Int64($0) }, record.jobID, record.index, record.attempt, record.worker,
-                            record.started, record.ended, record.outcome.rawValue, record.error,
-                        ])
+                    if let lease = record.leaseID, let last = lastAttempt[lease], last > position { continue }
+                    try insertAttempt.execute(
+                        db, record.leaseID.map { .int(Int(Int64(bitPattern: $0))) } ?? .null, .text(record.jobID), .int(record.index),
+                        .int(record.attempt), .text(record.worker), .double(record.started), record.ended.map { .double($0) } ?? .null,
+                        .text(record.outcome.rawValue), record.error.map { .text($0) } ?? .null)
                 case .forget(let jobID):
                     for table in ["results", "tasks", "attempts"] {
                         try db.execute(sql: "DELETE FROM \(table) WHERE job = ?", arguments: [jobID])
@@ -172,6 +188,62 @@ struct SQLiteStore: BrokerStore {
                     try db.execute(sql: "DELETE FROM jobs WHERE id = ?", arguments: [jobID])
                 }
             }
+        }
+    }
+}
+
+/// A cached statement run with its arguments bound through SQLite's C API: on the hot path,
+/// GRDB's boxed arguments cost more than the statement itself.
+private struct FastStatement {
+    enum Value {
+        case int(Int)
+        case double(Double)
+        case text(String)
+        case blob(Data)
+        case null
+    }
+
+    private let handle: OpaquePointer
+
+    init(_ db: Database, _ sql: String) throws {
+        handle = try db.cachedStatement(sql: sql).sqliteStatement
+    }
+
+    /// SQLite copies bound text and blobs.
+    private static let transient = unsafeBitCast(-1, to: sqlite3_destructor_type.self)
+
+    func execute(_ db: Database, _ values: Value...) throws {
+        sqlite3_reset(handle)
+        for (offset, value) in values.enumerated() {
+            let index = Int32(offset + 1)
+            switch value {
+            case .int(let value): sqlite3_bind_int64(handle, index, Int64(value))
+            case .double(let value): sqlite3_bind_double(handle, index, value)
+            case .text(let value):
+                var value = value
+                value.withUTF8 { utf8 in
+                    utf8.withMemoryRebound(to: CChar.self) { text in
+                        if let base = text.baseAddress {
+                            _ = sqlite3_bind_text(handle, index, base, Int32(text.count), Self.transient)
+                        } else {
+                            _ = sqlite3_bind_text(handle, index, "", 0, Self.transient)
+                        }
+                    }
+                }
+            case .blob(let value):
+                // An empty blob, not NULL: SQLite binds a nil pointer as NULL.
+                if value.isEmpty {
+                    sqlite3_bind_zeroblob(handle, index, 0)
+                } else {
+                    value.withUnsafeBytes { _ = sqlite3_bind_blob(handle, index, $0.baseAddress, Int32($0.count), Self.transient) }
+                }
+            case .null: sqlite3_bind_null(handle, index)
+            }
+        }
+        let code = sqlite3_step(handle)
+        sqlite3_reset(handle)
+        guard code == SQLITE_DONE else {
+            throw DatabaseError(resultCode: ResultCode(rawValue: code), message: String(cString: sqlite3_errmsg(db.sqliteConnection)))
         }
     }
 }
