@@ -15,18 +15,52 @@ extension DockerCluster {
     public func map<Task: ParallelTask>(
         _ inputs: [Task.Input], using task: Task.Type, options: JobOptions = JobOptions()
     ) async throws -> [Task.Output] {
-        let job = try await submit(inputs, using: task, options: options)
+        let specs = try Self.specs(inputs, using: task)
+        let job = JobHandle<Task>(cluster: self, id: Self.newJobID(), count: inputs.count)
+        if Self.fitsOneSubmit(specs), let results = try await runInOneRoundTrip(specs, jobID: job.id, options: options) {
+            return try job.outputs(from: results)
+        }
+        // Submits are idempotent: a job the quick path sent already is not added twice.
+        try await submit(specs, jobID: job.id, options: options)
         let outputs = try await job.outputs()
         try? await forget(jobID: job.id)
         return outputs
     }
 
-    /// Submits a Swift task over every input and returns at once with a handle on the job.
-    /// - Parameters:
-    ///   - jobID: The job's id; a retried submit with the same id adds nothing twice. Default: a new id.
-    public func submit<Task: ParallelTask>(
-        _ inputs: [Task.Input], using task: Task.Type, options: JobOptions = JobOptions(), jobID: String = DockerCluster.newJobID()
-    ) async throws -> JobHandle<Task> {
+    /// Submits a job that fits one submit and watches it on the same connection without waiting
+    /// in between, then forgets it without waiting: one round trip to the server instead of three.
+    /// - Returns: The results by index, or `nil` when the connection failed on the way (the
+    ///   caller then takes the path that waits for the server to come back).
+    private func runInOneRoundTrip(_ specs: [TaskSpec], jobID: String, options: JobOptions) async throws -> [TaskResult]? {
+        try options.validate()
+        do {
+            let connection = try await client()
+            let submitted = connection.startRequest(.submit(jobID: jobID, options: options, tasks: specs))
+            let replies = connection.stream(.watch(jobID: jobID))
+            guard case .submitted = try await submitted.get() else {
+                throw DockerParallelError(.protocolViolation, "the server answered submit with something else")
+            }
+            var results: [TaskResult] = []
+            var received = Set<Int>()
+            for try await reply in replies {
+                switch reply {
+                case .results(let batch):
+                    for result in batch where received.insert(result.index).inserted { results.append(result) }
+                case .job(let status) where received.count >= status.total:
+                    _ = connection.startRequest(.forget(jobID: jobID))
+                    return results.sorted { $0.index < $1.index }
+                default:
+                    break
+                }
+            }
+            return nil
+        } catch let error as DockerParallelError where Self.serverRetryCodes.contains(error.code) {
+            return nil
+        }
+    }
+
+    /// Encodes the inputs of a Swift task as task specifications.
+    static func specs<Task: ParallelTask>(_ inputs: [Task.Input], using task: Task.Type) throws -> [TaskSpec] {
         var specs: [TaskSpec] = []
         specs.reserveCapacity(inputs.count)
         let encoder = JSONEncoder()
@@ -39,7 +73,25 @@ extension DockerCluster {
             }
             specs.append(TaskSpec(index: index, kind: .swift(name: Task.name), input: data))
         }
-        try await submit(specs, jobID: jobID, options: options)
+        return specs
+    }
+
+    /// Tasks per submit frame, at most.
+    static let submitBatchCount = 4096
+    /// Input bytes per submit frame, about, at most.
+    static let submitBatchBytes = 4 * 1024 * 1024
+
+    static func fitsOneSubmit(_ specs: [TaskSpec]) -> Bool {
+        specs.count <= submitBatchCount && specs.reduce(0) { $0 + $1.input.count + 64 } <= submitBatchBytes
+    }
+
+    /// Submits a Swift task over every input and returns at once with a handle on the job.
+    /// - Parameters:
+    ///   - jobID: The job's id; a retried submit with the same id adds nothing twice. Default: a new id.
+    public func submit<Task: ParallelTask>(
+        _ inputs: [Task.Input], using task: Task.Type, options: JobOptions = JobOptions(), jobID: String = DockerCluster.newJobID()
+    ) async throws -> JobHandle<Task> {
+        try await submit(try Self.specs(inputs, using: task), jobID: jobID, options: options)
         return JobHandle(cluster: self, id: jobID, count: inputs.count)
     }
 
@@ -67,7 +119,7 @@ extension DockerCluster {
         repeat {
             var end = start
             var bytes = 0
-            while end < tasks.count, end - start < 4096, bytes < 4 * 1024 * 1024 {
+            while end < tasks.count, end - start < Self.submitBatchCount, bytes < Self.submitBatchBytes {
                 bytes += tasks[end].input.count + 64
                 end += 1
             }

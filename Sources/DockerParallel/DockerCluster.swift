@@ -313,14 +313,16 @@ public actor DockerCluster {
     /// Runs an idempotent request; when the connection to the server is lost, waits for the
     /// server to come back (restarted by `update()` or by someone else) and runs it again. A
     /// provider that cannot be reached (a Docker daemon restarting) is waited for the same way.
+    /// Errors after which the server may come back (restarted by a supervisor or the platform).
+    static let serverRetryCodes: Set<DockerParallelError.Code> = [.connectionFailed, .serverStartFailed, .serverNotRunning, .providerFailed]
+
     func withServerRetry<T: Sendable>(_ operation: @Sendable (PeerConnection) async throws -> T) async throws -> T {
         let deadline = ContinuousClock.now + .milliseconds(Int64(serverRecoveryTimeout * 1000))
         var delay = 0.05
         while true {
             do {
                 return try await operation(try await client())
-            } catch let error as DockerParallelError
-                where [.connectionFailed, .serverStartFailed, .serverNotRunning, .providerFailed].contains(error.code) {
+            } catch let error as DockerParallelError where Self.serverRetryCodes.contains(error.code) {
                 guard ContinuousClock.now < deadline else { throw error }
                 say("Lost the server (\(error.message)); waiting for it to come back", level: 2)
                 connection?.close()

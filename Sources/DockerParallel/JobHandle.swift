@@ -21,7 +21,12 @@ public struct JobHandle<Task: ParallelTask>: Sendable {
     /// Waits for every task and returns the outputs in input order.
     /// - Throws: ``TaskFailures`` naming every input that failed.
     public func outputs(progress: @escaping @Sendable (JobStatus) -> Void = { _ in }) async throws -> [Task.Output] {
-        let results = try await cluster.collect(jobID: id, progress: progress)
+        try outputs(from: try await cluster.collect(jobID: id, progress: progress))
+    }
+
+    /// Decodes a job's results, ordered by index, as outputs.
+    /// - Throws: ``TaskFailures`` naming every input that failed.
+    func outputs(from results: [TaskResult]) throws -> [Task.Output] {
         var outputs: [Task.Output] = []
         outputs.reserveCapacity(results.count)
         var failures: [TaskFailures.Failure] = []

@@ -13,7 +13,7 @@ import NIOPosix
 public final class PeerConnection: Sendable {
     private struct State {
         var nextRequestID: UInt32 = 1
-        var pending: [UInt32: CheckedContinuation<ServerMessage, any Error>] = [:]
+        var pending: [UInt32: @Sendable (Result<ServerMessage, any Error>) -> Void] = [:]
         var streams: [UInt32: AsyncThrowingStream<ServerMessage, any Error>.Continuation] = [:]
         var closed = false
     }
@@ -77,22 +77,43 @@ public final class PeerConnection: Sendable {
     public func request(_ message: ClientMessage, timeout: Double? = nil) async throws -> ServerMessage {
         let body = try MessageCoding.encode(message)
         let reply: ServerMessage = try await withCheckedThrowingContinuation { continuation in
-            let id = register { $0.pending[$1] = continuation }
-            guard let id else {
-                continuation.resume(throwing: Self.closedError)
-                return
-            }
-            channel.writeAndFlush(Frame(requestID: id, body: body), promise: nil)
-            if let timeout {
-                channel.eventLoop.scheduleTask(in: .milliseconds(Int64(timeout * 1000))) { [weak self] in
-                    guard let self else { return }
-                    let waiting = self.state.withLockedValue { $0.pending.removeValue(forKey: id) }
-                    waiting?.resume(throwing: DockerParallelError(.timedOut, "the server did not answer within \(timeout) s"))
-                }
-            }
+            send(body, timeout: timeout) { continuation.resume(with: $0) }
         }
         if case .error(let code, let message) = reply { throw DockerParallelError(code, message) }
         return reply
+    }
+
+    /// Sends a request at once and returns its reply to come, so that the next request can go
+    /// out without waiting: the server handles a connection's requests in the order they came.
+    public func startRequest(_ message: ClientMessage, timeout: Double? = nil) -> EventLoopFuture<ServerMessage> {
+        let promise = channel.eventLoop.makePromise(of: ServerMessage.self)
+        do {
+            send(try MessageCoding.encode(message), timeout: timeout) { promise.completeWith($0) }
+        } catch {
+            promise.fail(error)
+        }
+        return promise.futureResult.flatMapThrowing { reply in
+            if case .error(let code, let message) = reply { throw DockerParallelError(code, message) }
+            return reply
+        }
+    }
+
+    /// Writes a request frame; `onReply` gets its reply, or the failure of the connection.
+    private func send(
+        _ body: Data, timeout: Double?, onReply: @escaping @Sendable (Result<ServerMessage, any Error>) -> Void
+    ) {
+        guard let id = register({ $0.pending[$1] = onReply }) else {
+            onReply(.failure(Self.closedError))
+            return
+        }
+        channel.writeAndFlush(Frame(requestID: id, body: body), promise: nil)
+        if let timeout {
+            channel.eventLoop.scheduleTask(in: .milliseconds(Int64(timeout * 1000))) { [weak self] in
+                guard let self else { return }
+                let waiting = self.state.withLockedValue { $0.pending.removeValue(forKey: id) }
+                waiting?(.failure(DockerParallelError(.timedOut, "the server did not answer within \(timeout) s")))
+            }
+        }
     }
 
     /// Sends a request whose replies form a stream (watching a job).
@@ -163,7 +184,7 @@ public final class PeerConnection: Sendable {
             (state.pending.removeValue(forKey: frame.requestID), state.streams[frame.requestID])
         }
         if let pending {
-            pending.resume(returning: message)
+            pending(.success(message))
         } else if let stream {
             if case .error(let code, let text) = message {
                 state.withLockedValue { _ = $0.streams.removeValue(forKey: frame.requestID) }
@@ -183,7 +204,7 @@ public final class PeerConnection: Sendable {
             }
             return (state.pending, state.streams)
         }
-        for continuation in pending.values { continuation.resume(throwing: Self.closedError) }
+        for onReply in pending.values { onReply(.failure(Self.closedError)) }
         for continuation in streams.values { continuation.finish(throwing: Self.closedError) }
         pushContinuation.finish()
     }

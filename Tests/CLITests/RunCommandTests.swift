@@ -20,6 +20,20 @@ import Testing
     }
 
     @Test func everyResultArrivesWhenWorkersAreKilled() async throws {
+        // A run that ends before two of its workers could be killed shows nothing: under a
+        // loaded machine that can happen, so such a run is tried again, twice at most.
+        var seen: [String] = []
+        for _ in 0..<3 {
+            let (killed, folder) = try await runWhileKillingWorkers()
+            if killed >= 2 { return }
+            seen.append(folder)
+        }
+        Issue.record("three runs ended before two of their workers could be killed; worker folders seen: \(seen)")
+    }
+
+    /// Runs 300 commands on 4 workers and kills two fresh workers three times; checks every
+    /// result arrives. Returns how many workers were killed, and what their folder held.
+    private func runWhileKillingWorkers() async throws -> (killed: Int, folder: String) {
         let cli = try CLI()
         defer { cli.tearDown() }
         let count = 300
@@ -33,13 +47,13 @@ import Testing
         // The ephemeral cluster's workers live in $TMPDIR/dockerparallel-run-<pid>/run-<pid>/workers.
         let workers = "\(cli.home)/dockerparallel-run-\(process.processIdentifier)/run-\(process.processIdentifier)/workers"
         var killed: Set<Int32> = []
+        var listing = ""
         for _ in 0..<3 {
             // Wait for at least two workers that have not been killed yet (replacements count).
             try await waitUntil("fresh workers run") {
-                Set(workerProcessIDs(in: workers)).subtracting(killed).count >= 2 || !process.isRunning
+                listing = ((try? FileManager.default.contentsOfDirectory(atPath: workers)) ?? []).sorted().joined(separator: " ")
+                return Set(workerProcessIDs(in: workers)).subtracting(killed).count >= 2 || !process.isRunning
             }
-            // A run that ends after two or more kills has shown what this test is for; one that
-            // ends before is caught by the count below.
             guard process.isRunning else { break }
             for pid in Set(workerProcessIDs(in: workers)).subtracting(killed).prefix(2) where kill(pid, SIGKILL) == 0 {
                 killed.insert(pid)
@@ -47,9 +61,9 @@ import Testing
         }
         try await waitUntil("the run ends", timeout: 120) { !process.isRunning }
         try await waitUntil("the output is read") { reader.isDone && errorReader.isDone }
-        #expect(killed.count >= 2, "the run ended before two of its workers could be killed")
         #expect(process.terminationStatus == 0, "\(errorReader.text)")
         #expect(reader.text == (1...count).map { "\($0 * $0)\n" }.joined())
+        return (killed.count, "\(workers): [\(listing)]")
     }
 
     @Test func everyResultArrivesOnceWhenTheServerIsKilled() async throws {

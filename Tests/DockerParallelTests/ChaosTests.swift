@@ -57,7 +57,7 @@ import Testing
                             let seenNow = progress.withLock { $0 }
                             guard round == 0 || seenNow >= seenAtLastRound + 300 else { continue }
                             seenAtLastRound = seenNow
-                            if round % 3 == 2, let server = pid("\(folder)/server.pid") {
+                            if round % 3 == 2, let server = pid("\(folder)/server.pid"), !isZombie(server) {
                                 kill(server, SIGKILL)
                                 kills.withLock { $0.append("server \(server) in round \(round)") }
                             } else {
@@ -125,7 +125,7 @@ final class Locked<Value: Sendable>: @unchecked Sendable {
     }
 }
 
-/// Whether a process has exited and waits to be reaped.
+/// Whether a process has exited and waits to be reaped, or is gone.
 func isZombie(_ pid: Int32) -> Bool {
     guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
           let close = stat.lastIndex(of: ")") else { return true }
