@@ -25,6 +25,7 @@ struct SplitMix64: RandomNumberGenerator {
         .credit(count: 3),
         .heartbeat(leaseIDs: [1, 2, 3]),
         .complete(leaseID: 9, jobID: "job", index: 1, report: AttemptReport(succeeded: true, exitCode: 0, output: Data("144".utf8))),
+        .completed([Completion(leaseID: 3, jobID: "job", index: 0, report: AttemptReport(succeeded: false, exitCode: 2, error: "no"))], credit: 4),
         .release(leaseIDs: [4]),
         .watch(jobID: "job"),
         .cancel(jobID: "job", index: nil),

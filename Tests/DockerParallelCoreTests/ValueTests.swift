@@ -70,4 +70,59 @@ import Testing
         #expect(try MessageCoding.decode(ClientMessage.self, from: MessageCoding.encode(message)) == message)
         #expect(throws: DockerParallelError.self) { try MessageCoding.decode(ClientMessage.self, from: Data("{\"nope\":1}".utf8)) }
     }
+
+    /// Every case with a binary layout comes back equal, with edge values; the others stay JSON.
+    @Test func everyMessageSurvivesItsBinaryLayout() throws {
+        let report = AttemptReport(succeeded: false, permanent: true, exitCode: -7, output: Data(), errorOutput: Data("é\n".utf8), error: "boom")
+        let clients: [ClientMessage] = [
+            .credit(count: -1),
+            .credit(count: Int.max),
+            .complete(leaseID: UInt64.max, jobID: "", index: 0, report: report),
+            .completed([Completion(leaseID: 1, jobID: "j", index: Int.min, report: AttemptReport(succeeded: true))], credit: 3),
+            .completed([], credit: 0),
+            .submit(jobID: "j", options: JobOptions(maxAttempts: 5, failureRetries: 2, timeout: 0.25), tasks: [
+                TaskSpec(index: 0, kind: .command(argv: ["sh", "-c", "echo {}"], environment: ["B": "2", "A": ""])),
+                TaskSpec(index: 1, kind: .swift(name: "Ünïcode"), input: Data(repeating: 0xFF, count: 300)),
+            ]),
+            .heartbeat(leaseIDs: [0, 127, 128, UInt64.max]),
+            .release(leaseIDs: []),
+        ]
+        for message in clients {
+            let body = try MessageCoding.encode(message)
+            #expect(body.first != UInt8(ascii: "{"), "\(message) is not binary")
+            #expect(try MessageCoding.decode(ClientMessage.self, from: body) == message)
+        }
+        var status = JobStatus(jobID: "j")
+        (status.total, status.queued, status.running, status.succeeded, status.failed, status.cancelled) = (6, 1, 1, 2, 1, 1)
+        let servers: [ServerMessage] = [
+            .assign([Assignment(leaseID: 9, jobID: "j", task: TaskSpec(index: 3, kind: .swift(name: "S"), input: Data("3".utf8)), attempt: 2, timeout: nil)]),
+            .results([TaskResult(jobID: "j", index: 2, status: .cancelled, attempts: 0, exitCode: nil, output: Data([0]), error: nil),
+                      TaskResult(jobID: "j", index: 3, status: .failed, attempts: 4, exitCode: Int32.min, error: "lost")]),
+            .job(status),
+            .submitted(accepted: 4096, duplicates: 0),
+            .abort(leaseIDs: [5]),
+        ]
+        for message in servers {
+            let body = try MessageCoding.encode(message)
+            #expect(body.first != UInt8(ascii: "{"), "\(message) is not binary")
+            #expect(try MessageCoding.decode(ServerMessage.self, from: body) == message)
+        }
+        for message in [ServerMessage.done, .welcome(leaseDuration: 30), .error(code: .invalidArgument, message: "no")] {
+            let body = try MessageCoding.encode(message)
+            #expect(body.first == UInt8(ascii: "{"))
+            #expect(try MessageCoding.decode(ServerMessage.self, from: body) == message)
+        }
+    }
+
+    /// Truncated, padded or retagged binary bodies are protocol violations, never crashes.
+    @Test func brokenBinaryBodiesAreRefused() throws {
+        let body = Array(try MessageCoding.encode(ServerMessage.results([TaskResult(jobID: "job", index: 1, status: .succeeded, attempts: 1, output: Data("1".utf8))])))
+        for cut in 0..<body.count {
+            #expect(throws: DockerParallelError.self) { try MessageCoding.decode(ServerMessage.self, from: Data(body.prefix(cut))) }
+        }
+        #expect(throws: DockerParallelError.self) { try MessageCoding.decode(ServerMessage.self, from: Data(body + [0])) }
+        #expect(throws: DockerParallelError.self) { try MessageCoding.decode(ServerMessage.self, from: Data([0x80] + body.dropFirst())) }
+        // A count far beyond the bytes left is refused before anything is allocated.
+        #expect(throws: DockerParallelError.self) { try MessageCoding.decode(ClientMessage.self, from: Data([5, 0xFF, 0xFF, 0xFF, 0xFF, 0x0F])) }
+    }
 }
