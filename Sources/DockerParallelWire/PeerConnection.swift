@@ -16,6 +16,7 @@ public final class PeerConnection: Sendable {
         var pending: [UInt32: @Sendable (Result<ServerMessage, any Error>) -> Void] = [:]
         var streams: [UInt32: AsyncThrowingStream<ServerMessage, any Error>.Continuation] = [:]
         var closed = false
+        var pushHandler: (@Sendable (ServerMessage?) -> Void)?
     }
 
     private let channel: any Channel
@@ -147,6 +148,17 @@ public final class PeerConnection: Sendable {
         }
     }
 
+    /// Hands messages the server pushes to `handler` as they arrive, on the connection's event
+    /// loop, instead of to ``pushes``; `nil` once the connection has closed. One hop less than
+    /// iterating ``pushes``. Set it before anything is pushed (before asking for tasks).
+    public func handlePushes(_ handler: @escaping @Sendable (ServerMessage?) -> Void) {
+        let closed = state.withLockedValue { state in
+            state.pushHandler = handler
+            return state.closed
+        }
+        if closed { handler(nil) }
+    }
+
     /// Sends a message that needs no reply.
     public func send(_ message: ClientMessage) {
         guard let body = try? MessageCoding.encode(message) else { return }
@@ -177,7 +189,11 @@ public final class PeerConnection: Sendable {
             return
         }
         if frame.requestID == 0 {
-            pushContinuation.yield(message)
+            if let handler = state.withLockedValue({ $0.pushHandler }) {
+                handler(message)
+            } else {
+                pushContinuation.yield(message)
+            }
             return
         }
         let (pending, stream) = state.withLockedValue { state in
@@ -196,17 +212,18 @@ public final class PeerConnection: Sendable {
     }
 
     fileprivate func connectionClosed() {
-        let (pending, streams) = state.withLockedValue { state in
+        let (pending, streams, pushHandler) = state.withLockedValue { state in
             state.closed = true
             defer {
                 state.pending = [:]
                 state.streams = [:]
             }
-            return (state.pending, state.streams)
+            return (state.pending, state.streams, state.pushHandler)
         }
         for onReply in pending.values { onReply(.failure(Self.closedError)) }
         for continuation in streams.values { continuation.finish(throwing: Self.closedError) }
         pushContinuation.finish()
+        pushHandler?(nil)
     }
 }
 

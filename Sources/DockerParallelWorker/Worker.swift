@@ -87,10 +87,12 @@ public final class Worker: Service {
         let draining = self.draining
         let logger = self.logger
         let slots = configuration.slots
-        connection.send(.credit(count: slots + configuration.prefetch))
-
         // Events: messages from the server, slots that became free, the start of a drain.
         let (events, eventSink) = AsyncStream.makeStream(of: WorkerEvent.self)
+        connection.handlePushes { push in
+            if let push { eventSink.yield(.server(push)) } else { eventSink.finish() }
+        }
+        connection.send(.credit(count: slots + configuration.prefetch))
         await withTaskGroup(of: Void.self) { group in
             // Heartbeats, and the drain on shutdown.
             group.addTask {
@@ -119,12 +121,8 @@ public final class Worker: Service {
                     }
                 }
             }
-            group.addTask {
-                for await push in connection.pushes { eventSink.yield(.server(push)) }
-                eventSink.finish()
-            }
             var waiting = Deque<Assignment>()
-            var attempts: [UInt64: Task<AttemptReport, Never>] = [:]
+            var attempts: [UInt64: Task<Void, Never>] = [:]
             var active = 0
             // Tasks leased ahead of free slots: more for short tasks, so that a worker is not
             // idle for a round trip to the server between them.
@@ -169,13 +167,11 @@ public final class Worker: Service {
                 // Start waiting assignments while slots are free.
                 while active < slots, !draining.withLockedValue({ $0 }), let assignment = waiting.popFirst() {
                     active += 1
-                    // An unstructured task so that an abort can cancel this attempt alone; it is
-                    // awaited by the group child below, so it never outlives the worker.
-                    let started = ContinuousClock.now
-                    let attempt = Task { await executor.run(assignment) }
-                    attempts[assignment.leaseID] = attempt
-                    group.addTask {
-                        let report = await attempt.value
+                    // An unstructured task so that an abort can cancel this attempt alone; each
+                    // is awaited before the connection is given up, so none outlives the worker.
+                    attempts[assignment.leaseID] = Task {
+                        let started = ContinuousClock.now
+                        let report = await executor.run(assignment)
                         let elapsed = ContinuousClock.now - started
                         eventSink.yield(.finished(
                             Completion(leaseID: assignment.leaseID, jobID: assignment.jobID, index: assignment.task.index, report: report),
@@ -192,6 +188,7 @@ public final class Worker: Service {
                 }
             }
             for attempt in attempts.values { attempt.cancel() }
+            for attempt in attempts.values { _ = await attempt.value }
             // The connection is gone: tasks still running were taken back by the server.
             running.withLockedValue { $0.removeAll() }
             group.cancelAll()
