@@ -122,7 +122,7 @@ let package = Package(
             path: "Examples/Squares"
         ),
         // DockerParallel's side of the benchmark harness (bench/run).
-        .executableTarget(name: "dockerparallel-bench", dependencies: ["DockerParallel"]),
+        .executableTarget(name: "dockerparallel-bench", dependencies: ["DockerParallel", "DockerEngineProvider"]),
         .testTarget(name: "DockerParallelCoreTests", dependencies: ["DockerParallelCore"]),
         .testTarget(
             name: "DockerParallelTests",

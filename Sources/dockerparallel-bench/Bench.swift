@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import DockerEngineProvider
 import DockerParallel
 import Foundation
 
@@ -27,7 +28,7 @@ struct Bench {
         await DockerParallelMain.runIfRequested(registry: TaskRegistry([NoOp.self, Spin.self]))
         var arguments = Array(CommandLine.arguments.dropFirst())
         guard let scenario = arguments.first else {
-            FileHandle.standardError.write(Data("usage: dockerparallel-bench tiny|roundtrip|efficiency|startup|memory [--tasks N] [--workers N] [--memory-store]\n".utf8))
+            FileHandle.standardError.write(Data("usage: dockerparallel-bench tiny|roundtrip|efficiency|startup|memory [--tasks N] [--workers N] [--memory-store] [--docker-image IMAGE]\n".utf8))
             exit(2)
         }
         arguments.removeFirst()
@@ -42,7 +43,17 @@ struct Bench {
         case "tiny": result = try await tiny(tasks: option("--tasks", 100_000), workers: workers, durable: durable)
         case "roundtrip": result = try await roundTrip(count: option("--tasks", 2000), durable: durable)
         case "efficiency": result = try await efficiency(tasks: option("--tasks", 400), milliseconds: option("--ms", 50), workers: workers)
-        case "startup": result = try await startup(workers: workers)
+        case "startup":
+            if let index = arguments.firstIndex(of: "--docker-image"), index + 1 < arguments.count {
+                result = try await startup(
+                    workers: workers, provider: try DockerEngineProvider(),
+                    container: DockerWorkerContainer(image: arguments[index + 1]))
+            } else {
+                let state = NSTemporaryDirectory() + "dockerparallel-bench-\(getpid())"
+                defer { try? FileManager.default.removeItem(atPath: state) }
+                result = try await startup(
+                    workers: workers, provider: LocalProvider(configuration: .init(stateDirectory: state)), container: nil)
+            }
         case "memory": result = try await memory(tasks: option("--tasks", 1_000_000))
         default:
             FileHandle.standardError.write(Data("unknown scenario '\(scenario)'\n".utf8))
@@ -116,21 +127,23 @@ struct Bench {
         }
     }
 
-    /// From the start of the cluster until every worker has leased a task.
-    static func startup(workers: Int) async throws -> [String: Double] {
-        let state = NSTemporaryDirectory() + "dockerparallel-bench-\(getpid())"
-        defer { try? FileManager.default.removeItem(atPath: state) }
+    /// From the start of the cluster (its server and its workers) until every worker has leased
+    /// a task: local processes, or containers of an image holding this program (`--docker-image`).
+    static func startup(workers: Int, provider: any CloudProvider, container: (any WorkerContainer)?) async throws -> [String: Double] {
         let start = ContinuousClock.now
         let cluster = try DockerCluster(
-            provider: LocalProvider(configuration: .init(stateDirectory: state)),
-            configuration: ClusterConfiguration(jobQueueName: "bench", expectedWorkerNumber: workers, serverPort: 0),
+            provider: provider, workerContainer: container ?? LocalProcessContainer(),
+            configuration: ClusterConfiguration(jobQueueName: "bench-\(getpid())", expectedWorkerNumber: workers, serverPort: 0),
             verbosity: 0)
-        return try await cluster.withStarted { cluster in
+        let result = try await cluster.withStarted { cluster in
             // One 20 ms task per worker: each worker must lease one for the map to end this soon.
             _ = try await cluster.map(Array(repeating: 20, count: workers), using: Spin.self)
             let elapsed = seconds(ContinuousClock.now - start) - 0.020
             return ["workers": Double(workers), "ms_to_lease": elapsed * 1000]
         }
+        // Leave nothing behind (containers, the store's volume).
+        try? await cluster.cleanup(deep: true)
+        return result
     }
 
     /// Server memory with `tasks` small command tasks queued (no worker takes them), and an idle
