@@ -39,8 +39,8 @@ import Testing
                     // What `dockerparallel run` does: restart what died. It runs until the checks
                     // below are done, so that a server killed at the end comes back for them.
                     group.addTask { await cluster.supervise(every: 0.2) }
-                    // Kills on a clock, not on each result seen: results arrive in batches, and
-                    // the job may be further along than the stream shows. A killed server holds
+                    // Kills in rounds, each after 300 more results: killing everything as fast
+                    // as it restarts would only show that nothing can run. A killed server holds
                     // the job up, so the rounds after it find the job unfinished.
                     group.addTask {
                         var generator = SystemRandomNumberGenerator()
@@ -50,13 +50,15 @@ import Testing
                         }
                         var round = 0
                         var seenAtLastRound = 0
-                        while !streamEnded.withLock({ $0 }), !Task.isCancelled {
-                            if round > 0 { try? await Task.sleep(for: .milliseconds(Int.random(in: 20...40, using: &generator))) }
-                            // Each round waits for progress since the last: killing everything as
-                            // fast as it restarts would only show that nothing can run.
-                            let seenNow = progress.withLock { $0 }
-                            guard round == 0 || seenNow >= seenAtLastRound + 300 else { continue }
-                            seenAtLastRound = seenNow
+                        while !Task.isCancelled {
+                            if round > 0 {
+                                let since = seenAtLastRound
+                                try await waitUntil("300 more results") {
+                                    progress.withLock { $0 } >= since + 300 || streamEnded.withLock { $0 }
+                                }
+                            }
+                            if streamEnded.withLock({ $0 }) { break }
+                            seenAtLastRound = progress.withLock { $0 }
                             if round % 3 == 2, let server = pid("\(folder)/server.pid"), !isZombie(server) {
                                 kill(server, SIGKILL)
                                 kills.withLock { $0.append("server \(server) in round \(round)") }
