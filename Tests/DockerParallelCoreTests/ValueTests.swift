@@ -122,6 +122,10 @@ import Testing
         }
         #expect(throws: DockerParallelError.self) { try MessageCoding.decode(ServerMessage.self, from: Data(body + [0])) }
         #expect(throws: DockerParallelError.self) { try MessageCoding.decode(ServerMessage.self, from: Data([0x80] + body.dropFirst())) }
+        // A job id that is not UTF-8 (0xFF), in a job status frame, is refused; the same frame
+        // with a valid id is read.
+        #expect(throws: DockerParallelError.self) { try MessageCoding.decode(ServerMessage.self, from: Data([0x83, 1, 0xFF, 0, 0, 0, 0, 0, 0])) }
+        #expect(try MessageCoding.decode(ServerMessage.self, from: Data([0x83, 1, 0x6A, 0, 0, 0, 0, 0, 0])) == .job(JobStatus(jobID: "j")))
         // A count far beyond the bytes left is refused before anything is allocated.
         #expect(throws: DockerParallelError.self) { try MessageCoding.decode(ClientMessage.self, from: Data([5, 0xFF, 0xFF, 0xFF, 0xFF, 0x0F])) }
     }

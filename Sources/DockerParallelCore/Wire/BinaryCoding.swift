@@ -132,7 +132,8 @@ public struct WireReader {
 
     mutating func string() throws -> String {
         let bytes = try slice()
-        guard let string = String(validating: bytes.bindMemory(to: UInt8.self), as: UTF8.self) else {
+        // Foundation's initializer, not String(validating:): that one needs macOS 15.
+        guard let string = String(bytes: bytes, encoding: .utf8) else {
             throw Self.malformed("a string is not UTF-8")
         }
         return string
