@@ -49,6 +49,45 @@ public struct JobHandle<Task: ParallelTask>: Sendable {
         return outputs
     }
 
+    /// Decodes the results of a job of chunks (``DockerCluster/map(_:using:options:chunkSize:)``),
+    /// ordered by index, as one output per input. A failed chunk fails each of its inputs.
+    /// - Throws: ``TaskFailures`` naming every input that failed.
+    func outputs(fromChunks results: [TaskResult], size: Int) throws -> [Task.Output] {
+        var outputs: [Task.Output] = []
+        outputs.reserveCapacity(count)
+        var failures: [TaskFailures.Failure] = []
+        let decoder = JSONDecoder()
+        for result in results {
+            let first = result.index * size
+            let inputs = first..<min(first + size, count)
+            func fail(_ result: TaskResult) {
+                for index in inputs {
+                    var failed = result
+                    failed.index = index
+                    failures.append(.init(result: failed))
+                }
+            }
+            guard result.status == .succeeded else {
+                fail(result)
+                continue
+            }
+            do {
+                let parts = try TaskChunk.unpack(result.output)
+                guard parts.count == inputs.count else {
+                    throw DockerParallelError(.codingFailed, "the chunk has \(parts.count) outputs for \(inputs.count) inputs")
+                }
+                for part in parts { outputs.append(try decoder.decode(Task.Output.self, from: part)) }
+            } catch {
+                var broken = result
+                broken.status = .failed
+                broken.error = "its chunk's output could not be decoded as \(Task.Output.self): \(error)"
+                fail(broken)
+            }
+        }
+        guard failures.isEmpty else { throw TaskFailures(jobID: id, total: count, failures: failures) }
+        return outputs
+    }
+
     /// The job's counts.
     /// - Throws: `.invalidArgument` when the server does not know the job.
     public func status() async throws -> JobStatus {

@@ -41,6 +41,10 @@ final class Broker: Sendable {
         case loadPayloads([TaskQueue.Key])
         /// Send a job's attempt log.
         case sendAttempts(jobID: String, index: Int?, channel: any Channel, requestID: UInt32)
+
+        var readsAttempts: Bool {
+            if case .sendAttempts = self { true } else { false }
+        }
     }
 
     /// What one event asks for: frames to write now, changes to store, and frames to write (and

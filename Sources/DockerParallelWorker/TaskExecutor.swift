@@ -17,21 +17,50 @@ struct TaskExecutor: Sendable {
             environment["DOCKERPARALLEL_ATTEMPT"] = String(assignment.attempt)
             return await CommandRunner.run(argv: argv, environment: environment, timeout: assignment.timeout)
         case .swift(let name):
-            guard let runner = registry.runner(named: name) else {
-                let known = registry.names.isEmpty ? "none" : registry.names.joined(separator: ", ")
-                let message = "unknown task '\(name)': this worker registers \(known). Register the task in the worker executable's TaskRegistry."
-                return AttemptReport(succeeded: false, permanent: true, error: message)
+            guard let runner = registry.runner(named: name) else { return unknown(name) }
+            let input = assignment.task.input
+            return await runSwift(timeout: assignment.timeout) { try await runner(input) }
+        case .swiftChunk(let name):
+            guard let runner = registry.runner(named: name) else { return unknown(name) }
+            let chunk = assignment.task.input
+            return await runSwift(timeout: assignment.timeout) {
+                let inputs = try TaskChunk.unpack(chunk)
+                var outputs: [Data] = []
+                outputs.reserveCapacity(inputs.count)
+                for (position, input) in inputs.enumerated() {
+                    do {
+                        outputs.append(try await runner(input))
+                    } catch let error as DockerParallelError {
+                        throw DockerParallelError(error.code, "input \(position + 1) of \(inputs.count) in the chunk: \(error.message)")
+                    } catch {
+                        throw ChunkItemFailure(position: position, count: inputs.count, error: error)
+                    }
+                }
+                return TaskChunk.pack(outputs)
             }
-            return await runSwift(runner, input: assignment.task.input, timeout: assignment.timeout)
         }
     }
 
-    private func runSwift(_ runner: @escaping TaskRegistry.Runner, input: Data, timeout: Double?) async -> AttemptReport {
+    private func unknown(_ name: String) -> AttemptReport {
+        let known = registry.names.isEmpty ? "none" : registry.names.joined(separator: ", ")
+        let message = "unknown task '\(name)': this worker registers \(known). Register the task in the worker executable's TaskRegistry."
+        return AttemptReport(succeeded: false, permanent: true, error: message)
+    }
+
+    /// One input of a chunk threw: the chunk fails, naming the input.
+    private struct ChunkItemFailure: Error, CustomStringConvertible {
+        var position: Int
+        var count: Int
+        var error: any Error
+        var description: String { "input \(position + 1) of \(count) in the chunk: \(error)" }
+    }
+
+    private func runSwift(timeout: Double?, _ work: @escaping @Sendable () async throws -> Data) async -> AttemptReport {
         do {
             let output: Data
             if let timeout {
                 output = try await withThrowingTaskGroup(of: Data?.self) { group in
-                    group.addTask { try await runner(input) }
+                    group.addTask { try await work() }
                     group.addTask {
                         try await Task.sleep(for: .milliseconds(Int64(timeout * 1000)))
                         return nil
@@ -43,7 +72,7 @@ struct TaskExecutor: Sendable {
                     return output
                 }
             } else {
-                output = try await runner(input)
+                output = try await work()
             }
             return AttemptReport(succeeded: true, output: output)
         } catch let error as DockerParallelError where error.code == .codingFailed {

@@ -28,7 +28,7 @@ struct Bench {
         await DockerParallelMain.runIfRequested(registry: TaskRegistry([NoOp.self, Spin.self]))
         var arguments = Array(CommandLine.arguments.dropFirst())
         guard let scenario = arguments.first else {
-            FileHandle.standardError.write(Data("usage: dockerparallel-bench tiny|roundtrip|efficiency|startup|memory [--tasks N] [--workers N] [--memory-store] [--docker-image IMAGE]\n".utf8))
+            FileHandle.standardError.write(Data("usage: dockerparallel-bench tiny|roundtrip|efficiency|startup|memory [--tasks N] [--workers N] [--chunk N] [--memory-store] [--docker-image IMAGE]\n".utf8))
             exit(2)
         }
         arguments.removeFirst()
@@ -40,7 +40,8 @@ struct Bench {
         let workers = option("--workers", 2)
         let result: [String: Double]
         switch scenario {
-        case "tiny": result = try await tiny(tasks: option("--tasks", 100_000), workers: workers, durable: durable)
+        case "tiny":
+            result = try await tiny(tasks: option("--tasks", 100_000), workers: workers, durable: durable, chunk: option("--chunk", 1))
         case "roundtrip": result = try await roundTrip(count: option("--tasks", 2000), durable: durable)
         case "efficiency": result = try await efficiency(tasks: option("--tasks", 400), milliseconds: option("--ms", 50), workers: workers)
         case "startup":
@@ -90,13 +91,13 @@ struct Bench {
     }
 
     /// Tiny tasks through `map`, timed from submit to the last result.
-    static func tiny(tasks: Int, workers: Int, durable: Bool) async throws -> [String: Double] {
+    static func tiny(tasks: Int, workers: Int, durable: Bool, chunk: Int) async throws -> [String: Double] {
         try await withCluster(workers: workers, durable: durable) { cluster, _ in
             let start = ContinuousClock.now
-            let outputs = try await cluster.map(Array(0..<tasks), using: NoOp.self)
+            let outputs = try await cluster.map(Array(0..<tasks), using: NoOp.self, chunkSize: chunk)
             let elapsed = seconds(ContinuousClock.now - start)
-            precondition(outputs.count == tasks)
-            return ["tasks": Double(tasks), "seconds": elapsed, "tasks_per_second": Double(tasks) / elapsed]
+            precondition(outputs == Array(0..<tasks), "every input's output, in order")
+            return ["tasks": Double(tasks), "seconds": elapsed, "tasks_per_second": Double(tasks) / elapsed, "chunk": Double(chunk)]
         }
     }
 

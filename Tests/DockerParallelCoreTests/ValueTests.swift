@@ -83,6 +83,7 @@ import Testing
             .submit(jobID: "j", options: JobOptions(maxAttempts: 5, failureRetries: 2, timeout: 0.25), tasks: [
                 TaskSpec(index: 0, kind: .command(argv: ["sh", "-c", "echo {}"], environment: ["B": "2", "A": ""])),
                 TaskSpec(index: 1, kind: .swift(name: "Ünïcode"), input: Data(repeating: 0xFF, count: 300)),
+                TaskSpec(index: 2, kind: .swiftChunk(name: "Square"), input: TaskChunk.pack([Data("1".utf8), Data()])),
             ]),
             .heartbeat(leaseIDs: [0, 127, 128, UInt64.max]),
             .release(leaseIDs: []),
@@ -115,6 +116,19 @@ import Testing
     }
 
     /// Truncated, padded or retagged binary bodies are protocol violations, never crashes.
+    @Test func chunksKeepTheirPartsAndRefuseBrokenBytes() throws {
+        let parts = [Data("1".utf8), Data(), Data(repeating: 7, count: 200), Data("\"ü\"".utf8)]
+        #expect(try TaskChunk.unpack(TaskChunk.pack(parts)) == parts)
+        #expect(try TaskChunk.unpack(TaskChunk.pack([])) == [])
+        let packed = Array(TaskChunk.pack(parts))
+        for cut in 0..<packed.count {
+            #expect(throws: DockerParallelError.self) { try TaskChunk.unpack(Data(packed.prefix(cut))) }
+        }
+        let error = #expect(throws: DockerParallelError.self) { try TaskChunk.unpack(Data(packed + [0])) }
+        #expect(error?.code == .codingFailed)
+        #expect(error?.message.contains("chunk") == true)
+    }
+
     @Test func brokenBinaryBodiesAreRefused() throws {
         let body = Array(try MessageCoding.encode(ServerMessage.results([TaskResult(jobID: "job", index: 1, status: .succeeded, attempts: 1, output: Data("1".utf8))])))
         for cut in 0..<body.count {

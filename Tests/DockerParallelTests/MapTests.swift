@@ -45,6 +45,39 @@ struct NotRegistered: ParallelTask {
         }
     }
 
+    @Test func chunksReturnEveryOutputInOrder() async throws {
+        try await withExampleCluster { cluster in
+            // 10,001 inputs in chunks of 64: the last chunk is short.
+            let inputs = Array(0...10_000)
+            let outputs = try await cluster.map(inputs, using: Square.self, chunkSize: 64)
+            #expect(outputs == inputs.map { $0 * $0 })
+            #expect(try await cluster.map([Int](), using: Square.self, chunkSize: 8).isEmpty)
+        }
+    }
+
+    @Test func aFailingInputFailsItsWholeChunkAndIsNamed() async throws {
+        try await withExampleCluster { cluster in
+            let failures = await #expect(throws: TaskFailures.self) {
+                _ = try await cluster.map([1, 2, 3, 4, -5, 6, 7], using: Square.self, chunkSize: 3)
+            }
+            // Inputs 3, 4 and 5 share a chunk; the error names the one that threw.
+            #expect(failures?.failures.map(\.index) == [3, 4, 5])
+            #expect(failures?.total == 7)
+            #expect(failures?.failures.first?.error.contains("input 2 of 3 in the chunk") == true)
+            #expect(failures?.failures.first?.error.contains("negative input -5") == true)
+        }
+    }
+
+    @Test func aChunkSizeBelowOneIsRefused() async throws {
+        try await withExampleCluster(workers: 1) { cluster in
+            let error = await #expect(throws: DockerParallelError.self) {
+                _ = try await cluster.map([1, 2], using: Square.self, chunkSize: 0)
+            }
+            #expect(error?.code == .invalidArgument)
+            #expect(error?.message.contains("chunkSize must be at least 1") == true)
+        }
+    }
+
     @Test func anUnknownTaskNameIsReportedWithTheKnownOnes() async throws {
         try await withExampleCluster(workers: 1) { cluster in
             let failures = await #expect(throws: TaskFailures.self) {

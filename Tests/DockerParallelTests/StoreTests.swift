@@ -109,6 +109,36 @@ func attemptLog(_ client: PeerConnection, jobID: String, index: Int? = nil) asyn
         }
     }
 
+    /// A lease's start may wait a moment before it is written, but a read of the attempt log
+    /// writes it first: a running attempt shows at once.
+    @Test func theAttemptLogShowsARunningAttemptAtOnce() async throws {
+        try await withStateDirectory { folder in
+            try await withStoredServer(store: "\(folder)/broker.sqlite") { endpoint in
+                let client = try await client(endpoint)
+                guard case .submitted(2, 0) = try await client.request(.submit(jobID: "job", options: JobOptions(), tasks: commands(2))) else {
+                    Issue.record("submit was not acknowledged")
+                    return
+                }
+                let worker = try await PeerConnection.connect(
+                    to: endpoint, hello: Hello(role: .worker, password: "right-password", name: "w", slots: 2))
+                worker.send(.credit(count: 2))
+                var pushes = worker.pushes.makeAsyncIterator()
+                guard case .assign(let assignments)? = await pushes.next() else { Issue.record("no tasks"); return }
+                worker.send(.complete(
+                    leaseID: assignments[0].leaseID, jobID: "job", index: 0,
+                    report: AttemptReport(succeeded: true, exitCode: 0, output: Data("zero\n".utf8))))
+                try await waitUntil("task 0 is stored") {
+                    guard case .status(let report) = try await client.request(.status) else { return false }
+                    return report.jobs.first?.succeeded == 1
+                }
+                let log = try await attemptLog(client, jobID: "job")
+                #expect(log.map(\.index) == [0, 1])
+                #expect(log.map(\.outcome) == [.succeeded, .running])
+                #expect(log.map(\.leaseID) == assignments.map(\.leaseID))
+            }
+        }
+    }
+
     /// With a small resident limit, most queued payloads wait on disk; workers still get every
     /// task, in order, with its input, also after a restart.
     @Test func queuedPayloadsBeyondTheResidentLimitWaitOnDisk() async throws {

@@ -8,6 +8,10 @@ public struct TaskSpec: Sendable, Codable, Equatable {
         case command(argv: [String], environment: [String: String])
         /// Run the Swift task registered under this name, with ``TaskSpec/input`` as its encoded input.
         case swift(name: String)
+        /// Run the Swift task registered under this name on each of several inputs, packed in
+        /// ``TaskSpec/input`` by ``TaskChunk``; the output packs their outputs. The inputs are
+        /// leased, retried and failed together.
+        case swiftChunk(name: String)
     }
 
     /// The task's position in its job; with the job id, its identity.

@@ -187,6 +187,9 @@ extension WireWriter {
         case .swift(let name):
             byte(1)
             string(name)
+        case .swiftChunk(let name):
+            byte(2)
+            string(name)
         }
         data(spec.input)
     }
@@ -254,6 +257,8 @@ extension WireReader {
             kind = .command(argv: argv, environment: Dictionary(pairs, uniquingKeysWith: { _, last in last }))
         case 1:
             kind = .swift(name: try string())
+        case 2:
+            kind = .swiftChunk(name: try string())
         case let tag:
             throw Self.malformed("unknown task kind \(tag)")
         }

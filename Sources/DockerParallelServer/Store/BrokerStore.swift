@@ -14,6 +14,54 @@ enum StoreChange: Sendable {
     case retry(jobID: String, indices: [Int])
     /// An attempt started, or ended (the same lease's entry is updated).
     case attempt(AttemptRecord)
+
+    /// Whether the change only records that a lease started (a running attempt, a task's counts),
+    /// so that it may wait a few milliseconds: a short task's end usually makes it redundant.
+    /// Losing it in a crash costs only a log line and one count: lease ids never repeat, and a
+    /// restarted server's leases start afresh.
+    var mayWait: Bool {
+        switch self {
+        case .counters: true
+        case .attempt(let record): record.outcome == .running
+        case .submit, .result, .forget, .retry: false
+        }
+    }
+
+    /// Whether the change removes or resets stored rows, so that everything before it must be
+    /// written first.
+    var isBarrier: Bool {
+        switch self {
+        case .forget, .retry: true
+        case .submit, .counters, .result, .attempt: false
+        }
+    }
+
+    /// The positions of the changes that a later change does not make redundant: an attempt's
+    /// later entry replaces its earlier ones, and a task's later counts or its result replace
+    /// its earlier counts. Barriers keep everything before them.
+    static func needed(_ changes: [StoreChange]) -> [Int] {
+        var laterAttempt: Set<UInt64> = []
+        var laterCounts: Set<TaskQueue.Key> = []
+        var kept: [Int] = []
+        kept.reserveCapacity(changes.count)
+        for position in changes.indices.reversed() {
+            switch changes[position] {
+            case .attempt(let record):
+                if let lease = record.leaseID, !laterAttempt.insert(lease).inserted { continue }
+            case .counters(let jobID, let index, _, _):
+                if !laterCounts.insert(TaskQueue.Key(jobID: jobID, index: index)).inserted { continue }
+            case .result(let result):
+                laterCounts.insert(TaskQueue.Key(jobID: result.jobID, index: result.index))
+            case .forget, .retry:
+                laterAttempt.removeAll()
+                laterCounts.removeAll()
+            case .submit:
+                break
+            }
+            kept.append(position)
+        }
+        return kept.reversed()
+    }
 }
 
 /// A job as read back from the store.

@@ -20,6 +20,14 @@ final class GroupCommitter: Sendable {
     private let loadedHandler = NIOLockedValueBox<(@Sendable ([(key: TaskQueue.Key, spec: TaskSpec?)]) -> Void)?>(nil)
     private let pending = NIOLockedValueBox(Pending())
     private let queue = DispatchQueue(label: "dockerparallel.group-commit")
+    /// Changes that may wait (see ``StoreChange/mayWait``), with when they were enqueued. Only
+    /// the committer's queue touches them.
+    private let waiting = NIOLockedValueBox<(changes: [StoreChange], since: [DispatchTime], timerSet: Bool)>(([], [], false))
+
+    /// How long a lease's start may wait for its end before it is written anyway.
+    static let maximumWait = DispatchTimeInterval.milliseconds(250)
+    /// How many changes may wait at once.
+    static let maximumWaiting = 65_536
     private let onFailure: @Sendable (any Error) -> Void
 
     /// Creates a committer; with no store, outputs are performed at once.
@@ -71,7 +79,12 @@ final class GroupCommitter: Sendable {
 
     /// Waits until everything enqueued so far is stored and performed.
     func flush() async {
-        await withCheckedContinuation { continuation in queue.async { continuation.resume() } }
+        await withCheckedContinuation { continuation in
+            queue.async {
+                self.writeWaiting()
+                continuation.resume()
+            }
+        }
     }
 
     private func drain() {
@@ -88,9 +101,9 @@ final class GroupCommitter: Sendable {
                 }
                 return pending
             }
-            guard let batch else { return }
+            guard let batch else { break }
             do {
-                try store?.write(batch.changes)
+                try write(batch.changes, barrier: batch.afterWrite.contains { $0.readsAttempts })
                 Self.perform(batch.outputs)
                 for work in batch.afterWrite { perform(work) }
             } catch {
@@ -98,6 +111,76 @@ final class GroupCommitter: Sendable {
                 // and the server stops, so that a restart resumes from what was stored.
                 onFailure(error)
             }
+        }
+        scheduleWaitingWrite()
+    }
+
+    /// Writes a batch together with the changes still waiting. Those that a later change made
+    /// redundant are dropped; those that may wait and are young wait on, unless the batch has a
+    /// barrier (a removal, or a read of the attempt log).
+    private func write(_ changes: [StoreChange], barrier: Bool) throws {
+        guard let store else { return }
+        let now = DispatchTime.now()
+        let (all, since) = waiting.withLockedValue { waiting in
+            defer { waiting.changes = []; waiting.since = [] }
+            return (waiting.changes + changes, waiting.since + Array(repeating: now, count: changes.count))
+        }
+        let flushAll = barrier || changes.contains { $0.isBarrier }
+        let limit = now.uptimeNanoseconds - Self.nanoseconds(Self.maximumWait)
+        var toWrite: [StoreChange] = []
+        var toWait: [StoreChange] = []
+        var toWaitSince: [DispatchTime] = []
+        for position in StoreChange.needed(all) {
+            let change = all[position]
+            if !flushAll && change.mayWait && since[position].uptimeNanoseconds > limit && toWait.count < Self.maximumWaiting {
+                toWait.append(change)
+                toWaitSince.append(since[position])
+            } else {
+                toWrite.append(change)
+            }
+        }
+        try store.write(toWrite)
+        waiting.withLockedValue { waiting in
+            waiting.changes = toWait
+            waiting.since = toWaitSince
+        }
+    }
+
+    /// Writes every waiting change (on the committer's queue).
+    private func writeWaiting() {
+        do {
+            try write([], barrier: true)
+        } catch {
+            onFailure(error)
+        }
+    }
+
+    /// When changes wait and no batch follows, writes them once they are old enough.
+    private func scheduleWaitingWrite() {
+        let schedule = waiting.withLockedValue { waiting -> Bool in
+            guard !waiting.changes.isEmpty, !waiting.timerSet else { return false }
+            waiting.timerSet = true
+            return true
+        }
+        guard schedule else { return }
+        queue.asyncAfter(deadline: .now() + Self.maximumWait) {
+            self.waiting.withLockedValue { $0.timerSet = false }
+            do {
+                try self.write([], barrier: false)
+            } catch {
+                self.onFailure(error)
+            }
+            self.scheduleWaitingWrite()
+        }
+    }
+
+    private static func nanoseconds(_ interval: DispatchTimeInterval) -> UInt64 {
+        switch interval {
+        case .seconds(let value): UInt64(value) * 1_000_000_000
+        case .milliseconds(let value): UInt64(value) * 1_000_000
+        case .microseconds(let value): UInt64(value) * 1_000
+        case .nanoseconds(let value): UInt64(value)
+        default: 0
         }
     }
 

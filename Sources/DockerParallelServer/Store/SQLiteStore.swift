@@ -120,17 +120,6 @@ struct SQLiteStore: BrokerStore {
 
     func write(_ changes: [StoreChange]) throws {
         guard !changes.isEmpty else { return }
-        // Within one batch, an attempt's last entry and a task's result make earlier entries for
-        // the same lease, and the task's earlier counters, redundant: skip those.
-        var lastAttempt: [UInt64: Int] = [:]
-        var lastResult: [TaskQueue.Key: Int] = [:]
-        for (position, change) in changes.enumerated() {
-            switch change {
-            case .attempt(let record): if let lease = record.leaseID { lastAttempt[lease] = position }
-            case .result(let result): lastResult[TaskQueue.Key(jobID: result.jobID, index: result.index)] = position
-            default: break
-            }
-        }
         try database.write { db in
             let insertAttempt = try FastStatement(db, """
                 INSERT INTO attempts(lease, job, idx, attempt, worker, started, ended, outcome, error)
@@ -142,9 +131,11 @@ struct SQLiteStore: BrokerStore {
                 INSERT OR IGNORE INTO results(job, idx, status, attempts, exit_code, output, error_output, error)
                 VALUES (?, ?, ?, ?, ?, ?, ?, ?)
                 """)
-            let dropInput = try FastStatement(db, "UPDATE tasks SET input = NULL WHERE job = ? AND idx = ?")
+            // Small inputs stay: rewriting the row would cost more than the space it frees.
+            let dropInput = try FastStatement(
+                db, "UPDATE tasks SET input = NULL WHERE job = ? AND idx = ? AND length(input) > 256")
             let updateCounters = try FastStatement(db, "UPDATE tasks SET attempts = ?, failures = ? WHERE job = ? AND idx = ?")
-            for (position, change) in changes.enumerated() {
+            for change in changes {
                 switch change {
                 case .submit(let jobID, let options, let tasks):
                     try db.execute(
@@ -158,7 +149,6 @@ struct SQLiteStore: BrokerStore {
                         try insert.execute(db, .text(jobID), .int(task.index), .blob(last!.encoded), .blob(task.input))
                     }
                 case .counters(let jobID, let index, let attempts, let failures):
-                    if let result = lastResult[TaskQueue.Key(jobID: jobID, index: index)], result > position { continue }
                     try updateCounters.execute(db, .int(attempts), .int(failures), .text(jobID), .int(index))
                 case .result(let result):
                     try insertResult.execute(
@@ -176,7 +166,6 @@ struct SQLiteStore: BrokerStore {
                             .execute(arguments: [jobID, index])
                     }
                 case .attempt(let record):
-                    if let lease = record.leaseID, let last = lastAttempt[lease], last > position { continue }
                     try insertAttempt.execute(
                         db, record.leaseID.map { .int(Int(Int64(bitPattern: $0))) } ?? .null, .text(record.jobID), .int(record.index),
                         .int(record.attempt), .text(record.worker), .double(record.started), record.ended.map { .double($0) } ?? .null,
