@@ -10,6 +10,11 @@ struct NoOp: ParallelTask {
     static func run(_ input: Int) async throws -> Int { input }
 }
 
+/// The wall-clock time at which a worker ran it: the worker start-up task.
+struct Stamp: ParallelTask {
+    static func run(_ input: Int) async throws -> Double { Date().timeIntervalSince1970 }
+}
+
 /// Spins the CPU for `input` milliseconds: the efficiency task.
 struct Spin: ParallelTask {
     static func run(_ input: Int) async throws -> Int {
@@ -25,7 +30,7 @@ struct Spin: ParallelTask {
 @main
 struct Bench {
     static func main() async throws {
-        await DockerParallelMain.runIfRequested(registry: TaskRegistry([NoOp.self, Spin.self]))
+        await DockerParallelMain.runIfRequested(registry: TaskRegistry([NoOp.self, Spin.self, Stamp.self]))
         var arguments = Array(CommandLine.arguments.dropFirst())
         guard let scenario = arguments.first else {
             FileHandle.standardError.write(Data("usage: dockerparallel-bench tiny|roundtrip|efficiency|startup|memory [--tasks N] [--workers N] [--chunk N] [--memory-store] [--docker-image IMAGE]\n".utf8))
@@ -54,6 +59,7 @@ struct Bench {
                 defer { try? FileManager.default.removeItem(atPath: state) }
                 result = try await startup(
                     workers: workers, provider: LocalProvider(configuration: .init(stateDirectory: state)), container: nil)
+                    .merging(try await workerLaunch(workers: workers)) { first, _ in first }
             }
         case "memory": result = try await memory(tasks: option("--tasks", 1_000_000))
         default:
@@ -145,6 +151,18 @@ struct Bench {
         // Leave nothing behind (containers, the store's volume).
         try? await cluster.cleanup(deep: true)
         return result
+    }
+
+    /// With the server up and a task queued, the time from asking for `workers` local workers
+    /// until the first of them runs a task: a worker's own start-up, without the server's.
+    static func workerLaunch(workers: Int) async throws -> [String: Double] {
+        try await withCluster(workers: 0) { cluster, _ in
+            let job = try await cluster.submit([0], using: Stamp.self)
+            let launched = Date().timeIntervalSince1970
+            try await cluster.setWorkerNumber(workers)
+            let stamps = try await job.outputs()
+            return ["worker_ms_to_lease": ((stamps.first ?? launched) - launched) * 1000]
+        }
     }
 
     /// Server memory with `tasks` small command tasks queued (no worker takes them), and an idle
