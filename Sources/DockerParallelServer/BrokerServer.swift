@@ -59,7 +59,10 @@ public final class BrokerServer: Service {
         let maximumFrameLength = configuration.maximumFrameLength
         let channel: any Channel
         do {
-            channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            // Every connection on one event loop: the broker's events run under one lock anyway,
+            // and a frame for another connection is then written without waking another thread
+            // (a round trip took 450 µs instead of 600 µs here).
+            channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton.next())
                 .serverChannelOption(.backlog, value: 256)
                 .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
                 .childChannelOption(.tcpOption(.tcp_nodelay), value: 1)

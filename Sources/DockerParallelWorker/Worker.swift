@@ -78,6 +78,9 @@ public final class Worker: Service {
         }
     }
 
+    /// Average attempt length under which a worker starts Swift tasks on its own thread.
+    static let inlineBelowSeconds = 0.000_2
+
     /// Serves one connection until it closes, or until a drain completes.
     private func serve(_ connection: PeerConnection) async {
         let running = NIOLockedValueBox<Set<UInt64>>([])
@@ -169,13 +172,23 @@ public final class Worker: Service {
                     active += 1
                     // An unstructured task so that an abort can cancel this attempt alone; each
                     // is awaited before the connection is given up, so none outlives the worker.
-                    attempts[assignment.leaseID] = Task {
+                    let attempt: @Sendable () async -> Void = {
                         let started = ContinuousClock.now
                         let report = await executor.run(assignment)
                         let elapsed = ContinuousClock.now - started
                         eventSink.yield(.finished(
                             Completion(leaseID: assignment.leaseID, jobID: assignment.jobID, index: assignment.task.index, report: report),
                             seconds: Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) * 1e-18))
+                    }
+                    // Swift tasks that lately took microseconds start on this thread and, unless
+                    // they suspend, finish before it goes on: no other thread is woken for them.
+                    // The others start on the shared pool, so that the slots run side by side.
+                    if case .command = assignment.task.kind {
+                        attempts[assignment.leaseID] = Task(operation: attempt)
+                    } else if (prefetch.averageSeconds ?? 1) < Self.inlineBelowSeconds, #available(macOS 26, *) {
+                        attempts[assignment.leaseID] = Task.immediate(operation: attempt)
+                    } else {
+                        attempts[assignment.leaseID] = Task(operation: attempt)
                     }
                 }
                 // Hold reports back only while short tasks keep the slots busy, and not for long.

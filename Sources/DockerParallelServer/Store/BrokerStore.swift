@@ -16,14 +16,24 @@ enum StoreChange: Sendable {
     case attempt(AttemptRecord)
 
     /// Whether the change only records that a lease started (a running attempt, a task's counts),
-    /// so that it may wait a few milliseconds: a short task's end usually makes it redundant.
-    /// Losing it in a crash costs only a log line and one count: lease ids never repeat, and a
-    /// restarted server's leases start afresh.
+    /// so that it may wait a moment: a short task's end usually makes it redundant. A crash
+    /// loses such an attempt from the log and from the task's count alike (the committer writes
+    /// a task's waiting changes together with its next lasting one); lease ids never repeat.
     var mayWait: Bool {
         switch self {
         case .counters: true
         case .attempt(let record): record.outcome == .running
         case .submit, .result, .forget, .retry: false
+        }
+    }
+
+    /// The task the change is about, if it is about one task.
+    var taskKey: TaskQueue.Key? {
+        switch self {
+        case .counters(let jobID, let index, _, _): TaskQueue.Key(jobID: jobID, index: index)
+        case .attempt(let record): TaskQueue.Key(jobID: record.jobID, index: record.index)
+        case .result(let result): TaskQueue.Key(jobID: result.jobID, index: result.index)
+        case .submit, .forget, .retry: nil
         }
     }
 

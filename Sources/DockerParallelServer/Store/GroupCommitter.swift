@@ -127,12 +127,20 @@ final class GroupCommitter: Sendable {
         }
         let flushAll = barrier || changes.contains { $0.isBarrier }
         let limit = now.uptimeNanoseconds - Self.nanoseconds(Self.maximumWait)
+        let needed = StoreChange.needed(all)
+        // A task whose attempt ends or whose result is written gets its waiting changes written
+        // with it, so that its stored count always matches its attempt log.
+        var settled = Set<TaskQueue.Key>()
+        for position in needed where !all[position].mayWait {
+            if let key = all[position].taskKey { settled.insert(key) }
+        }
         var toWrite: [StoreChange] = []
         var toWait: [StoreChange] = []
         var toWaitSince: [DispatchTime] = []
-        for position in StoreChange.needed(all) {
+        for position in needed {
             let change = all[position]
-            if !flushAll && change.mayWait && since[position].uptimeNanoseconds > limit && toWait.count < Self.maximumWaiting {
+            let mayWait = change.mayWait && !(change.taskKey.map(settled.contains) ?? false)
+            if !flushAll && mayWait && since[position].uptimeNanoseconds > limit && toWait.count < Self.maximumWaiting {
                 toWait.append(change)
                 toWaitSince.append(since[position])
             } else {
