@@ -28,6 +28,16 @@ func attemptLog(_ client: PeerConnection, jobID: String, index: Int? = nil) asyn
         (0..<count).map { TaskSpec(index: $0, kind: .command(argv: ["echo", "\($0)"], environment: [:]), input: Data("in-\($0)".utf8)) }
     }
 
+    /// A worker connected with `slots` slots and credit for them, and the first tasks it is given.
+    func worker(_ name: String, slots: Int, at endpoint: Endpoint) async throws -> (PeerConnection, [Assignment]) {
+        let worker = try await PeerConnection.connect(
+            to: endpoint, hello: Hello(role: .worker, password: "right-password", name: name, slots: slots))
+        worker.send(.credit(count: slots))
+        var pushes = worker.pushes.makeAsyncIterator()
+        guard case .assign(let assignments)? = await pushes.next() else { throw DockerParallelError(.protocolViolation, "no tasks") }
+        return (worker, assignments)
+    }
+
     @Test func aRestartedServerKeepsQueuedTasksAndCommittedResults() async throws {
         try await withStateDirectory { folder in
             let store = "\(folder)/broker.sqlite"
@@ -38,11 +48,7 @@ func attemptLog(_ client: PeerConnection, jobID: String, index: Int? = nil) asyn
                     Issue.record("submit was not acknowledged")
                     return
                 }
-                let worker = try await PeerConnection.connect(
-                    to: endpoint, hello: Hello(role: .worker, password: "right-password", name: "w", slots: 2))
-                worker.send(.credit(count: 2))
-                var pushes = worker.pushes.makeAsyncIterator()
-                guard case .assign(let assignments)? = await pushes.next() else { Issue.record("no tasks"); return }
+                let (worker, assignments) = try await worker("w", slots: 2, at: endpoint)
                 #expect(assignments.map(\.task.index) == [0, 1])
                 worker.send(.complete(
                     leaseID: assignments[0].leaseID, jobID: "job", index: 0,
@@ -68,11 +74,7 @@ func attemptLog(_ client: PeerConnection, jobID: String, index: Int? = nil) asyn
                     Issue.record("a repeated submit was not idempotent")
                     return
                 }
-                let worker = try await PeerConnection.connect(
-                    to: endpoint, hello: Hello(role: .worker, password: "right-password", name: "w2", slots: 5))
-                worker.send(.credit(count: 5))
-                var pushes = worker.pushes.makeAsyncIterator()
-                guard case .assign(let assignments)? = await pushes.next() else { Issue.record("no tasks"); return }
+                let (worker, assignments) = try await worker("w2", slots: 5, at: endpoint)
                 #expect(assignments.map(\.task.index) == [1, 2])
                 #expect(assignments.map(\.task.input) == [Data("in-1".utf8), Data("in-2".utf8)])
                 // Task 1 was leased when the server stopped: this is its second attempt.
@@ -119,11 +121,7 @@ func attemptLog(_ client: PeerConnection, jobID: String, index: Int? = nil) asyn
                     Issue.record("submit was not acknowledged")
                     return
                 }
-                let worker = try await PeerConnection.connect(
-                    to: endpoint, hello: Hello(role: .worker, password: "right-password", name: "w", slots: 2))
-                worker.send(.credit(count: 2))
-                var pushes = worker.pushes.makeAsyncIterator()
-                guard case .assign(let assignments)? = await pushes.next() else { Issue.record("no tasks"); return }
+                let (worker, assignments) = try await worker("w", slots: 2, at: endpoint)
                 worker.send(.complete(
                     leaseID: assignments[0].leaseID, jobID: "job", index: 0,
                     report: AttemptReport(succeeded: true, exitCode: 0, output: Data("zero\n".utf8))))
