@@ -2,7 +2,8 @@
 
     python3 bench/peers.py PEER SCENARIO --tasks N --workers W [--ms MS]
 
-PEER is multiprocessing, dask or ray; SCENARIO is tiny, roundtrip or efficiency. The task
+PEER is multiprocessing, dask or ray (or tcp: the round trip's floor, not a peer); SCENARIO is
+tiny, roundtrip or efficiency. The task
 functions are the same no-op and CPU spin that DockerParallel's side runs.
 """
 import argparse
@@ -62,6 +63,41 @@ def run_ray(scenario, tasks, workers, ms):
         ray.shutdown()
 
 
+def run_tcp(scenario, tasks, workers, ms):
+    """Not a peer: a message to another process and back over loopback TCP, the floor under any
+    round trip between two processes here. A broker's round trip (client, server, worker, server,
+    client) makes two of these."""
+    import os
+    import socket
+
+    if scenario != "roundtrip":
+        raise SystemExit("tcp measures the round trip only")
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    child = os.fork()
+    if child == 0:
+        connection, _ = listener.accept()
+        connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        while True:
+            data = connection.recv(64)
+            if not data:
+                os._exit(0)
+            connection.sendall(data)
+    client = socket.create_connection(listener.getsockname())
+    client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def one(x):
+        client.sendall(b"%d" % x)
+        return client.recv(64)
+
+    try:
+        return measure(scenario, tasks, ms, batch=None, one=one, cpu=None)
+    finally:
+        client.close()
+        os.waitpid(child, 0)
+
+
 def measure(scenario, tasks, ms, batch, one, cpu):
     if scenario == "tiny":
         start = time.perf_counter()
@@ -90,11 +126,11 @@ def measure(scenario, tasks, ms, batch, one, cpu):
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()
-    parser.add_argument("peer", choices=["multiprocessing", "dask", "ray"])
+    parser.add_argument("peer", choices=["multiprocessing", "dask", "ray", "tcp"])
     parser.add_argument("scenario", choices=["tiny", "roundtrip", "efficiency"])
     parser.add_argument("--tasks", type=int, default=1000)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--ms", type=int, default=50)
     ARGS = parser.parse_args()
-    runner = {"multiprocessing": run_multiprocessing, "dask": run_dask, "ray": run_ray}[ARGS.peer]
+    runner = {"multiprocessing": run_multiprocessing, "dask": run_dask, "ray": run_ray, "tcp": run_tcp}[ARGS.peer]
     print(json.dumps(runner(ARGS.scenario, ARGS.tasks, ARGS.workers, ARGS.ms), sort_keys=True))

@@ -18,16 +18,7 @@ enum DockerCLI {
 
     /// The docker CLI, for checks only.
     static func docker(_ arguments: [String]) throws -> String {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/docker")
-        process.arguments = arguments
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = FileHandle.nullDevice
-        try process.run()
-        let data = pipe.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        try programOutput("/usr/bin/docker", arguments)
     }
 
     static func containers(of queue: String) throws -> [Substring] {

@@ -86,22 +86,6 @@ final class NIOLockedProcess: @unchecked Sendable {
     func take() -> Process? { lock.withLock { defer { process = nil }; return process } }
 }
 
-/// Whether a unix socket accepts connections.
-enum DockerEngineClientProbe {
-    static func answers(_ path: String) -> Bool {
-        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
-        defer { close(fd) }
-        var address = sockaddr_un()
-        address.sun_family = sa_family_t(AF_UNIX)
-        withUnsafeMutableBytes(of: &address.sun_path) { buffer in
-            for (index, byte) in path.utf8.prefix(buffer.count - 1).enumerated() { buffer[index] = byte }
-        }
-        return withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
-        } == 0
-    }
-}
-
 @Suite(
     .timeLimit(.minutes(5)),
     .enabled(if: PrivateDockerd.enabled, "no dockerd here"))

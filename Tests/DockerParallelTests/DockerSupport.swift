@@ -3,6 +3,7 @@ import Glibc
 #endif
 import DockerEngineProvider
 import DockerParallel
+import DockerParallelTestKit
 import Foundation
 import Testing
 
@@ -18,16 +19,7 @@ enum DockerTesting {
     /// Whether a daemon answers on the host's unix socket (TCP hosts are assumed to be up).
     static let isAvailable: Bool = {
         guard case .unix(let path) = host.address else { return true }
-        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
-        defer { close(fd) }
-        var address = sockaddr_un()
-        address.sun_family = sa_family_t(AF_UNIX)
-        withUnsafeMutableBytes(of: &address.sun_path) { buffer in
-            for (index, byte) in path.utf8.prefix(buffer.count - 1).enumerated() { buffer[index] = byte }
-        }
-        return withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
-        } == 0
+        return DockerEngineClientProbe.answers(path)
     }()
 
     /// Run the Docker tests when a daemon is there, or when one is required (they then fail).
@@ -117,15 +109,22 @@ enum DockerTesting {
     /// Runs the docker CLI (for checks only; the provider never does).
     @discardableResult
     static func docker(_ arguments: [String]) throws -> String {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/docker")
-        process.arguments = arguments
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = FileHandle.nullDevice
-        try process.run()
-        let data = pipe.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        try programOutput("/usr/bin/docker", arguments)
+    }
+}
+
+/// Whether a unix socket accepts connections.
+enum DockerEngineClientProbe {
+    static func answers(_ path: String) -> Bool {
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        withUnsafeMutableBytes(of: &address.sun_path) { buffer in
+            for (index, byte) in path.utf8.prefix(buffer.count - 1).enumerated() { buffer[index] = byte }
+        }
+        return withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        } == 0
     }
 }
