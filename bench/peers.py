@@ -2,7 +2,7 @@
 
     python3 bench/peers.py PEER SCENARIO --tasks N --workers W [--ms MS]
 
-PEER is multiprocessing, dask or ray (or tcp: the round trip's floor, not a peer); SCENARIO is
+PEER is multiprocessing, dask or ray (or tcp and relay: floors of the round trip, not peers); SCENARIO is
 tiny, roundtrip or efficiency. The task
 functions are the same no-op and CPU spin that DockerParallel's side runs.
 """
@@ -98,6 +98,60 @@ def run_tcp(scenario, tasks, workers, ms):
         os.waitpid(child, 0)
 
 
+def run_relay(scenario, tasks, workers, ms):
+    """Not a peer: a message from a client through a relay process to a worker process and back,
+    over loopback TCP. The floor under any brokered round trip here (client, broker, worker,
+    broker, client): DockerParallel's, Dask's, Ray's, and mirai's through its dispatcher."""
+    import os
+    import socket
+
+    if scenario != "roundtrip":
+        raise SystemExit("relay measures the round trip only")
+
+    def listener():
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(1)
+        return sock
+
+    def nodelay(sock):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return sock
+
+    for_worker, for_client = listener(), listener()
+    worker = os.fork()
+    if worker == 0:
+        connection = nodelay(socket.create_connection(for_worker.getsockname()))
+        while True:
+            data = connection.recv(64)
+            if not data:
+                os._exit(0)
+            connection.sendall(data)
+    relay = os.fork()
+    if relay == 0:
+        to_worker = nodelay(for_worker.accept()[0])
+        to_client = nodelay(for_client.accept()[0])
+        while True:
+            data = to_client.recv(64)
+            if not data:
+                to_worker.close()
+                os._exit(0)
+            to_worker.sendall(data)
+            to_client.sendall(to_worker.recv(64))
+    client = nodelay(socket.create_connection(for_client.getsockname()))
+
+    def one(x):
+        client.sendall(b"%d" % x)
+        return client.recv(64)
+
+    try:
+        return measure(scenario, tasks, ms, batch=None, one=one, cpu=None)
+    finally:
+        client.close()
+        os.waitpid(relay, 0)
+        os.waitpid(worker, 0)
+
+
 def measure(scenario, tasks, ms, batch, one, cpu):
     if scenario == "tiny":
         start = time.perf_counter()
@@ -126,11 +180,11 @@ def measure(scenario, tasks, ms, batch, one, cpu):
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()
-    parser.add_argument("peer", choices=["multiprocessing", "dask", "ray", "tcp"])
+    parser.add_argument("peer", choices=["multiprocessing", "dask", "ray", "tcp", "relay"])
     parser.add_argument("scenario", choices=["tiny", "roundtrip", "efficiency"])
     parser.add_argument("--tasks", type=int, default=1000)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--ms", type=int, default=50)
     ARGS = parser.parse_args()
-    runner = {"multiprocessing": run_multiprocessing, "dask": run_dask, "ray": run_ray, "tcp": run_tcp}[ARGS.peer]
+    runner = {"multiprocessing": run_multiprocessing, "dask": run_dask, "ray": run_ray, "tcp": run_tcp, "relay": run_relay}[ARGS.peer]
     print(json.dumps(runner(ARGS.scenario, ARGS.tasks, ARGS.workers, ARGS.ms), sort_keys=True))

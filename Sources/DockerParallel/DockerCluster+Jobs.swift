@@ -42,27 +42,22 @@ extension DockerCluster {
         return results
     }
 
-    /// Submits a job that fits one submit and watches it on the same connection without waiting
-    /// in between, then forgets it without waiting: one round trip to the server instead of three.
+    /// Runs a job that fits one submit with one `run` message, which submits and watches it;
+    /// the server forgets the job itself once every task has succeeded: one round trip to the
+    /// server instead of three.
     /// - Returns: The results by index, or `nil` when the connection failed on the way (the
     ///   caller then takes the path that waits for the server to come back).
     private func runInOneRoundTrip(_ specs: [TaskSpec], jobID: String, options: JobOptions) async throws -> [TaskResult]? {
         try options.validate()
         do {
             let connection = try await client()
-            let submitted = connection.startRequest(.submit(jobID: jobID, options: options, tasks: specs))
-            let replies = connection.stream(.watch(jobID: jobID))
-            guard case .submitted = try await submitted.get() else {
-                throw DockerParallelError(.protocolViolation, "the server answered submit with something else")
-            }
             var results: [TaskResult] = []
             var received = Set<Int>()
-            for try await reply in replies {
+            for try await reply in connection.stream(.run(jobID: jobID, options: options, tasks: specs)) {
                 switch reply {
                 case .results(let batch):
                     for result in batch where received.insert(result.index).inserted { results.append(result) }
                 case .job(let status) where received.count >= status.total:
-                    _ = connection.startRequest(.forget(jobID: jobID))
                     return results.sorted { $0.index < $1.index }
                 default:
                     break

@@ -28,6 +28,9 @@ final class Broker: Sendable {
         var peers: [UInt64: Peer] = [:]
         var workerOrder: [UInt64] = []
         var watchers: [String: [Watcher]] = [:]
+        /// Jobs sent with `run`, and the peer that sent each: forgotten once all their tasks
+        /// succeed, unless that peer has gone (its client then collects the job another way).
+        var runs: [String: UInt64] = [:]
         var nextPeerID: UInt64 = 1
     }
 
@@ -128,6 +131,7 @@ final class Broker: Sendable {
             for (job, list) in state.watchers {
                 state.watchers[job] = list.filter { $0.peer != peerID }
             }
+            state.runs = state.runs.filter { $0.value != peerID }
             guard peer.role == .worker else { return Effects() }
             state.workerOrder.removeAll { $0 == peerID }
             let failed = state.queue.workerLost(WorkerID(peerID), now: now)
@@ -141,7 +145,7 @@ final class Broker: Sendable {
     func handle(_ message: ClientMessage, requestID: UInt32, from peerID: UInt64) {
         event { state in
             var effects = handle(message, requestID: requestID, from: peerID, state: &state)
-            if case .submit = message, let channel = state.peers[peerID]?.channel {
+            if message.isSubmit, let channel = state.peers[peerID]?.channel {
                 // The connection stopped reading at this submit (backpressure); it reads on once
                 // the submit is stored, or refused.
                 effects.afterWrite.append(.resumeReading(channel))
@@ -161,18 +165,20 @@ final class Broker: Sendable {
                 return reply(.error(code: .protocolViolation, message: "hello was already sent on this connection"))
 
             case .submit(let jobID, let options, let tasks):
-                do {
-                    try options.validate()
-                } catch let error as DockerParallelError {
-                    return reply(.error(code: error.code, message: error.message))
-                } catch {
-                    return reply(.error(code: .invalidArgument, message: "\(error)"))
-                }
-                guard !jobID.isEmpty else { return reply(.error(code: .invalidArgument, message: "a job needs a non-empty id")) }
+                if let refusal = Self.refusal(jobID: jobID, options: options) { return reply(refusal) }
                 let outcome = state.queue.submit(jobID: jobID, options: options, tasks: tasks)
                 var effects = reply(.submitted(accepted: outcome.accepted, duplicates: outcome.duplicates))
                 effects.changes.append(.submit(jobID: jobID, options: options, tasks: tasks))
                 return effects + dispatch(&state)
+
+            case .run(let jobID, let options, let tasks):
+                if let refusal = Self.refusal(jobID: jobID, options: options) { return reply(refusal) }
+                _ = state.queue.submit(jobID: jobID, options: options, tasks: tasks)
+                state.runs[jobID] = peerID
+                var effects = Effects(changes: [.submit(jobID: jobID, options: options, tasks: tasks)])
+                // A run sent again after a lost connection may find its job finished already.
+                effects = effects + watch(jobID: jobID, peerID: peerID, requestID: requestID, state: &state)
+                return effects + Self.forgetFinishedRun(jobID, state: &state) + dispatch(&state)
 
             case .credit(let count):
                 guard peer.role == .worker else { return reply(.error(code: .protocolViolation, message: "only workers take tasks")) }
@@ -200,16 +206,7 @@ final class Broker: Sendable {
                 return dispatch(&state)
 
             case .watch(let jobID):
-                guard let status = state.queue.status(jobID: jobID) else {
-                    return reply(.error(code: .invalidArgument, message: "there is no job '\(jobID)' on this server"))
-                }
-                state.watchers[jobID, default: []].append(Watcher(peer: peerID, channel: peer.channel, requestID: requestID))
-                var effects = Effects()
-                let results = state.queue.results(jobID: jobID)
-                for start in stride(from: 0, to: results.count, by: 512) {
-                    effects = effects + reply(.results(Array(results[start..<min(start + 512, results.count)])))
-                }
-                return effects + reply(.job(status))
+                return watch(jobID: jobID, peerID: peerID, requestID: requestID, state: &state)
 
             case .cancel(let jobID, let index):
                 guard state.queue.status(jobID: jobID) != nil else {
@@ -229,6 +226,7 @@ final class Broker: Sendable {
             case .forget(let jobID):
                 state.queue.forget(jobID: jobID)
                 state.watchers[jobID] = nil
+                state.runs[jobID] = nil
                 var effects = reply(.done)
                 effects.changes.append(.forget(jobID: jobID))
                 return effects
@@ -257,6 +255,46 @@ final class Broker: Sendable {
                     jobQueueName: configuration.jobQueueName, uptime: now, workers: workers,
                     jobs: state.queue.jobStatuses)))
             }
+    }
+
+    /// Why a submit or run cannot be taken, or `nil`.
+    private static func refusal(jobID: String, options: JobOptions) -> ServerMessage? {
+        do {
+            try options.validate()
+        } catch let error as DockerParallelError {
+            return .error(code: error.code, message: error.message)
+        } catch {
+            return .error(code: .invalidArgument, message: "\(error)")
+        }
+        return jobID.isEmpty ? .error(code: .invalidArgument, message: "a job needs a non-empty id") : nil
+    }
+
+    /// Sends a job's results so far and its status, and adds the peer to its watchers.
+    private func watch(jobID: String, peerID: UInt64, requestID: UInt32, state: inout State) -> Effects {
+        guard let peer = state.peers[peerID] else { return Effects() }
+        let reply = { (message: ServerMessage) -> Effects in
+            Effects(durable: [(peer.channel, Self.frame(message, requestID: requestID))])
+        }
+        guard let status = state.queue.status(jobID: jobID) else {
+            return reply(.error(code: .invalidArgument, message: "there is no job '\(jobID)' on this server"))
+        }
+        state.watchers[jobID, default: []].append(Watcher(peer: peerID, channel: peer.channel, requestID: requestID))
+        var effects = Effects()
+        let results = state.queue.results(jobID: jobID)
+        for start in stride(from: 0, to: results.count, by: 512) {
+            effects = effects + reply(.results(Array(results[start..<min(start + 512, results.count)])))
+        }
+        return effects + reply(.job(status))
+    }
+
+    /// Forgets a job sent with `run` once every one of its tasks has succeeded.
+    private static func forgetFinishedRun(_ jobID: String, state: inout State) -> Effects {
+        guard state.runs[jobID] != nil, let status = state.queue.status(jobID: jobID),
+              status.isComplete, status.succeeded == status.total else { return Effects() }
+        state.queue.forget(jobID: jobID)
+        state.watchers[jobID] = nil
+        state.runs[jobID] = nil
+        return Effects(changes: [.forget(jobID: jobID)])
     }
 
     /// Slots plus the worker's prefetch, which it raises for short tasks (up to 256 by default).
@@ -361,6 +399,7 @@ final class Broker: Sendable {
                 effects.durable.append((watcher.channel, Frame(requestID: watcher.requestID, body: resultsBody)))
                 effects.durable.append((watcher.channel, Frame(requestID: watcher.requestID, body: statusBody)))
             }
+            effects = effects + forgetFinishedRun(jobID, state: &state)
         }
         return effects
     }

@@ -35,7 +35,7 @@ final class BrokerConnectionHandler: ChannelInboundHandler {
             authenticate(context: context, requestID: frame.requestID, message: message)
             return
         }
-        if case .submit = message {
+        if message.isSubmit {
             // Backpressure: read nothing more from this peer until its submit is stored.
             try? context.channel.syncOptions?.setOption(ChannelOptions.autoRead, value: false)
         }

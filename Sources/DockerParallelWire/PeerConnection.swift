@@ -84,21 +84,6 @@ public final class PeerConnection: Sendable {
         return reply
     }
 
-    /// Sends a request at once and returns its reply to come, so that the next request can go
-    /// out without waiting: the server handles a connection's requests in the order they came.
-    public func startRequest(_ message: ClientMessage, timeout: Double? = nil) -> EventLoopFuture<ServerMessage> {
-        let promise = channel.eventLoop.makePromise(of: ServerMessage.self)
-        do {
-            send(try MessageCoding.encode(message), timeout: timeout) { promise.completeWith($0) }
-        } catch {
-            promise.fail(error)
-        }
-        return promise.futureResult.flatMapThrowing { reply in
-            if case .error(let code, let message) = reply { throw DockerParallelError(code, message) }
-            return reply
-        }
-    }
-
     /// Writes a request frame; `onReply` gets its reply, or the failure of the connection.
     private func send(
         _ body: Data, timeout: Double?, onReply: @escaping @Sendable (Result<ServerMessage, any Error>) -> Void
@@ -164,6 +149,11 @@ public final class PeerConnection: Sendable {
         guard let body = try? MessageCoding.encode(message) else { return }
         channel.writeAndFlush(Frame(requestID: 0, body: body), promise: nil)
     }
+
+    /// An executor on the connection's event loop, where its frames are read and written: a
+    /// task that prefers it handles replies and pushes without a hop to another thread.
+    @available(macOS 15, *)
+    public var taskExecutor: EventLoopTaskExecutor { EventLoopTaskExecutor(eventLoop: channel.eventLoop) }
 
     /// Closes the connection.
     public func close() {

@@ -43,7 +43,14 @@ public final class Worker: Service {
             while !draining.withLockedValue({ $0 }) && !Task.isCancelled {
                 let connection = try await connect()
                 onConnected()
-                await serve(connection)
+                // The worker's own work (its events, its reports, tiny Swift tasks) runs on
+                // the connection's event loop, where pushes arrive and frames are written.
+                if #available(macOS 15, *) {
+                    let loop = connection.taskExecutor
+                    await withTaskExecutorPreference(loop) { await serve(connection, loop: loop) }
+                } else {
+                    await serve(connection, loop: nil)
+                }
             }
         } onGracefulShutdown: {
             self.draining.withLockedValue { $0 = true }
@@ -82,9 +89,11 @@ public final class Worker: Service {
     static let inlineBelowSeconds = 0.000_2
 
     /// Serves one connection until it closes, or until a drain completes.
-    private func serve(_ connection: PeerConnection) async {
+    /// - Parameter loop: The connection's event loop as an executor, where Swift tasks of
+    ///   microseconds run.
+    private func serve(_ connection: PeerConnection, loop: (any TaskExecutor)?) async {
         let running = NIOLockedValueBox<Set<UInt64>>([])
-        let executor = TaskExecutor(registry: configuration.registry)
+        let runner = AttemptRunner(registry: configuration.registry)
         let heartbeatInterval = max(0.05, connection.leaseDuration / 3)
         let grace = configuration.shutdownGracePeriod
         let draining = self.draining
@@ -174,19 +183,20 @@ public final class Worker: Service {
                     // is awaited before the connection is given up, so none outlives the worker.
                     let attempt: @Sendable () async -> Void = {
                         let started = ContinuousClock.now
-                        let report = await executor.run(assignment)
+                        let report = await runner.run(assignment)
                         let elapsed = ContinuousClock.now - started
                         eventSink.yield(.finished(
                             Completion(leaseID: assignment.leaseID, jobID: assignment.jobID, index: assignment.task.index, report: report),
                             seconds: Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) * 1e-18))
                     }
-                    // Swift tasks that lately took microseconds start on this thread and, unless
-                    // they suspend, finish before it goes on: no other thread is woken for them.
-                    // The others start on the shared pool, so that the slots run side by side.
+                    // Swift tasks that lately took microseconds start on this thread, the
+                    // connection's event loop, and, unless they suspend, finish before it goes
+                    // on: no other thread is woken for them. The others start on the shared
+                    // pool, so that the slots run side by side and the loop stays free.
                     if case .command = assignment.task.kind {
                         attempts[assignment.leaseID] = Task(operation: attempt)
                     } else if (prefetch.averageSeconds ?? 1) < Self.inlineBelowSeconds, #available(macOS 26, *) {
-                        attempts[assignment.leaseID] = Task.immediate(operation: attempt)
+                        attempts[assignment.leaseID] = Task.immediate(executorPreference: loop, operation: attempt)
                     } else {
                         attempts[assignment.leaseID] = Task(operation: attempt)
                     }

@@ -28,6 +28,7 @@ struct SplitMix64: RandomNumberGenerator {
         .completed([Completion(leaseID: 3, jobID: "job", index: 0, report: AttemptReport(succeeded: false, exitCode: 2, error: "no"))], credit: 4),
         .release(leaseIDs: [4]),
         .watch(jobID: "job"),
+        .run(jobID: "run", options: JobOptions(), tasks: [TaskSpec(index: 0, kind: .swift(name: "Square"), input: Data("3".utf8))]),
         .cancel(jobID: "job", index: nil),
         .forget(jobID: "job"),
         .status,

@@ -85,6 +85,8 @@ import Testing
                 TaskSpec(index: 1, kind: .swift(name: "Ünïcode"), input: Data(repeating: 0xFF, count: 300)),
                 TaskSpec(index: 2, kind: .swiftChunk(name: "Square"), input: TaskChunk.pack([Data("1".utf8), Data()])),
             ]),
+            .run(jobID: "r", options: JobOptions(), tasks: [TaskSpec(index: 7, kind: .swift(name: "Square"), input: Data("7".utf8))]),
+            .run(jobID: "empty", options: JobOptions(maxAttempts: 1), tasks: []),
             .heartbeat(leaseIDs: [0, 127, 128, UInt64.max]),
             .release(leaseIDs: []),
         ]

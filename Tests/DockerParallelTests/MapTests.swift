@@ -45,6 +45,22 @@ struct NotRegistered: ParallelTask {
         }
     }
 
+    /// A small map goes to the server as one `run`: the server forgets it once every task has
+    /// succeeded, and keeps a job with a failed task, so that it can be retried.
+    @Test func aSmallMapLeavesNothingBehindUnlessATaskFailed() async throws {
+        try await withExampleCluster { cluster in
+            for round in 0..<20 {
+                #expect(try await cluster.map([round, round + 1], using: Square.self) == [round * round, (round + 1) * (round + 1)])
+            }
+            #expect(try await cluster.serverReport().jobs.isEmpty)
+
+            await #expect(throws: TaskFailures.self) { _ = try await cluster.map([5, -6], using: Square.self) }
+            let kept = try await cluster.serverReport().jobs
+            #expect(kept.count == 1)
+            #expect(kept.first.map { ($0.total, $0.succeeded, $0.failed) } ?? (0, 0, 0) == (2, 1, 1))
+        }
+    }
+
     @Test func chunksReturnEveryOutputInOrder() async throws {
         try await withExampleCluster { cluster in
             // 10,001 inputs in chunks of 64: the last chunk is short.

@@ -331,7 +331,7 @@ extension TaskStatus {
 
 extension ClientMessage: WireMessage {
     private enum Tag: UInt8 {
-        case credit = 1, complete, completed, submit, heartbeat, release
+        case credit = 1, complete, completed, submit, heartbeat, release, run
     }
 
     public func encodeBinary(into writer: inout WireWriter) -> Bool {
@@ -348,6 +348,11 @@ extension ClientMessage: WireMessage {
             writer.int(credit)
         case .submit(let jobID, let options, let tasks):
             writer.byte(Tag.submit.rawValue)
+            writer.string(jobID)
+            writer.options(options)
+            writer.array(tasks) { $0.taskSpec($1) }
+        case .run(let jobID, let options, let tasks):
+            writer.byte(Tag.run.rawValue)
             writer.string(jobID)
             writer.options(options)
             writer.array(tasks) { $0.taskSpec($1) }
@@ -374,6 +379,8 @@ extension ClientMessage: WireMessage {
             return .completed(try reader.array { try $0.completion() }, credit: try reader.int())
         case .submit?:
             return .submit(jobID: try reader.string(), options: try reader.options(), tasks: try reader.array { try $0.taskSpec() })
+        case .run?:
+            return .run(jobID: try reader.string(), options: try reader.options(), tasks: try reader.array { try $0.taskSpec() })
         case .heartbeat?:
             return .heartbeat(leaseIDs: try reader.array { try $0.varint() })
         case .release?:

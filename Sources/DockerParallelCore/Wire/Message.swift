@@ -24,7 +24,7 @@ public struct Hello: Sendable, Codable, Equatable {
     public var taskNames: [String]
 
     /// The protocol version this build speaks.
-    public static let currentProtocolVersion = 1
+    public static let currentProtocolVersion = 2
 
     /// Creates a hello.
     public init(role: PeerRole, password: String, name: String, slots: Int = 0, taskNames: [String] = []) {
@@ -55,6 +55,10 @@ public enum ClientMessage: Sendable, Codable, Equatable {
     case release(leaseIDs: [UInt64])
     /// Streams a job's results: those committed already, then each new one.
     case watch(jobID: String)
+    /// Submits a whole job and watches it, in one message: no `submitted` reply, the results and
+    /// statuses stream as for ``watch(jobID:)``, and the server forgets the job once every task
+    /// has succeeded (a job with a failed task stays, to be retried). A small `map` in one round trip.
+    case run(jobID: String, options: JobOptions, tasks: [TaskSpec])
     /// Cancels a job, or one of its tasks.
     case cancel(jobID: String, index: Int?)
     /// Removes a job and its results from the server.
@@ -65,6 +69,17 @@ public enum ClientMessage: Sendable, Codable, Equatable {
     case status
     /// Streams the attempt log of a job, or of one of its tasks: `attempts` replies, then `done`.
     case attempts(jobID: String, index: Int?)
+}
+
+extension ClientMessage {
+    /// Whether the message adds tasks (`submit` or `run`): the server reads nothing more from
+    /// the connection until they are stored.
+    public var isSubmit: Bool {
+        switch self {
+        case .submit, .run: true
+        default: false
+        }
+    }
 }
 
 /// A message from the server.

@@ -2,7 +2,7 @@ import DockerParallelCore
 import Foundation
 
 /// Runs one assignment, command or Swift task, and reports how it went. Never throws.
-struct TaskExecutor: Sendable {
+struct AttemptRunner: Sendable {
     let registry: TaskRegistry
 
     func run(_ assignment: Assignment) async -> AttemptReport {
