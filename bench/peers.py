@@ -63,29 +63,45 @@ def run_ray(scenario, tasks, workers, ms):
         ray.shutdown()
 
 
-def run_tcp(scenario, tasks, workers, ms):
-    """Not a peer: a message to another process and back over loopback TCP, the floor under any
-    round trip between two processes here. A broker's round trip (client, server, worker, server,
-    client) makes two of these."""
-    import os
+def listener():
+    """A loopback TCP socket on a free port, listening."""
     import socket
 
-    if scenario != "roundtrip":
-        raise SystemExit("tcp measures the round trip only")
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    listener.listen(1)
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(1)
+    return sock
+
+
+def nodelay(sock):
+    import socket
+
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return sock
+
+
+def echo_in_child(connect):
+    """Forks a process that sends back what it receives on the socket `connect()` gives it,
+    until the other side closes; returns its pid."""
+    import os
+
     child = os.fork()
     if child == 0:
-        connection, _ = listener.accept()
-        connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        connection = nodelay(connect())
         while True:
             data = connection.recv(64)
             if not data:
                 os._exit(0)
             connection.sendall(data)
-    client = socket.create_connection(listener.getsockname())
-    client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return child
+
+
+def ping(scenario, tasks, ms, client, children):
+    """Measures messages sent on `client` and answered, then reaps the child processes."""
+    import os
+
+    if scenario != "roundtrip":
+        raise SystemExit("the floors measure the round trip only")
 
     def one(x):
         client.sendall(b"%d" % x)
@@ -95,7 +111,19 @@ def run_tcp(scenario, tasks, workers, ms):
         return measure(scenario, tasks, ms, batch=None, one=one, cpu=None)
     finally:
         client.close()
-        os.waitpid(child, 0)
+        for child in children:
+            os.waitpid(child, 0)
+
+
+def run_tcp(scenario, tasks, workers, ms):
+    """Not a peer: a message to another process and back over loopback TCP, the floor under any
+    round trip between two processes here. A broker's round trip (client, server, worker, server,
+    client) makes two of these."""
+    import socket
+
+    server = listener()
+    child = echo_in_child(lambda: server.accept()[0])
+    return ping(scenario, tasks, ms, nodelay(socket.create_connection(server.getsockname())), [child])
 
 
 def run_relay(scenario, tasks, workers, ms):
@@ -105,28 +133,8 @@ def run_relay(scenario, tasks, workers, ms):
     import os
     import socket
 
-    if scenario != "roundtrip":
-        raise SystemExit("relay measures the round trip only")
-
-    def listener():
-        sock = socket.socket()
-        sock.bind(("127.0.0.1", 0))
-        sock.listen(1)
-        return sock
-
-    def nodelay(sock):
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        return sock
-
     for_worker, for_client = listener(), listener()
-    worker = os.fork()
-    if worker == 0:
-        connection = nodelay(socket.create_connection(for_worker.getsockname()))
-        while True:
-            data = connection.recv(64)
-            if not data:
-                os._exit(0)
-            connection.sendall(data)
+    worker = echo_in_child(lambda: socket.create_connection(for_worker.getsockname()))
     relay = os.fork()
     if relay == 0:
         to_worker = nodelay(for_worker.accept()[0])
@@ -138,18 +146,7 @@ def run_relay(scenario, tasks, workers, ms):
                 os._exit(0)
             to_worker.sendall(data)
             to_client.sendall(to_worker.recv(64))
-    client = nodelay(socket.create_connection(for_client.getsockname()))
-
-    def one(x):
-        client.sendall(b"%d" % x)
-        return client.recv(64)
-
-    try:
-        return measure(scenario, tasks, ms, batch=None, one=one, cpu=None)
-    finally:
-        client.close()
-        os.waitpid(relay, 0)
-        os.waitpid(worker, 0)
+    return ping(scenario, tasks, ms, nodelay(socket.create_connection(for_client.getsockname())), [relay, worker])
 
 
 def measure(scenario, tasks, ms, batch, one, cpu):

@@ -2,6 +2,7 @@ import Dispatch
 import DockerParallelCore
 import NIOConcurrencyHelpers
 import NIOCore
+import NIOPosix
 
 /// Writes the broker's changes to its store in batches, then performs what had to wait for them
 /// (submit acknowledgements, results shown to clients, reads of the store), in the order they
@@ -59,22 +60,47 @@ final class GroupCommitter: Sendable {
         }
         switch startDrain {
         case nil: return Immediate(outputs: effects.durable, work: [])
-        case true?: queue.async { self.drain() }
-        case false?: break
+        case true?: return Immediate(startsWriting: true)
+        case false?: return Immediate()
         }
-        return Immediate()
     }
 
     /// Frames and work for right away.
     struct Immediate {
         var outputs: [Broker.Output] = []
         var work: [Broker.AfterWrite] = []
+        /// The first change since the last write: writing must start.
+        var startsWriting = false
     }
 
     /// Does what ``enqueue(_:)`` returned.
     func perform(_ immediate: Immediate) {
         Self.perform(immediate.outputs)
         for work in immediate.work { perform(work) }
+        if immediate.startsWriting { startWriting() }
+    }
+
+    /// Changes at most that an event loop writes itself.
+    static let inlineLimit = 64
+
+    /// Starts a write. On an event loop, once the loop has read what is ready now, a small batch
+    /// is written on the loop's own thread (still serially with the committer's queue): a lone
+    /// change, as in one task's round trip, then wakes no other thread on its way to the store
+    /// and back. A larger batch goes to the committer's queue, which goes on writing while the
+    /// loop reads, so that under load the two run side by side.
+    private func startWriting() {
+        guard let loop = MultiThreadedEventLoopGroup.currentEventLoop else {
+            queue.async { self.drain() }
+            return
+        }
+        loop.execute {
+            let small = self.pending.withLockedValue { $0.changes.count <= Self.inlineLimit }
+            if small {
+                self.queue.sync { self.drain(batches: 1) }
+            } else {
+                self.queue.async { self.drain() }
+            }
+        }
     }
 
     /// Waits until everything enqueued so far is stored and performed.
@@ -87,21 +113,22 @@ final class GroupCommitter: Sendable {
         }
     }
 
-    private func drain() {
-        while true {
-            let batch = pending.withLockedValue { pending -> Pending? in
-                if pending.changes.isEmpty && pending.outputs.isEmpty && pending.afterWrite.isEmpty {
-                    pending.draining = false
-                    return nil
+    /// Writes what is pending, batch after batch, until nothing is; after `batches` batches
+    /// the rest is left to the committer's queue.
+    private func drain(batches: Int = .max) {
+        var written = 0
+        while let batch = takeBatch() {
+            if written == batches {
+                // Still draining: later changes gather behind this batch until the queue runs.
+                pending.withLockedValue { pending in
+                    pending.changes = batch.changes + pending.changes
+                    pending.outputs = batch.outputs + pending.outputs
+                    pending.afterWrite = batch.afterWrite + pending.afterWrite
                 }
-                defer {
-                    pending.changes = []
-                    pending.outputs = []
-                    pending.afterWrite = []
-                }
-                return pending
+                queue.async { self.drain() }
+                return
             }
-            guard let batch else { break }
+            written += 1
             do {
                 try write(batch.changes, barrier: batch.afterWrite.contains { $0.readsAttempts })
                 Self.perform(batch.outputs)
@@ -113,6 +140,22 @@ final class GroupCommitter: Sendable {
             }
         }
         scheduleWaitingWrite()
+    }
+
+    /// Takes everything pending; `nil`, and writing stops, when nothing is.
+    private func takeBatch() -> Pending? {
+        pending.withLockedValue { pending -> Pending? in
+            if pending.changes.isEmpty && pending.outputs.isEmpty && pending.afterWrite.isEmpty {
+                pending.draining = false
+                return nil
+            }
+            defer {
+                pending.changes = []
+                pending.outputs = []
+                pending.afterWrite = []
+            }
+            return pending
+        }
     }
 
     /// Writes a batch together with the changes still waiting. Those that a later change made
