@@ -41,11 +41,14 @@ public final class PeerConnection: Sendable {
     ///   - endpoint: The server.
     ///   - hello: The role and password to present.
     ///   - timeout: Seconds to wait for the connection and the server's welcome.
+    ///   - eventLoop: The loop that serves the connection (default: one of the shared loops).
     /// - Throws: `.connectionFailed` when nothing answers, `.authenticationFailed` on a wrong password.
-    public static func connect(to endpoint: Endpoint, hello: Hello, timeout: Double = 10) async throws -> PeerConnection {
+    public static func connect(
+        to endpoint: Endpoint, hello: Hello, timeout: Double = 10, on eventLoop: (any EventLoop)? = nil
+    ) async throws -> PeerConnection {
         let channel: any Channel
         do {
-            channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            channel = try await ClientBootstrap(group: eventLoop ?? MultiThreadedEventLoopGroup.singleton)
                 .channelOption(.tcpOption(.tcp_nodelay), value: 1)
                 .connectTimeout(.milliseconds(Int64(timeout * 1000)))
                 .connect(host: endpoint.host, port: endpoint.port)

@@ -33,7 +33,7 @@ struct Bench {
         await DockerParallelMain.runIfRequested(registry: TaskRegistry([NoOp.self, Spin.self, Stamp.self]))
         var arguments = Array(CommandLine.arguments.dropFirst())
         guard let scenario = arguments.first else {
-            FileHandle.standardError.write(Data("usage: dockerparallel-bench tiny|roundtrip|efficiency|startup|memory [--tasks N] [--workers N] [--chunk N] [--memory-store] [--docker-image IMAGE]\n".utf8))
+            FileHandle.standardError.write(Data("usage: dockerparallel-bench tiny|roundtrip|efficiency|startup|memory [--tasks N] [--workers N] [--chunk N] [--memory-store] [--on-event-loop] [--docker-image IMAGE]\n".utf8))
             exit(2)
         }
         arguments.removeFirst()
@@ -47,7 +47,8 @@ struct Bench {
         switch scenario {
         case "tiny":
             result = try await tiny(tasks: option("--tasks", 100_000), workers: workers, durable: durable, chunk: option("--chunk", 1))
-        case "roundtrip": result = try await roundTrip(count: option("--tasks", 2000), durable: durable)
+        case "roundtrip":
+            result = try await roundTrip(count: option("--tasks", 2000), durable: durable, onEventLoop: arguments.contains("--on-event-loop"))
         case "efficiency": result = try await efficiency(tasks: option("--tasks", 400), milliseconds: option("--ms", 50), workers: workers)
         case "startup":
             if let index = arguments.firstIndex(of: "--docker-image"), index + 1 < arguments.count {
@@ -107,15 +108,20 @@ struct Bench {
         }
     }
 
-    /// One task at a time: submit, wait for its result, again.
-    static func roundTrip(count: Int, durable: Bool) async throws -> [String: Double] {
+    /// One task at a time: submit, wait for its result, again. With `onEventLoop`, the loop runs
+    /// with the cluster's task executor preference, on the thread of its connection.
+    static func roundTrip(count: Int, durable: Bool, onEventLoop: Bool) async throws -> [String: Double] {
         try await withCluster(workers: 1, durable: durable) { cluster, _ in
-            var latencies: [Double] = []
-            for index in 0..<(count + 50) {
-                let start = ContinuousClock.now
-                _ = try await cluster.map([index], using: NoOp.self)
-                if index >= 50 { latencies.append(seconds(ContinuousClock.now - start) * 1e6) }  // after a warm-up
+            @Sendable func measure() async throws -> [Double] {
+                var latencies: [Double] = []
+                for index in 0..<(count + 50) {
+                    let start = ContinuousClock.now
+                    _ = try await cluster.map([index], using: NoOp.self)
+                    if index >= 50 { latencies.append(seconds(ContinuousClock.now - start) * 1e6) }  // after a warm-up
+                }
+                return latencies
             }
+            var latencies = try await onEventLoop ? withTaskExecutorPreference(cluster.taskExecutor) { try await measure() } : measure()
             latencies.sort()
             return [
                 "median_us": latencies[latencies.count / 2], "p99_us": latencies[min(latencies.count - 1, latencies.count * 99 / 100)],

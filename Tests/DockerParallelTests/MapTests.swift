@@ -1,6 +1,7 @@
 import DockerParallel
 import DockerParallelTestKit
 import Foundation
+import NIOPosix
 import Testing
 
 /// The example's task, declared here by name so the test can submit it.
@@ -58,6 +59,22 @@ struct NotRegistered: ParallelTask {
             let kept = try await cluster.serverReport().jobs
             #expect(kept.count == 1)
             #expect(kept.first.map { ($0.total, $0.succeeded, $0.failed) } ?? (0, 0, 0) == (2, 1, 1))
+        }
+    }
+
+    /// Code that prefers the cluster's executor runs on the event loop of its connection, and
+    /// its maps work there as anywhere.
+    @Test func mapsWorkFromTheClustersEventLoop() async throws {
+        try await withExampleCluster(workers: 1) { cluster in
+            let outputs = try await withTaskExecutorPreference(cluster.taskExecutor) {
+                #expect(MultiThreadedEventLoopGroup.currentEventLoop != nil)
+                var outputs: [Int] = []
+                for input in 0..<50 { outputs += try await cluster.map([input], using: Square.self) }
+                outputs += try await cluster.map(Array(50..<5_000), using: Square.self)
+                #expect(MultiThreadedEventLoopGroup.currentEventLoop != nil)
+                return outputs
+            }
+            #expect(outputs == (0..<5_000).map { $0 * $0 })
         }
     }
 
