@@ -81,7 +81,7 @@ final class GroupCommitter: Sendable {
     }
 
     /// Changes at most that an event loop writes itself.
-    static let inlineLimit = 64
+    static let inlineLimit = 16
 
     /// Starts a write. On an event loop, once the loop has read what is ready now, a small batch
     /// is written on the loop's own thread (still serially with the committer's queue): a lone
