@@ -145,7 +145,7 @@ final class Broker: Sendable {
     func handle(_ message: ClientMessage, requestID: UInt32, from peerID: UInt64) {
         event { state in
             var effects = handle(message, requestID: requestID, from: peerID, state: &state)
-            if message.isSubmit, let channel = state.peers[peerID]?.channel {
+            if message.isSubmit, committer.isDurable, let channel = state.peers[peerID]?.channel {
                 // The connection stopped reading at this submit (backpressure); it reads on once
                 // the submit is stored, or refused.
                 effects.afterWrite.append(.resumeReading(channel))
@@ -176,8 +176,9 @@ final class Broker: Sendable {
                 _ = state.queue.submit(jobID: jobID, options: options, tasks: tasks)
                 state.runs[jobID] = peerID
                 var effects = Effects(changes: [.submit(jobID: jobID, options: options, tasks: tasks)])
-                // A run sent again after a lost connection may find its job finished already.
-                effects = effects + watch(jobID: jobID, peerID: peerID, requestID: requestID, state: &state)
+                // A run sent again after a lost connection may find results already; a new one
+                // hears nothing until its first results, which come with the job's status.
+                effects = effects + watch(jobID: jobID, peerID: peerID, requestID: requestID, quietUntilResults: true, state: &state)
                 return effects + Self.forgetFinishedRun(jobID, state: &state) + dispatch(&state)
 
             case .credit(let count):
@@ -270,7 +271,11 @@ final class Broker: Sendable {
     }
 
     /// Sends a job's results so far and its status, and adds the peer to its watchers.
-    private func watch(jobID: String, peerID: UInt64, requestID: UInt32, state: inout State) -> Effects {
+    /// - Parameter quietUntilResults: Send nothing while the job has no result and is not
+    ///   complete (a job with no tasks is): its first results bring the status.
+    private func watch(
+        jobID: String, peerID: UInt64, requestID: UInt32, quietUntilResults: Bool = false, state: inout State
+    ) -> Effects {
         guard let peer = state.peers[peerID] else { return Effects() }
         let reply = { (message: ServerMessage) -> Effects in
             Effects(durable: [(peer.channel, Self.frame(message, requestID: requestID))])
@@ -281,6 +286,7 @@ final class Broker: Sendable {
         state.watchers[jobID, default: []].append(Watcher(peer: peerID, channel: peer.channel, requestID: requestID))
         var effects = Effects()
         let results = state.queue.results(jobID: jobID)
+        if quietUntilResults && results.isEmpty && !status.isComplete { return effects }
         for start in stride(from: 0, to: results.count, by: 512) {
             effects = effects + reply(.results(Array(results[start..<min(start + 512, results.count)])))
         }

@@ -35,8 +35,9 @@ final class BrokerConnectionHandler: ChannelInboundHandler {
             authenticate(context: context, requestID: frame.requestID, message: message)
             return
         }
-        if message.isSubmit {
-            // Backpressure: read nothing more from this peer until its submit is stored.
+        if message.isSubmit && broker.committer.isDurable {
+            // Backpressure: read nothing more from this peer until its submit is stored (in
+            // memory, a submit is taken at once).
             try? context.channel.syncOptions?.setOption(ChannelOptions.autoRead, value: false)
         }
         broker.handle(message, requestID: frame.requestID, from: peerID)

@@ -56,8 +56,9 @@ public enum ClientMessage: Sendable, Codable, Equatable {
     /// Streams a job's results: those committed already, then each new one.
     case watch(jobID: String)
     /// Submits a whole job and watches it, in one message: no `submitted` reply, the results and
-    /// statuses stream as for ``watch(jobID:)``, and the server forgets the job once every task
-    /// has succeeded (a job with a failed task stays, to be retried). A small `map` in one round trip.
+    /// statuses stream as for ``watch(jobID:)`` (the first status with the first results), and
+    /// the server forgets the job once every task has succeeded (a job with a failed task
+    /// stays, to be retried). A small `map` in one round trip.
     case run(jobID: String, options: JobOptions, tasks: [TaskSpec])
     /// Cancels a job, or one of its tasks.
     case cancel(jobID: String, index: Int?)

@@ -18,6 +18,8 @@ final class GroupCommitter: Sendable {
     }
 
     private let store: (any BrokerStore)?
+    /// Whether changes are written anywhere (otherwise what waits for them is done at once).
+    var isDurable: Bool { store != nil }
     private let loadedHandler = NIOLockedValueBox<(@Sendable ([(key: TaskQueue.Key, spec: TaskSpec?)]) -> Void)?>(nil)
     private let pending = NIOLockedValueBox(Pending())
     private let queue = DispatchQueue(label: "dockerparallel.group-commit")
