@@ -63,11 +63,12 @@ public enum DockerParallelMain {
             password: ServerPassword(password),
             jobQueueName: environment[EnvironmentKey.jobQueueName] ?? ClusterConfiguration.defaultJobQueueName,
             leaseDuration: try double(EnvironmentKey.leaseDuration, in: environment) ?? 30,
-            storePath: environment[EnvironmentKey.storePath].flatMap { $0.isEmpty ? nil : $0 })
+            storePath: environment[EnvironmentKey.storePath].flatMap { $0.isEmpty ? nil : $0 },
+            unixSocketPath: environment[EnvironmentKey.unixSocketPath].flatMap { $0.isEmpty ? nil : $0 })
         let endpointFile = environment[EnvironmentKey.endpointFile]
         let server = BrokerServer(configuration: configuration, logger: logger) { endpoint in
             logger.info("listening on \(endpoint)")
-            if let endpointFile { writeAtomically("\(endpoint.host) \(endpoint.port)", to: endpointFile) }
+            if let endpointFile { writeAtomically(endpoint.fileLine, to: endpointFile) }
         }
         try await runGroup(server, environment: environment, logger: logger)
     }
@@ -132,12 +133,10 @@ public enum DockerParallelMain {
         return value
     }
 
-    /// Reads `host port` from a file the server wrote.
+    /// Reads the endpoint a server wrote to its endpoint file.
     private static func readEndpoint(_ path: String) -> Endpoint? {
         guard let data = FileManager.default.contents(atPath: path) else { return nil }
-        let parts = String(decoding: data, as: UTF8.self).split(whereSeparator: \.isWhitespace)
-        guard parts.count == 2, let port = Int(parts[1]) else { return nil }
-        return Endpoint(host: String(parts[0]), port: port)
+        return Endpoint(fileLine: String(decoding: data, as: UTF8.self))
     }
 
     private static func writeAtomically(_ text: String, to path: String) {

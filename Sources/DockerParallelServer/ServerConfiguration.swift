@@ -19,6 +19,9 @@ public struct ServerConfiguration: Sendable {
     /// With a store: how many queued tasks keep their payload in memory; the rest wait on disk
     /// until workers get near them.
     public var residentTaskLimit: Int
+    /// A unix domain socket to listen on besides the port, for peers on this machine (at most
+    /// 100 bytes long); a stale file there is replaced.
+    public var unixSocketPath: String?
 
     /// Creates a configuration.
     /// - Parameters:
@@ -30,6 +33,7 @@ public struct ServerConfiguration: Sendable {
     ///   - maximumFrameLength: Bytes (default 64 MiB).
     ///   - storePath: The durable store's file (default none: in memory).
     ///   - residentTaskLimit: Queued payloads kept in memory with a store (default 50,000).
+    ///   - unixSocketPath: A unix domain socket to listen on too (default none).
     public init(
         host: String = "127.0.0.1",
         port: Int = ClusterConfiguration.defaultServerPort,
@@ -38,7 +42,8 @@ public struct ServerConfiguration: Sendable {
         leaseDuration: Double = 30,
         maximumFrameLength: Int = Frame.maximumLength,
         storePath: String? = nil,
-        residentTaskLimit: Int = 50_000
+        residentTaskLimit: Int = 50_000,
+        unixSocketPath: String? = nil
     ) {
         self.host = host
         self.port = port
@@ -48,5 +53,6 @@ public struct ServerConfiguration: Sendable {
         self.maximumFrameLength = maximumFrameLength
         self.storePath = storePath
         self.residentTaskLimit = residentTaskLimit
+        self.unixSocketPath = unixSocketPath
     }
 }

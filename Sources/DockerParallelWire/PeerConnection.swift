@@ -46,13 +46,21 @@ public final class PeerConnection: Sendable {
     public static func connect(
         to endpoint: Endpoint, hello: Hello, timeout: Double = 10, on eventLoop: (any EventLoop)? = nil
     ) async throws -> PeerConnection {
+        let group: any EventLoopGroup = eventLoop ?? MultiThreadedEventLoopGroup.singleton
+        let bootstrap = ClientBootstrap(group: group).connectTimeout(.milliseconds(Int64(timeout * 1000)))
         let channel: any Channel
         do {
-            channel = try await ClientBootstrap(group: eventLoop ?? MultiThreadedEventLoopGroup.singleton)
-                .channelOption(.tcpOption(.tcp_nodelay), value: 1)
-                .connectTimeout(.milliseconds(Int64(timeout * 1000)))
-                .connect(host: endpoint.host, port: endpoint.port)
-                .get()
+            // On the server's machine its unix socket, when there; host and port otherwise.
+            var local: (any Channel)?
+            if let path = endpoint.unixSocketPath, FileManager.default.fileExists(atPath: path) {
+                local = try? await bootstrap.connect(unixDomainSocketPath: path).get()
+            }
+            if let local {
+                channel = local
+            } else {
+                channel = try await bootstrap.channelOption(.tcpOption(.tcp_nodelay), value: 1)
+                    .connect(host: endpoint.host, port: endpoint.port).get()
+            }
         } catch {
             throw DockerParallelError(
                 .connectionFailed,

@@ -18,6 +18,11 @@ struct ClusterFiles {
 
     var serverPIDFile: String { "\(directory)/server.pid" }
     var endpoint: String { "\(directory)/server.endpoint" }
+    /// The server's unix domain socket, when its path is short enough for one (sockaddr_un).
+    var socket: String? {
+        let path = "\(directory)/server.sock"
+        return path.utf8.count <= 100 ? path : nil
+    }
     var serverLog: String { "\(directory)/server.log" }
     var staticDataFile: String { "\(directory)/static.json" }
     var store: String { "\(directory)/broker.sqlite" }
@@ -49,12 +54,7 @@ struct ClusterFiles {
 
     var serverPID: pid_t? { read(serverPIDFile).flatMap { pid_t($0) } }
 
-    var serverEndpoint: Endpoint? {
-        guard let text = read(endpoint) else { return nil }
-        let parts = text.split(separator: " ")
-        guard parts.count == 2, let port = Int(parts[1]) else { return nil }
-        return Endpoint(host: String(parts[0]), port: port)
-    }
+    var serverEndpoint: Endpoint? { read(endpoint).flatMap { Endpoint(fileLine: $0) } }
 
     func writeStaticData(_ data: StaticData) throws {
         let encoded = try JSONEncoder().encode(data)

@@ -94,6 +94,7 @@ public actor LocalProvider: CloudProvider {
         files.remove(files.endpoint)
         environment[EnvironmentKey.host] = configuration.host
         environment[EnvironmentKey.endpointFile] = files.endpoint
+        environment[EnvironmentKey.unixSocketPath] = files.socket ?? ""
         environment[EnvironmentKey.storePath] = configuration.durable ? files.store : ""
         if context.stopClusterOnExit { environment[EnvironmentKey.ownerProcessID] = String(getpid()) }
         let pid = try ProcessControl.spawnDetached(executable: container.image, environment: environment, logFile: files.serverLog)

@@ -71,6 +71,18 @@ import Testing
         #expect(throws: DockerParallelError.self) { try MessageCoding.decode(ClientMessage.self, from: Data("{\"nope\":1}".utf8)) }
     }
 
+    /// The endpoint file's line carries the port and, when there is one, the unix socket's path
+    /// (spaces included); anything else is not an endpoint.
+    @Test func endpointFileLinesRoundTrip() {
+        let endpoints = [
+            Endpoint(host: "127.0.0.1", port: 8888),
+            Endpoint(host: "::1", port: 1, unixSocketPath: "/tmp/my clusters/a/server.sock"),
+        ]
+        for endpoint in endpoints { #expect(Endpoint(fileLine: endpoint.fileLine + "\n") == endpoint) }
+        #expect(Endpoint(fileLine: "127.0.0.1 8888") == Endpoint(host: "127.0.0.1", port: 8888))
+        for line in ["", "127.0.0.1", "127.0.0.1 port", "8888"] { #expect(Endpoint(fileLine: line) == nil) }
+    }
+
     /// Every case with a binary layout comes back equal, with edge values; the others stay JSON.
     @Test func everyMessageSurvivesItsBinaryLayout() throws {
         let report = AttemptReport(succeeded: false, permanent: true, exitCode: -7, output: Data(), errorOutput: Data("é\n".utf8), error: "boom")

@@ -29,6 +29,9 @@ struct NotRegistered: ParallelTask {
 
     @Test func mapsTenThousandInputsInOrder() async throws {
         try await withExampleCluster { cluster in
+            // The Local provider's server listens on a unix socket in the cluster's folder too.
+            let socket = await cluster.runtime.serverEndpoints?.privateEndpoint?.unixSocketPath
+            #expect(socket.map { FileManager.default.fileExists(atPath: $0) } == true)
             let inputs = Array(0..<10_000)
             let outputs = try await cluster.map(inputs, using: Square.self)
             #expect(outputs == inputs.map { $0 * $0 })
@@ -59,6 +62,24 @@ struct NotRegistered: ParallelTask {
             let kept = try await cluster.serverReport().jobs
             #expect(kept.count == 1)
             #expect(kept.first.map { ($0.total, $0.succeeded, $0.failed) } ?? (0, 0, 0) == (2, 1, 1))
+        }
+    }
+
+    /// A state folder too deep for a unix socket's path: the cluster runs over TCP alone.
+    @Test func aDeepStateFolderRunsOverTCP() async throws {
+        try await withStateDirectory { state in
+            let deep = state + "/" + String(repeating: "d", count: 100)
+            let cluster = try DockerCluster(
+                provider: LocalProvider(configuration: .init(stateDirectory: deep)),
+                workerContainer: LocalProcessContainer(executable: Binaries.squaresExample),
+                configuration: ClusterConfiguration(jobQueueName: "deep", expectedWorkerNumber: 1, serverPort: 0),
+                verbosity: 0)
+            let (socket, squares) = try await cluster.withStarted { cluster in
+                (await cluster.runtime.serverEndpoints?.privateEndpoint?.unixSocketPath,
+                 try await cluster.map([3, 4], using: Square.self))
+            }
+            #expect(socket == nil)
+            #expect(squares == [9, 16])
         }
     }
 

@@ -11,16 +11,16 @@ import Logging
 import ServiceLifecycle
 import Testing
 
-/// Runs a broker on a free loopback port for the duration of `body`.
+/// Runs a broker on a free loopback port (and a unix socket, if given) for the duration of `body`.
 func withServer<T: Sendable>(
     password: String = "right-password", storePath: String? = nil, residentTaskLimit: Int = 50_000,
-    _ body: @Sendable (Endpoint) async throws -> T
+    unixSocketPath: String? = nil, _ body: @Sendable (Endpoint) async throws -> T
 ) async throws -> T {
     let (bound, boundSink) = AsyncStream.makeStream(of: Endpoint.self)
     let server = BrokerServer(
         configuration: ServerConfiguration(
             port: 0, password: ServerPassword(password), jobQueueName: "test", storePath: storePath,
-            residentTaskLimit: residentTaskLimit),
+            residentTaskLimit: residentTaskLimit, unixSocketPath: unixSocketPath),
         logger: Logger(label: "test-server")
     ) { boundSink.yield($0) }
     return try await withThrowingTaskGroup(of: T?.self) { group in
@@ -175,6 +175,44 @@ func frameBytes(requestID: UInt32 = 1, body: [UInt8]) -> [UInt8] {
             #expect(error?.message.contains("maxAttempts must be at least 1") == true)
             let missing = await #expect(throws: DockerParallelError.self) { _ = try await connection.request(.watch(jobID: "nope")) }
             #expect(missing?.message.contains("no job 'nope'") == true)
+        }
+    }
+}
+
+@Suite(.timeLimit(.minutes(2))) struct UnixSocketTests {
+    /// Peers on the server's machine reach it through its unix socket: with the TCP port
+    /// unusable, a client still connects, submits and watches; a wrong password is refused there
+    /// too; the socket is gone once the server stops.
+    @Test func peersOnThisMachineUseTheServersUnixSocket() async throws {
+        try await withStateDirectory { folder in
+            let path = "\(folder)/server.sock"
+            try await withServer(unixSocketPath: path) { endpoint in
+                #expect(endpoint.unixSocketPath == path)
+                var socketOnly = endpoint
+                socketOnly.port = 1  // nothing listens there
+                let connection = try await client(socketOnly)
+                defer { connection.close() }
+                let specs = [TaskSpec(index: 0, kind: .command(argv: ["true"], environment: [:]))]
+                let reply = try await connection.request(.submit(jobID: "uds", options: JobOptions(), tasks: specs))
+                #expect(reply == .submitted(accepted: 1, duplicates: 0))
+                let refused = await #expect(throws: DockerParallelError.self) { _ = try await client(socketOnly, password: "wrong") }
+                #expect(refused?.code == .authenticationFailed)
+            }
+            #expect(!FileManager.default.fileExists(atPath: path))
+        }
+    }
+
+    /// Without its socket file, a peer falls back to the TCP port.
+    @Test func aMissingSocketFallsBackToTCP() async throws {
+        try await withServer { endpoint in
+            var withMissingSocket = endpoint
+            withMissingSocket.unixSocketPath = "/nonexistent-folder/server.sock"
+            let connection = try await client(withMissingSocket)
+            defer { connection.close() }
+            guard case .status = try await connection.request(.status) else {
+                Issue.record("no status over TCP")
+                return
+            }
         }
     }
 }

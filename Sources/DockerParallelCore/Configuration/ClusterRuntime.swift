@@ -1,3 +1,5 @@
+import Foundation
+
 /// Where the server can be reached, and how many workers the provider last reported.
 public struct ClusterRuntime: Sendable, Codable, Equatable {
     /// Whether the server is run by someone else (not started or stopped by the provider).
@@ -18,20 +20,36 @@ public struct ClusterRuntime: Sendable, Codable, Equatable {
     }
 }
 
-/// A host and port.
+/// A host and port, and optionally a unix domain socket on the same machine.
 public struct Endpoint: Sendable, Codable, Hashable, CustomStringConvertible {
     /// A host name or address.
     public var host: String
     /// The port.
     public var port: Int
+    /// A unix domain socket of the same server: peers on its machine connect through it when it
+    /// is there (a message costs the kernel less than over TCP), and through host and port otherwise.
+    public var unixSocketPath: String?
 
     /// Creates an endpoint.
-    public init(host: String, port: Int) {
+    public init(host: String, port: Int, unixSocketPath: String? = nil) {
         self.host = host
         self.port = port
+        self.unixSocketPath = unixSocketPath
     }
 
     public var description: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
+
+    /// The line a server writes to its endpoint file: `host port`, then the socket's path if any.
+    public var fileLine: String {
+        ["\(host) \(port)", unixSocketPath].compactMap { $0 }.joined(separator: " ")
+    }
+
+    /// Reads a line that ``fileLine`` wrote; `nil` when it is not one.
+    public init?(fileLine: String) {
+        let parts = fileLine.trimmingCharacters(in: .whitespacesAndNewlines).split(separator: " ", maxSplits: 2)
+        guard parts.count >= 2, let port = Int(parts[1]) else { return nil }
+        self.init(host: String(parts[0]), port: port, unixSocketPath: parts.count == 3 ? String(parts[2]) : nil)
+    }
 }
 
 /// The server's public and private endpoints; either may be unknown.

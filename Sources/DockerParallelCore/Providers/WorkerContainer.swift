@@ -41,6 +41,8 @@ public enum EnvironmentKey {
     public static let jobQueueName = "DOCKERPARALLEL_QUEUE"
     /// The number of worker slots in one container.
     public static let slots = "DOCKERPARALLEL_SLOTS"
+    /// A unix domain socket the server also listens on, for peers on its machine.
+    public static let unixSocketPath = "DOCKERPARALLEL_SOCKET"
     /// A file the server writes its bound endpoint to.
     public static let endpointFile = "DOCKERPARALLEL_ENDPOINT_FILE"
     /// A file the worker creates once it is connected.
