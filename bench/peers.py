@@ -2,7 +2,7 @@
 
     python3 bench/peers.py PEER SCENARIO --tasks N --workers W [--ms MS]
 
-PEER is multiprocessing, dask or ray (or tcp and relay: floors of the round trip, not peers); SCENARIO is
+PEER is multiprocessing, dask or ray (or tcp, relay and relay-unix: floors of the round trip, not peers); SCENARIO is
 tiny, roundtrip or efficiency. The task
 functions are the same no-op and CPU spin that DockerParallel's side runs.
 """
@@ -63,20 +63,35 @@ def run_ray(scenario, tasks, workers, ms):
         ray.shutdown()
 
 
-def listener():
-    """A loopback TCP socket on a free port, listening."""
+def listener(unix=False):
+    """A listening socket: loopback TCP on a free port, or a unix domain socket in a new folder."""
     import socket
+    import tempfile
 
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
+    if unix:
+        sock = socket.socket(socket.AF_UNIX)
+        sock.bind(tempfile.mkdtemp() + "/relay.sock")
+    else:
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))
     sock.listen(1)
     return sock
+
+
+def connect(server):
+    import socket
+
+    family = socket.AF_UNIX if server.family == socket.AF_UNIX else socket.AF_INET
+    sock = socket.socket(family)
+    sock.connect(server.getsockname())
+    return nodelay(sock)
 
 
 def nodelay(sock):
     import socket
 
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    if sock.family != socket.AF_UNIX:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     return sock
 
 
@@ -126,15 +141,15 @@ def run_tcp(scenario, tasks, workers, ms):
     return ping(scenario, tasks, ms, nodelay(socket.create_connection(server.getsockname())), [child])
 
 
-def run_relay(scenario, tasks, workers, ms):
+def run_relay(scenario, tasks, workers, ms, unix=False):
     """Not a peer: a message from a client through a relay process to a worker process and back,
-    over loopback TCP. The floor under any brokered round trip here (client, broker, worker,
-    broker, client): DockerParallel's, Dask's, Ray's, and mirai's through its dispatcher."""
+    over loopback TCP (or unix domain sockets). The floor under any brokered round trip here
+    (client, broker, worker, broker, client): DockerParallel's, Dask's, Ray's, and mirai's
+    through its dispatcher."""
     import os
-    import socket
 
-    for_worker, for_client = listener(), listener()
-    worker = echo_in_child(lambda: socket.create_connection(for_worker.getsockname()))
+    for_worker, for_client = listener(unix), listener(unix)
+    worker = echo_in_child(lambda: connect(for_worker))
     relay = os.fork()
     if relay == 0:
         to_worker = nodelay(for_worker.accept()[0])
@@ -146,7 +161,19 @@ def run_relay(scenario, tasks, workers, ms):
                 os._exit(0)
             to_worker.sendall(data)
             to_client.sendall(to_worker.recv(64))
-    return ping(scenario, tasks, ms, nodelay(socket.create_connection(for_client.getsockname())), [relay, worker])
+    try:
+        return ping(scenario, tasks, ms, connect(for_client), [relay, worker])
+    finally:
+        if unix:
+            import shutil
+
+            for server in (for_worker, for_client):
+                shutil.rmtree(os.path.dirname(server.getsockname()), ignore_errors=True)
+
+
+def run_relay_unix(scenario, tasks, workers, ms):
+    """The relay's floor over unix domain sockets, as a local DockerParallel cluster talks."""
+    return run_relay(scenario, tasks, workers, ms, unix=True)
 
 
 def measure(scenario, tasks, ms, batch, one, cpu):
@@ -177,11 +204,12 @@ def measure(scenario, tasks, ms, batch, one, cpu):
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()
-    parser.add_argument("peer", choices=["multiprocessing", "dask", "ray", "tcp", "relay"])
+    parser.add_argument("peer", choices=["multiprocessing", "dask", "ray", "tcp", "relay", "relay-unix"])
     parser.add_argument("scenario", choices=["tiny", "roundtrip", "efficiency"])
     parser.add_argument("--tasks", type=int, default=1000)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--ms", type=int, default=50)
     ARGS = parser.parse_args()
-    runner = {"multiprocessing": run_multiprocessing, "dask": run_dask, "ray": run_ray, "tcp": run_tcp, "relay": run_relay}[ARGS.peer]
+    runner = {"multiprocessing": run_multiprocessing, "dask": run_dask, "ray": run_ray, "tcp": run_tcp, "relay": run_relay,
+              "relay-unix": run_relay_unix}[ARGS.peer]
     print(json.dumps(runner(ARGS.scenario, ARGS.tasks, ARGS.workers, ARGS.ms), sort_keys=True))
