@@ -134,11 +134,9 @@ def run_tcp(scenario, tasks, workers, ms):
     """Not a peer: a message to another process and back over loopback TCP, the floor under any
     round trip between two processes here. A broker's round trip (client, server, worker, server,
     client) makes two of these."""
-    import socket
-
     server = listener()
     child = echo_in_child(lambda: server.accept()[0])
-    return ping(scenario, tasks, ms, nodelay(socket.create_connection(server.getsockname())), [child])
+    return ping(scenario, tasks, ms, connect(server), [child])
 
 
 def run_relay(scenario, tasks, workers, ms, unix=False):

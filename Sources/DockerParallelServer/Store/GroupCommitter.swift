@@ -119,17 +119,7 @@ final class GroupCommitter: Sendable {
     /// the rest is left to the committer's queue.
     private func drain(batches: Int = .max) {
         var written = 0
-        while let batch = takeBatch() {
-            if written == batches {
-                // Still draining: later changes gather behind this batch until the queue runs.
-                pending.withLockedValue { pending in
-                    pending.changes = batch.changes + pending.changes
-                    pending.outputs = batch.outputs + pending.outputs
-                    pending.afterWrite = batch.afterWrite + pending.afterWrite
-                }
-                queue.async { self.drain() }
-                return
-            }
+        while written < batches, let batch = takeBatch() {
             written += 1
             do {
                 try write(batch.changes, barrier: batch.afterWrite.contains { $0.readsAttempts })
@@ -141,7 +131,21 @@ final class GroupCommitter: Sendable {
                 onFailure(error)
             }
         }
+        // Still draining after its last batch: what came meanwhile is the queue's.
+        if written == batches, !isIdle() {
+            queue.async { self.drain() }
+            return
+        }
         scheduleWaitingWrite()
+    }
+
+    /// Whether nothing is pending; writing then stops.
+    private func isIdle() -> Bool {
+        pending.withLockedValue { pending in
+            let idle = pending.changes.isEmpty && pending.outputs.isEmpty && pending.afterWrite.isEmpty
+            if idle { pending.draining = false }
+            return idle
+        }
     }
 
     /// Takes everything pending; `nil`, and writing stops, when nothing is.
