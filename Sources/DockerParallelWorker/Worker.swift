@@ -4,14 +4,13 @@ import Foundation
 import Logging
 import NIOConcurrencyHelpers
 import ServiceLifecycle
-import DequeModule
 
+/// What reaches a worker's serve loop.
 enum WorkerEvent: Sendable {
     case server(ServerMessage)
-    case finished(Completion, seconds: Double)
-    /// Time passed: reports held back for a batch are sent.
+    case finished(Completion, duration: Duration)
+    /// Time passed: heartbeats, held-back reports, a drain's progress.
     case tick
-    case drain
 }
 
 /// A worker: dials out to the server, leases tasks for its slots, runs them, heartbeats, reports.
@@ -85,202 +84,95 @@ public final class Worker: Service {
         }
     }
 
-    /// Average attempt length under which a worker starts Swift tasks on its own thread.
-    static let inlineBelowSeconds = 0.000_2
-
-    /// Serves one connection until it closes, or until a drain completes.
+    /// Serves one connection until it closes, or until a drain completes: a thin executor of
+    /// the ``WorkerStateMachine``, which decides what to send, start, cancel and close.
     /// - Parameter loop: The connection's event loop as an executor, where Swift tasks of
     ///   microseconds run.
     private func serve(_ connection: PeerConnection, loop: (any TaskExecutor)?) async {
-        let running = NIOLockedValueBox<Set<UInt64>>([])
         let runner = AttemptRunner(registry: configuration.registry)
-        let heartbeatInterval = max(0.05, connection.leaseDuration / 3)
-        let grace = configuration.shutdownGracePeriod
         let draining = self.draining
         let logger = self.logger
-        let slots = configuration.slots
-        // Events: messages from the server, slots that became free, the start of a drain.
+        let opened = ContinuousClock.now
+        let heartbeatInterval = Duration.seconds(max(0.05, connection.leaseDuration / 3))
+        var machine = WorkerStateMachine(configuration: .init(
+            slots: configuration.slots, minimumPrefetch: configuration.prefetch,
+            maximumPrefetch: configuration.maximumPrefetch, heartbeatInterval: heartbeatInterval,
+            shutdownGracePeriod: .seconds(configuration.shutdownGracePeriod)))
+        // Events: messages from the server, attempts that ended, time passing.
         let (events, eventSink) = AsyncStream.makeStream(of: WorkerEvent.self)
         connection.handlePushes { push in
             if let push { eventSink.yield(.server(push)) } else { eventSink.finish() }
         }
-        connection.send(.credit(count: slots + configuration.prefetch))
         await withTaskGroup(of: Void.self) { group in
-            // Heartbeats, and the drain on shutdown.
+            // The clock: ticks for heartbeats, held-back reports and a drain's progress.
             group.addTask {
-                var drainStarted: ContinuousClock.Instant?
-                var lastHeartbeat = ContinuousClock.now
+                let period = min(heartbeatInterval, .milliseconds(100))
                 while connection.isOpen, !Task.isCancelled {
-                    try? await Task.sleep(for: .milliseconds(Int64(min(heartbeatInterval, 0.1) * 1000)))
+                    try? await Task.sleep(for: period)
                     eventSink.yield(.tick)
-                    let leases = running.withLockedValue { Array($0) }
-                    if draining.withLockedValue({ $0 }) {
-                        if drainStarted == nil { eventSink.yield(.drain) }
-                        let started = drainStarted ?? ContinuousClock.now
-                        drainStarted = started
-                        if leases.isEmpty || ContinuousClock.now - started > .milliseconds(Int64(grace * 1000)) {
-                            if !leases.isEmpty {
-                                logger.debug("handing back unfinished tasks", metadata: ["count": "\(leases.count)"])
-                                connection.send(.release(leaseIDs: leases))
-                            }
-                            connection.close()
-                            return
+                }
+            }
+            var attempts: [UInt64: Task<Void, Never>] = [:]
+            var actions = machine.connected(now: .zero)
+            func perform(_ actions: [WorkerAction]) {
+                for action in actions {
+                    switch action {
+                    case .send(let message):
+                        if case .release(let leaseIDs) = message {
+                            logger.debug("handing back unfinished tasks", metadata: ["count": "\(leaseIDs.count)"])
                         }
-                    }
-                    if !leases.isEmpty, ContinuousClock.now - lastHeartbeat > .milliseconds(Int64(heartbeatInterval * 1000)) {
-                        connection.send(.heartbeat(leaseIDs: leases))
-                        lastHeartbeat = ContinuousClock.now
+                        connection.send(message)
+                    case .start(let assignment, let inline):
+                        // An unstructured task so that an abort can cancel this attempt alone; each
+                        // is awaited before the connection is given up, so none outlives the worker.
+                        let attempt: @Sendable () async -> Void = {
+                            let started = ContinuousClock.now
+                            let report = await runner.run(assignment)
+                            let completion = Completion(
+                                leaseID: assignment.leaseID, jobID: assignment.jobID, index: assignment.task.index, report: report)
+                            eventSink.yield(.finished(completion, duration: ContinuousClock.now - started))
+                        }
+                        // A Swift task of microseconds starts on this thread, the connection's event
+                        // loop, and, unless it suspends, finishes before it goes on: no other thread
+                        // is woken for it. The others start on the shared pool, so that the slots run
+                        // side by side and the loop stays free.
+                        if inline, #available(macOS 26, *) {
+                            attempts[assignment.leaseID] = Task.immediate(executorPreference: loop, operation: attempt)
+                        } else {
+                            attempts[assignment.leaseID] = Task(operation: attempt)
+                        }
+                    case .cancel(let leaseIDs):
+                        for id in leaseIDs { attempts[id]?.cancel() }
+                    case .close:
+                        connection.close()
                     }
                 }
             }
-            var waiting = Deque<Assignment>()
-            var attempts: [UInt64: Task<Void, Never>] = [:]
-            var active = 0
-            // Tasks leased ahead of free slots: more for short tasks, so that a worker is not
-            // idle for a round trip to the server between them.
-            var prefetch = PrefetchPolicy(minimum: configuration.prefetch, maximum: configuration.maximumPrefetch)
-            // Reports of short tasks are sent in batches, with the credit their slots give back.
-            var reports = ReportBatch()
+            perform(actions)
             for await event in events {
+                let now = ContinuousClock.now - opened
                 switch event {
                 case .server(.assign(let assignments)):
-                    if draining.withLockedValue({ $0 }) {
-                        connection.send(.release(leaseIDs: assignments.map(\.leaseID)))
-                        continue
-                    }
-                    running.withLockedValue { $0.formUnion(assignments.map(\.leaseID)) }
-                    waiting.append(contentsOf: assignments)
+                    actions = machine.assigned(assignments, now: now)
                 case .server(.abort(let leaseIDs)):
-                    let aborted = Set(leaseIDs)
-                    running.withLockedValue { $0.subtract(aborted) }
-                    waiting.removeAll { aborted.contains($0.leaseID) }
-                    for id in leaseIDs { attempts[id]?.cancel() }
+                    actions = machine.aborted(leaseIDs, now: now)
                 case .server(.error(let code, let message)):
                     logger.warning("server reported an error", metadata: ["code": "\(code)", "message": "\(message)"])
+                    actions = []
                 case .server:
-                    break
-                case .finished(let completion, let seconds):
+                    actions = []
+                case .finished(let completion, let duration):
                     attempts[completion.leaseID] = nil
-                    active -= 1
-                    // An aborted lease is not reported.
-                    let report = running.withLockedValue { $0.contains(completion.leaseID) } ? completion : nil
-                    // One credit for the freed slot, and more while short tasks raise the prefetch.
-                    let credit = draining.withLockedValue({ $0 }) ? 0 : 1 + prefetch.record(seconds)
-                    reports.add(report, credit: credit)
+                    actions = machine.finished(completion, duration: duration, now: now)
                 case .tick:
-                    break
-                case .drain:
-                    // Hand back what has not started; running tasks get the grace period.
-                    let handedBack = waiting.map(\.leaseID)
-                    waiting.removeAll()
-                    running.withLockedValue { $0.subtract(handedBack) }
-                    if !handedBack.isEmpty { connection.send(.release(leaseIDs: handedBack)) }
+                    actions = draining.withLockedValue({ $0 }) ? machine.drain(now: now) : []
+                    actions += machine.tick(now: now)
                 }
-                // Start waiting assignments while slots are free.
-                while active < slots, !draining.withLockedValue({ $0 }), let assignment = waiting.popFirst() {
-                    active += 1
-                    // An unstructured task so that an abort can cancel this attempt alone; each
-                    // is awaited before the connection is given up, so none outlives the worker.
-                    let attempt: @Sendable () async -> Void = {
-                        let started = ContinuousClock.now
-                        let report = await runner.run(assignment)
-                        let elapsed = ContinuousClock.now - started
-                        eventSink.yield(.finished(
-                            Completion(leaseID: assignment.leaseID, jobID: assignment.jobID, index: assignment.task.index, report: report),
-                            seconds: Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) * 1e-18))
-                    }
-                    // Swift tasks that lately took microseconds start on this thread, the
-                    // connection's event loop, and, unless they suspend, finish before it goes
-                    // on: no other thread is woken for them. The others start on the shared
-                    // pool, so that the slots run side by side and the loop stays free.
-                    if case .command = assignment.task.kind {
-                        attempts[assignment.leaseID] = Task(operation: attempt)
-                    } else if (prefetch.averageSeconds ?? 1) < Self.inlineBelowSeconds, #available(macOS 26, *) {
-                        attempts[assignment.leaseID] = Task.immediate(executorPreference: loop, operation: attempt)
-                    } else {
-                        attempts[assignment.leaseID] = Task(operation: attempt)
-                    }
-                }
-                // Hold reports back only while short tasks keep the slots busy, and not for long.
-                if reports.isDue(idle: waiting.isEmpty || active == 0, shortTasks: (prefetch.averageSeconds ?? 1) < 0.001) {
-                    let (completions, credit) = reports.take()
-                    if !completions.isEmpty || credit > 0 { connection.send(.completed(completions, credit: credit)) }
-                    // Forget the leases after reporting them: a drain closes the connection as
-                    // soon as no lease is left, and must not close it before these reports.
-                    running.withLockedValue { $0.subtract(completions.map(\.leaseID)) }
-                }
+                perform(actions)
             }
             for attempt in attempts.values { attempt.cancel() }
             for attempt in attempts.values { _ = await attempt.value }
-            // The connection is gone: tasks still running were taken back by the server.
-            running.withLockedValue { $0.removeAll() }
             group.cancelAll()
         }
-    }
-}
-
-/// Reports and credit waiting to be sent together.
-///
-/// A report is sent at once when the worker is about to idle, or when tasks are not short;
-/// otherwise reports gather for up to 2 ms or 128 reports, so that a stream of tiny tasks costs
-/// the server one frame per batch instead of two per task.
-struct ReportBatch {
-    private var completions: [Completion] = []
-    private var credit = 0
-    private var oldest: ContinuousClock.Instant?
-
-    static let maximumCount = 128
-    static let maximumDelay = Duration.milliseconds(2)
-
-    mutating func add(_ completion: Completion?, credit: Int) {
-        if let completion { completions.append(completion) }
-        self.credit += credit
-        if oldest == nil { oldest = .now }
-    }
-
-    /// Whether to send now.
-    /// - Parameters:
-    ///   - idle: No task is waiting to start, so nothing else will come soon.
-    ///   - shortTasks: Tasks take under a millisecond on average.
-    func isDue(idle: Bool, shortTasks: Bool) -> Bool {
-        guard let oldest else { return false }
-        return idle || !shortTasks || completions.count >= Self.maximumCount || ContinuousClock.now - oldest >= Self.maximumDelay
-    }
-
-    mutating func take() -> (completions: [Completion], credit: Int) {
-        defer {
-            completions = []
-            credit = 0
-            oldest = nil
-        }
-        return (completions, credit)
-    }
-}
-
-/// How many tasks a worker leases ahead of its free slots: enough to cover about
-/// `lookahead` seconds of work at the tasks' average duration, between a minimum and a maximum.
-struct PrefetchPolicy {
-    let minimum: Int
-    let maximum: Int
-    var lookahead = 0.01
-    private(set) var current: Int
-    /// The tasks' average duration in seconds, weighted to recent ones; `nil` before the first.
-    private(set) var averageSeconds: Double?
-
-    init(minimum: Int, maximum: Int) {
-        self.minimum = minimum
-        self.maximum = max(minimum, maximum)
-        current = minimum
-    }
-
-    /// Records a finished task's duration; returns how many more tasks to lease ahead (never
-    /// fewer: credit already given is not taken back).
-    mutating func record(_ seconds: Double) -> Int {
-        let mean = averageSeconds.map { $0 * 0.9 + seconds * 0.1 } ?? seconds
-        averageSeconds = mean
-        let wanted = min(maximum, max(minimum, Int(lookahead / max(mean, 1e-6))))
-        guard wanted > current else { return 0 }
-        defer { current = wanted }
-        return wanted - current
     }
 }

@@ -1,0 +1,293 @@
+/// The broker as a pure state machine: connections and their hello, workers' credit and
+/// leases, dispatch in turn, watches of jobs, cancel, and the changes to store.
+///
+/// It performs no I/O and reads no clock. The executor (the server's `Broker`) feeds it events
+/// with the time since the broker started, and performs the ``BrokerActions`` it returns:
+/// writing messages to connections, storing changes, and reading the store.
+package struct BrokerStateMachine: Sendable {
+    /// What the machine needs to know of its server.
+    package struct Configuration: Sendable {
+        /// The cluster's name, reported in status and in a refused hello.
+        package var jobQueueName: String
+        /// The password every connection must present.
+        package var password: ServerPassword
+        /// How long a lease lasts without a heartbeat (sent to peers in `welcome`).
+        package var leaseDuration: Duration
+        /// Whether changes are stored: a submit then holds its connection until it is durable.
+        package var isDurable: Bool
+        /// The wall-clock time (seconds since 1970) at which the broker's time 0 was, for the
+        /// attempt log.
+        package var wallClockAtStart: Double
+
+        package init(
+            jobQueueName: String, password: ServerPassword, leaseDuration: Duration, isDurable: Bool,
+            wallClockAtStart: Double
+        ) {
+            self.jobQueueName = jobQueueName
+            self.password = password
+            self.leaseDuration = leaseDuration
+            self.isDurable = isDurable
+            self.wallClockAtStart = wallClockAtStart
+        }
+    }
+
+    /// An authenticated connection.
+    package struct Peer: Sendable, Equatable {
+        package var role: PeerRole
+        package var name: String
+        package var slots: Int
+        /// Tasks the worker may still be sent.
+        package var credit = 0
+        /// Leases the worker holds.
+        package var leases: Set<UInt64> = []
+    }
+
+    /// A connection's state.
+    private enum Connection: Sendable {
+        /// Opened; its first message must be a hello with the password.
+        case awaitingHello
+        case authenticated(Peer)
+        /// Refused and being closed: nothing it sends is read.
+        case refused
+    }
+
+    /// A peer watching a job, and the request its results answer.
+    private struct Watcher: Sendable {
+        var peer: PeerID
+        var requestID: UInt32
+    }
+
+    /// Tasks a worker may lease ahead of its slots, at most.
+    package static let maximumPrefetch = 1024
+    /// Spilled payloads loaded per read of the store.
+    package static let payloadBatch = 4096
+    /// Results per `results` message when a watch starts.
+    static let resultsPerMessage = 512
+
+    package let configuration: Configuration
+    package internal(set) var queue: TaskQueue
+    private var connections: [PeerID: Connection] = [:]
+    /// Workers in dispatch order; rotated after each dispatch.
+    private var workerOrder: [PeerID] = []
+    private var watchers: [String: [Watcher]] = [:]
+    /// Jobs sent with `run`, and the peer that sent each: forgotten once all their tasks succeed,
+    /// unless that peer has gone (its client then collects the job another way).
+    private var runs: [String: PeerID] = [:]
+    private var nextPeer: UInt64 = 1
+
+    /// Creates a machine over a queue (restored from the store, or empty).
+    package init(configuration: Configuration, queue: TaskQueue) {
+        self.configuration = configuration
+        self.queue = queue
+    }
+
+    /// An authenticated peer, if `id` is one.
+    package func peer(_ id: PeerID) -> Peer? {
+        if case .authenticated(let peer)? = connections[id] { return peer }
+        return nil
+    }
+
+    // MARK: Connections
+
+    /// A connection opened; it gets an id and must send a hello first.
+    package mutating func connectionOpened() -> PeerID {
+        let id = PeerID(nextPeer)
+        nextPeer += 1
+        connections[id] = .awaitingHello
+        return id
+    }
+
+    /// A connection sent something that cannot be read: it is told why and closed. Other
+    /// peers are not touched (and an authenticated peer's leases go back when it closes).
+    package mutating func unreadable(
+        from id: PeerID, requestID: UInt32, code: DockerParallelError.Code, message: String
+    ) -> BrokerActions {
+        guard let connection = connections[id] else { return BrokerActions() }
+        if case .refused = connection { return BrokerActions() }
+        connections[id] = .refused
+        return BrokerActions(now: [Output(peer: id, requestID: requestID, message: .error(code: code, message: message))], close: [id])
+    }
+
+    /// A connection closed: its watches end, and a worker's leases go back to the queue (their
+    /// attempts count as lost).
+    package mutating func connectionClosed(_ id: PeerID, now: Duration) -> BrokerActions {
+        guard let connection = connections.removeValue(forKey: id) else { return BrokerActions() }
+        guard case .authenticated(let peer) = connection else { return BrokerActions() }
+        for (job, list) in watchers {
+            watchers[job] = list.filter { $0.peer != id }
+        }
+        runs = runs.filter { $0.value != id }
+        guard peer.role == .worker else { return BrokerActions() }
+        workerOrder.removeAll { $0 == id }
+        let failed = queue.workerLost(id.worker, now: now.inSeconds)
+        return finish(notify(failed) + dispatch(now: now))
+    }
+
+    /// Leases whose time is up go back to the queue (or fail, out of attempts).
+    package mutating func expireLeases(now: Duration) -> BrokerActions {
+        let failed = queue.expireLeases(now: now.inSeconds)
+        return finish(notify(failed) + dispatch(now: now))
+    }
+
+    /// Spilled payloads the store returned (after a ``BrokerActions/Deferred/loadPayloads(_:)``).
+    package mutating func loaded(_ payloads: [(key: TaskQueue.Key, spec: TaskSpec?)], now: Duration) -> BrokerActions {
+        queue.load(payloads)
+        return finish(dispatch(now: now))
+    }
+
+    /// A message from a connection.
+    package mutating func received(
+        _ message: ClientMessage, requestID: UInt32, from id: PeerID, now: Duration
+    ) -> BrokerActions {
+        switch connections[id] {
+        case nil, .refused?:
+            return BrokerActions()
+        case .awaitingHello?:
+            return hello(message, requestID: requestID, from: id)
+        case .authenticated(let peer)?:
+            var actions = handle(message, requestID: requestID, from: id, peer: peer, now: now)
+            if message.isSubmit, configuration.isDurable {
+                // The connection reads nothing more until this submit is stored, or refused.
+                actions.pauseReading.append(id)
+                actions.afterWrite.append(.resumeReading(id))
+            }
+            return finish(actions)
+        }
+    }
+
+    private mutating func hello(_ message: ClientMessage, requestID: UInt32, from id: PeerID) -> BrokerActions {
+        guard case .hello(let hello) = message else {
+            return unreadable(from: id, requestID: requestID, code: .protocolViolation, message: "the first message must be hello")
+        }
+        guard configuration.password.matches(hello.password) else {
+            return unreadable(
+                from: id, requestID: requestID, code: .authenticationFailed,
+                message: "wrong cluster password for '\(configuration.jobQueueName)': use the password of the cluster you connect to")
+        }
+        guard hello.protocolVersion == Hello.currentProtocolVersion else {
+            return unreadable(
+                from: id, requestID: requestID, code: .protocolViolation,
+                message: "protocol version \(hello.protocolVersion) is not supported (the server speaks \(Hello.currentProtocolVersion)); use the same DockerParallel version for server, workers and client")
+        }
+        connections[id] = .authenticated(Peer(role: hello.role, name: hello.name, slots: hello.slots))
+        if hello.role == .worker { workerOrder.append(id) }
+        let welcome = ServerMessage.welcome(leaseDuration: configuration.leaseDuration.inSeconds)
+        return BrokerActions(now: [Output(peer: id, requestID: requestID, message: welcome)])
+    }
+
+    // MARK: Shared steps
+
+    package typealias Output = BrokerActions.Output
+
+    /// Adds what every event ends with: the attempt log's new entries, to store, and a load of
+    /// spilled payloads when the queue runs low.
+    private mutating func finish(_ actions: BrokerActions) -> BrokerActions {
+        var actions = actions
+        for var record in queue.takeAttemptLog() {
+            record.started += configuration.wallClockAtStart
+            record.ended = record.ended.map { $0 + configuration.wallClockAtStart }
+            actions.changes.append(.attempt(record))
+        }
+        let keys = queue.spilledKeysToLoad(limit: Self.payloadBatch)
+        if !keys.isEmpty { actions.afterWrite.append(.loadPayloads(keys)) }
+        return actions
+    }
+
+    /// Hands queued tasks to workers with credit, in turn.
+    mutating func dispatch(now: Duration) -> BrokerActions {
+        guard queue.hasQueuedTasks else { return BrokerActions() }
+        var actions = BrokerActions()
+        let seconds = now.inSeconds
+        for id in workerOrder {
+            guard var peer = peer(id), peer.credit > 0 else { continue }
+            let assignments = queue.lease(to: id.worker, name: peer.name, limit: peer.credit, now: seconds)
+            guard !assignments.isEmpty else { break }
+            peer.credit -= assignments.count
+            peer.leases.formUnion(assignments.map(\.leaseID))
+            connections[id] = .authenticated(peer)
+            actions.now.append(Output(peer: id, requestID: 0, message: .assign(assignments)))
+            for assignment in assignments {
+                let failures = queue.counters(jobID: assignment.jobID, index: assignment.task.index)?.failures ?? 0
+                actions.changes.append(.counters(
+                    jobID: assignment.jobID, index: assignment.task.index, attempts: assignment.attempt, failures: failures))
+            }
+        }
+        // Rotate so the next dispatch starts with another worker.
+        if workerOrder.count > 1 { workerOrder.append(workerOrder.removeFirst()) }
+        return actions
+    }
+
+    /// Changes a peer's state in place.
+    mutating func update(_ id: PeerID, _ body: (inout Peer) -> Void) {
+        guard case .authenticated(var peer)? = connections[id] else { return }
+        body(&peer)
+        connections[id] = .authenticated(peer)
+    }
+
+    /// Stores committed results and shows them to the job's watchers once stored.
+    mutating func notify(_ results: [TaskResult]) -> BrokerActions {
+        guard !results.isEmpty else { return BrokerActions() }
+        var actions = BrokerActions(changes: results.map { .result($0) })
+        var order: [String] = []
+        var byJob: [String: [TaskResult]] = [:]
+        for result in results {
+            if byJob[result.jobID] == nil { order.append(result.jobID) }
+            byJob[result.jobID, default: []].append(result)
+        }
+        for jobID in order {
+            guard let jobResults = byJob[jobID], let watchers = watchers[jobID], !watchers.isEmpty,
+                  let status = queue.status(jobID: jobID) else { continue }
+            for watcher in watchers {
+                actions.durable.append(Output(peer: watcher.peer, requestID: watcher.requestID, message: .results(jobResults)))
+                actions.durable.append(Output(peer: watcher.peer, requestID: watcher.requestID, message: .job(status)))
+            }
+            actions += forgetFinishedRun(jobID)
+        }
+        return actions
+    }
+
+    /// Sends a job's results so far and its status, and adds the peer to its watchers.
+    /// - Parameter quietUntilResults: Send nothing while the job has no result and is not
+    ///   complete (a job with no tasks is): its first results bring the status.
+    mutating func watch(jobID: String, peer id: PeerID, requestID: UInt32, quietUntilResults: Bool = false) -> BrokerActions {
+        let reply = { (message: ServerMessage) in BrokerActions(durable: [Output(peer: id, requestID: requestID, message: message)]) }
+        guard let status = queue.status(jobID: jobID) else {
+            return reply(.error(code: .invalidArgument, message: "there is no job '\(jobID)' on this server"))
+        }
+        watchers[jobID, default: []].append(Watcher(peer: id, requestID: requestID))
+        let results = queue.results(jobID: jobID)
+        if quietUntilResults && results.isEmpty && !status.isComplete { return BrokerActions() }
+        var actions = BrokerActions()
+        for start in stride(from: 0, to: results.count, by: Self.resultsPerMessage) {
+            actions += reply(.results(Array(results[start..<min(start + Self.resultsPerMessage, results.count)])))
+        }
+        return actions + reply(.job(status))
+    }
+
+    /// Forgets a job sent with `run` once every one of its tasks has succeeded.
+    mutating func forgetFinishedRun(_ jobID: String) -> BrokerActions {
+        guard runs[jobID] != nil, let status = queue.status(jobID: jobID),
+              status.isComplete, status.succeeded == status.total else { return BrokerActions() }
+        forgetJob(jobID)
+        return BrokerActions(changes: [.forget(jobID: jobID)])
+    }
+
+    /// Removes a job from the queue, its watchers and its runs.
+    mutating func forgetJob(_ jobID: String) {
+        queue.forget(jobID: jobID)
+        watchers[jobID] = nil
+        runs[jobID] = nil
+    }
+
+    /// Records that a peer sent a job with `run`.
+    mutating func recordRun(_ jobID: String, by id: PeerID) {
+        runs[jobID] = id
+    }
+
+    /// The connected workers, in dispatch order, for status.
+    var workerReports: [ServerReport.Worker] {
+        workerOrder.compactMap { id in
+            peer(id).map { ServerReport.Worker(name: $0.name, slots: $0.slots, running: $0.leases.count) }
+        }
+    }
+}

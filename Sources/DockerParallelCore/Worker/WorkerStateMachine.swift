@@ -1,0 +1,170 @@
+import DequeModule
+
+/// The worker's side of a connection as a pure state machine: credit and prefetch, tasks
+/// waiting for a slot, aborts, heartbeats, batched reports, and the drain on SIGTERM.
+///
+/// It performs no I/O and reads no clock. The executor (`Worker`) feeds it events with the
+/// time since the connection opened and performs the ``WorkerAction``s it returns: sending
+/// messages, starting and cancelling attempts, closing the connection.
+package struct WorkerStateMachine: Sendable {
+    /// How the worker leases and reports.
+    package struct Configuration: Sendable {
+        /// Tasks run at once.
+        package var slots: Int
+        /// Tasks leased ahead of free slots, at least.
+        package var minimumPrefetch: Int
+        /// Tasks leased ahead of free slots, at most (raised for short tasks).
+        package var maximumPrefetch: Int
+        /// How often held leases are renewed.
+        package var heartbeatInterval: Duration
+        /// How long running tasks may go on once a drain starts, before they are handed back.
+        package var shutdownGracePeriod: Duration
+
+        package init(
+            slots: Int, minimumPrefetch: Int, maximumPrefetch: Int, heartbeatInterval: Duration,
+            shutdownGracePeriod: Duration
+        ) {
+            self.slots = slots
+            self.minimumPrefetch = minimumPrefetch
+            self.maximumPrefetch = maximumPrefetch
+            self.heartbeatInterval = heartbeatInterval
+            self.shutdownGracePeriod = shutdownGracePeriod
+        }
+    }
+
+    /// Average attempt length under which a Swift task starts on the connection's own thread.
+    package static let inlineBelow = Duration.microseconds(200)
+    /// Average attempt length under which reports are held back for a batch.
+    package static let shortTask = Duration.milliseconds(1)
+
+    package let configuration: Configuration
+    /// Leases the worker holds: waiting, running, or finished and not yet reported.
+    package private(set) var held: Set<UInt64> = []
+    /// Assignments waiting for a free slot, in the order they came.
+    package private(set) var waiting = Deque<Assignment>()
+    /// Attempts running now.
+    package private(set) var active = 0
+    /// When the drain started, if it has.
+    package private(set) var drainStarted: Duration?
+    private var lastHeartbeat: Duration = .zero
+    private var prefetch: PrefetchPolicy
+    private var reports = ReportBatch()
+    private var closed = false
+
+    package init(configuration: Configuration) {
+        self.configuration = configuration
+        self.prefetch = PrefetchPolicy(minimum: configuration.minimumPrefetch, maximum: configuration.maximumPrefetch)
+    }
+
+    /// Whether the worker drains: it takes no new task.
+    package var isDraining: Bool { drainStarted != nil }
+
+    /// The connection is ready: ask for a task per slot and the prefetch.
+    package mutating func connected(now: Duration) -> [WorkerAction] {
+        lastHeartbeat = now
+        return [.send(.credit(count: configuration.slots + configuration.minimumPrefetch))]
+    }
+
+    /// The server assigned tasks.
+    package mutating func assigned(_ assignments: [Assignment], now: Duration) -> [WorkerAction] {
+        guard !closed else { return [] }
+        if isDraining { return [.send(.release(leaseIDs: assignments.map(\.leaseID)))] }
+        held.formUnion(assignments.map(\.leaseID))
+        waiting.append(contentsOf: assignments)
+        return startWaiting() + flushReportsIfDue(now: now)
+    }
+
+    /// The server took leases back (their tasks were cancelled): they stop and are not reported.
+    package mutating func aborted(_ leaseIDs: [UInt64], now: Duration) -> [WorkerAction] {
+        let aborted = Set(leaseIDs)
+        held.subtract(aborted)
+        waiting.removeAll { aborted.contains($0.leaseID) }
+        return [.cancel(leaseIDs)] + flushReportsIfDue(now: now)
+    }
+
+    /// An attempt ended after `duration`; its report goes out with the next batch, unless its
+    /// lease was aborted meanwhile.
+    package mutating func finished(_ completion: Completion, duration: Duration, now: Duration) -> [WorkerAction] {
+        active -= 1
+        let report = held.contains(completion.leaseID) ? completion : nil
+        // One credit for the freed slot, and more while short tasks raise the prefetch.
+        let credit = isDraining ? 0 : 1 + prefetch.record(duration)
+        reports.add(report, credit: credit, now: now)
+        return startWaiting() + flushReportsIfDue(now: now)
+    }
+
+    /// Time passed: heartbeats, reports held back too long, and the end of a drain.
+    package mutating func tick(now: Duration) -> [WorkerAction] {
+        guard !closed else { return [] }
+        var actions = flushReportsIfDue(now: now)
+        if let started = drainStarted {
+            if held.isEmpty || now - started > configuration.shutdownGracePeriod {
+                // What still runs after the grace period goes back to the server.
+                if !held.isEmpty { actions.append(.send(.release(leaseIDs: held.sorted()))) }
+                held.removeAll()
+                closed = true
+                return actions + [.close]
+            }
+        }
+        if !held.isEmpty, now - lastHeartbeat > configuration.heartbeatInterval {
+            actions.append(.send(.heartbeat(leaseIDs: held.sorted())))
+            lastHeartbeat = now
+        }
+        return actions
+    }
+
+    /// Graceful shutdown (SIGTERM, a spot notice, a scale-down): tasks that have not started go
+    /// back at once; running ones get the grace period (see ``tick(now:)``).
+    package mutating func drain(now: Duration) -> [WorkerAction] {
+        guard !isDraining, !closed else { return [] }
+        drainStarted = now
+        let handedBack = waiting.map(\.leaseID)
+        waiting.removeAll()
+        held.subtract(handedBack)
+        var actions = flushReportsIfDue(now: now)
+        if !handedBack.isEmpty { actions.append(.send(.release(leaseIDs: handedBack))) }
+        return actions + tick(now: now)
+    }
+
+    /// Starts waiting assignments while slots are free.
+    private mutating func startWaiting() -> [WorkerAction] {
+        var actions: [WorkerAction] = []
+        while active < configuration.slots, !isDraining, let assignment = waiting.popFirst() {
+            active += 1
+            // Swift tasks that lately took microseconds run on the connection's own thread;
+            // commands and the rest run on the shared pool.
+            var inline = false
+            if case .command = assignment.task.kind {
+                inline = false
+            } else if let average = prefetch.average, average < Self.inlineBelow {
+                inline = true
+            }
+            actions.append(.start(assignment, inline: inline))
+        }
+        return actions
+    }
+
+    /// Sends held-back reports, with their credit, when they are due.
+    private mutating func flushReportsIfDue(now: Duration) -> [WorkerAction] {
+        let shortTasks = prefetch.average.map { $0 < Self.shortTask } ?? false
+        guard reports.isDue(idle: waiting.isEmpty || active == 0, shortTasks: shortTasks, now: now) else { return [] }
+        let (completions, credit) = reports.take()
+        // The leases are forgotten once reported: a drain closes the connection as soon as no
+        // lease is held, and must not close it before these reports.
+        held.subtract(completions.map(\.leaseID))
+        guard !completions.isEmpty || credit > 0 else { return [] }
+        return [.send(.completed(completions, credit: credit))]
+    }
+}
+
+/// What the worker's state machine asks its executor to do, in order.
+package enum WorkerAction: Sendable, Equatable {
+    /// Send a message to the server.
+    case send(ClientMessage)
+    /// Start an attempt; `inline`: on the connection's own thread (a Swift task of microseconds).
+    case start(Assignment, inline: Bool)
+    /// Cancel these leases' running attempts.
+    case cancel([UInt64])
+    /// Close the connection (a drain is done).
+    case close
+}
