@@ -111,7 +111,7 @@ let package = Package(
         .executableTarget(
             name: "dockerparallel",
             dependencies: [
-                "DockerParallel", "DockerEngineProvider",
+                "DockerParallel", "DockerParallelCore", "DockerParallelServer", "DockerParallelWorker", "DockerEngineProvider",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -125,9 +125,17 @@ let package = Package(
         .executableTarget(name: "dockerparallel-bench", dependencies: ["DockerParallel", "DockerEngineProvider"]),
         .testTarget(name: "DockerParallelCoreTests", dependencies: ["DockerParallelCore"]),
         .testTarget(
+            name: "DockerParallelWireTests",
+            dependencies: [
+                "DockerParallelCore", "DockerParallelWire",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOFoundationCompat", package: "swift-nio"),
+            ]
+        ),
+        .testTarget(
             name: "DockerParallelTests",
             dependencies: [
-                "DockerParallel", "DockerParallelTestKit", "DockerParallelServer", "DockerParallelWorker",
+                "DockerParallel", "DockerParallelCore", "DockerParallelTestKit", "DockerParallelServer", "DockerParallelWorker",
                 "DockerParallelWire", "DockerEngineProvider",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),

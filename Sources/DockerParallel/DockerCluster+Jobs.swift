@@ -15,22 +15,22 @@ extension DockerCluster {
     ///     chunks: a chunk's inputs are leased, run one after another, retried and failed
     ///     together, and `options.timeout` limits a whole chunk.
     /// - Throws: ``TaskFailures`` naming each failed input; connection errors.
-    public func map<Task: ParallelTask>(
-        _ inputs: [Task.Input], using task: Task.Type, options: JobOptions = JobOptions(), chunkSize: Int = 1
-    ) async throws -> [Task.Output] {
+    public func map<Work: ParallelTask>(
+        _ inputs: [Work.Input], using work: Work.Type, options: JobOptions = JobOptions(), chunkSize: Int = 1
+    ) async throws -> [Work.Output] {
         guard chunkSize >= 1 else {
             throw DockerParallelError(.invalidArgument, "chunkSize must be at least 1, got \(chunkSize)")
         }
-        let job = JobHandle<Task>(cluster: self, id: Self.newJobID(), count: inputs.count)
+        let job = JobHandle(cluster: self, id: JobID.random(), count: inputs.count, of: work)
         if chunkSize == 1 {
-            return try job.outputs(from: try await run(try Self.specs(inputs, using: task), jobID: job.id, options: options))
+            return try job.outputs(from: try await run(try Self.specs(inputs, using: work), jobID: job.id, options: options))
         }
-        let specs = try Self.chunkSpecs(inputs, using: task, size: chunkSize)
+        let specs = try Self.chunkSpecs(inputs, using: work, size: chunkSize)
         return try job.outputs(fromChunks: try await run(specs, jobID: job.id, options: options), size: chunkSize)
     }
 
     /// Runs a job to its end and returns its results by index; forgets it unless a task failed.
-    private func run(_ specs: [TaskSpec], jobID: String, options: JobOptions) async throws -> [TaskResult] {
+    private func run(_ specs: [TaskSpec], jobID: JobID, options: JobOptions) async throws -> [TaskResult] {
         if Self.fitsOneSubmit(specs), let results = try await runInOneRoundTrip(specs, jobID: jobID, options: options) {
             return results
         }
@@ -47,13 +47,13 @@ extension DockerCluster {
     /// server instead of three.
     /// - Returns: The results by index, or `nil` when the connection failed on the way (the
     ///   caller then takes the path that waits for the server to come back).
-    private func runInOneRoundTrip(_ specs: [TaskSpec], jobID: String, options: JobOptions) async throws -> [TaskResult]? {
+    private func runInOneRoundTrip(_ specs: [TaskSpec], jobID: JobID, options: JobOptions) async throws -> [TaskResult]? {
         try options.validate()
         do {
             let connection = try await client()
             var results: [TaskResult] = []
             var received = Set<Int>()
-            for try await reply in connection.stream(.run(jobID: jobID, options: options, tasks: specs)) {
+            for try await reply in connection.stream(.run(jobID: jobID.rawValue, options: options, tasks: specs)) {
                 switch reply {
                 case .results(let batch):
                     for result in batch where received.insert(result.index).inserted { results.append(result) }
@@ -70,7 +70,7 @@ extension DockerCluster {
     }
 
     /// Encodes the inputs of a Swift task as task specifications.
-    static func specs<Task: ParallelTask>(_ inputs: [Task.Input], using task: Task.Type) throws -> [TaskSpec] {
+    static func specs<Work: ParallelTask>(_ inputs: [Work.Input], using work: Work.Type) throws -> [TaskSpec] {
         var specs: [TaskSpec] = []
         specs.reserveCapacity(inputs.count)
         let encoder = JSONEncoder()
@@ -81,17 +81,17 @@ extension DockerCluster {
             } catch {
                 throw DockerParallelError(.codingFailed, "input #\(index) could not be encoded: \(error)")
             }
-            specs.append(TaskSpec(index: index, kind: .swift(name: Task.name), input: data))
+            specs.append(TaskSpec(index: index, kind: .swift(name: Work.name), input: data))
         }
         return specs
     }
 
     /// Encodes the inputs of a Swift task as chunks of `size` inputs, one task each.
-    static func chunkSpecs<Task: ParallelTask>(_ inputs: [Task.Input], using task: Task.Type, size: Int) throws -> [TaskSpec] {
-        let encoded = try specs(inputs, using: task)
+    static func chunkSpecs<Work: ParallelTask>(_ inputs: [Work.Input], using work: Work.Type, size: Int) throws -> [TaskSpec] {
+        let encoded = try specs(inputs, using: work)
         return stride(from: 0, to: encoded.count, by: size).enumerated().map { chunk, start in
             let parts = encoded[start..<min(start + size, encoded.count)].map(\.input)
-            return TaskSpec(index: chunk, kind: .swiftChunk(name: Task.name), input: TaskChunk.pack(parts))
+            return TaskSpec(index: chunk, kind: .swiftChunk(name: Work.name), input: TaskChunk.pack(parts))
         }
     }
 
@@ -107,11 +107,11 @@ extension DockerCluster {
     /// Submits a Swift task over every input and returns at once with a handle on the job.
     /// - Parameters:
     ///   - jobID: The job's id; a retried submit with the same id adds nothing twice. Default: a new id.
-    public func submit<Task: ParallelTask>(
-        _ inputs: [Task.Input], using task: Task.Type, options: JobOptions = JobOptions(), jobID: String = DockerCluster.newJobID()
-    ) async throws -> JobHandle<Task> {
-        try await submit(try Self.specs(inputs, using: task), jobID: jobID, options: options)
-        return JobHandle(cluster: self, id: jobID, count: inputs.count)
+    public func submit<Work: ParallelTask>(
+        _ inputs: [Work.Input], using work: Work.Type, options: JobOptions = JobOptions(), jobID: JobID = .random()
+    ) async throws -> JobHandle<Work.Output> {
+        try await submit(try Self.specs(inputs, using: work), jobID: jobID, options: options)
+        return JobHandle(cluster: self, id: jobID, count: inputs.count, of: work)
     }
 
     /// Submits one command per input, GNU parallel style, and returns at once with a handle.
@@ -121,19 +121,19 @@ extension DockerCluster {
     ///   - environment: Extra environment for every command.
     public func submitCommands(
         _ command: CommandTemplate, inputs: [String], environment: [String: String] = [:],
-        options: JobOptions = JobOptions(), jobID: String = DockerCluster.newJobID()
-    ) async throws -> CommandJob {
+        options: JobOptions = JobOptions(), jobID: JobID = .random()
+    ) async throws -> JobHandle<TaskResult> {
         let specs = inputs.enumerated().map { index, input in
             TaskSpec(index: index, kind: .command(argv: command.argv(input: input, number: index + 1), environment: environment))
         }
         try await submit(specs, jobID: jobID, options: options)
-        return CommandJob(cluster: self, id: jobID, count: inputs.count)
+        return JobHandle(cluster: self, id: jobID, count: inputs.count)
     }
 
     /// Submits task specifications in batches; returns once the server has stored them all.
-    public func submit(_ tasks: [TaskSpec], jobID: String, options: JobOptions) async throws {
+    public func submit(_ tasks: [TaskSpec], jobID: JobID, options: JobOptions) async throws {
         try options.validate()
-        guard !jobID.isEmpty else { throw DockerParallelError(.invalidArgument, "a job id must not be empty") }
+        guard !jobID.rawValue.isEmpty else { throw DockerParallelError(.invalidArgument, "a job id must not be empty") }
         var start = 0
         repeat {
             var end = start
@@ -144,7 +144,7 @@ extension DockerCluster {
             }
             // Submits are idempotent, so a batch whose acknowledgement was lost is simply sent again.
             let batch = Array(tasks[start..<end])
-            let reply = try await withServerRetry { try await $0.request(.submit(jobID: jobID, options: options, tasks: batch)) }
+            let reply = try await withServerRetry { try await $0.request(.submit(jobID: jobID.rawValue, options: options, tasks: batch)) }
             guard case .submitted = reply else {
                 throw DockerParallelError(.protocolViolation, "the server answered submit with \(reply)")
             }
@@ -156,13 +156,13 @@ extension DockerCluster {
     /// Streams a job's results as they are committed, ending when every task has one.
     /// - Parameter progress: Called with the job's counts after each batch of results.
     public func results(
-        jobID: String, progress: @escaping @Sendable (JobStatus) -> Void = { _ in }
+        jobID: JobID, progress: @escaping @Sendable (JobStatus) -> Void = { _ in }
     ) async throws -> AsyncThrowingStream<TaskResult, any Error> {
         // Fails now, not in the stream, when there is no server to come back.
         _ = try await withServerRetry { $0 }
         let received = NIOLockedValueBox(Set<Int>())
         return AsyncThrowingStream { continuation in
-            let reader = _Concurrency.Task {
+            let reader = Task {
                 do {
                     // Watching is idempotent: after a lost connection the server sends every
                     // result again, and those already seen are skipped.
@@ -170,7 +170,7 @@ extension DockerCluster {
                         // Frames from different workers' completions may arrive in any order, so
                         // the stream ends when every task has a result, not on a status alone.
                         var total: Int?
-                        for try await reply in connection.stream(.watch(jobID: jobID)) {
+                        for try await reply in connection.stream(.watch(jobID: jobID.rawValue)) {
                             switch reply {
                             case .results(let results):
                                 for result in results where received.withLockedValue({ $0.insert(result.index).inserted }) {
@@ -196,10 +196,10 @@ extension DockerCluster {
     }
 
     /// The results a job has now, ordered by index, without waiting for the rest.
-    public func finishedResults(jobID: String) async throws -> [TaskResult] {
+    public func finishedResults(jobID: JobID) async throws -> [TaskResult] {
         try await withServerRetry { connection in
             var results: [TaskResult] = []
-            for try await reply in connection.stream(.watch(jobID: jobID)) {
+            for try await reply in connection.stream(.watch(jobID: jobID.rawValue)) {
                 switch reply {
                 case .results(let batch): results += batch
                 case .job: return results.sorted { $0.index < $1.index }
@@ -213,10 +213,10 @@ extension DockerCluster {
     /// The attempt log of a job, or of one task: every lease a task was given, who ran it, when,
     /// and how it ended, oldest first per task.
     /// - Throws: `.invalidArgument` when the job is unknown or the server keeps no store.
-    public func attemptLog(jobID: String, index: Int? = nil) async throws -> [AttemptRecord] {
+    public func attemptLog(jobID: JobID, index: Int? = nil) async throws -> [AttemptRecord] {
         try await withServerRetry { connection in
             var records: [AttemptRecord] = []
-            for try await reply in connection.stream(.attempts(jobID: jobID, index: index)) {
+            for try await reply in connection.stream(.attempts(jobID: jobID.rawValue, index: index)) {
                 switch reply {
                 case .attempts(let batch): records += batch
                 case .done: return records
@@ -228,7 +228,7 @@ extension DockerCluster {
     }
 
     /// Waits for every result of a job, ordered by index.
-    public func collect(jobID: String, progress: @escaping @Sendable (JobStatus) -> Void = { _ in }) async throws -> [TaskResult] {
+    public func collect(jobID: JobID, progress: @escaping @Sendable (JobStatus) -> Void = { _ in }) async throws -> [TaskResult] {
         var results: [TaskResult] = []
         for try await result in try await self.results(jobID: jobID, progress: progress) { results.append(result) }
         return results.sorted { $0.index < $1.index }
@@ -237,8 +237,8 @@ extension DockerCluster {
     /// Cancels a job's unfinished tasks, or one task.
     /// - Returns: The job's counts afterwards.
     @discardableResult
-    public func cancel(jobID: String, index: Int? = nil) async throws -> JobStatus {
-        let reply = try await client().request(.cancel(jobID: jobID, index: index))
+    public func cancel(jobID: JobID, index: Int? = nil) async throws -> JobStatus {
+        let reply = try await withServerRetry { try await $0.request(.cancel(jobID: jobID.rawValue, index: index)) }
         guard case .job(let status) = reply else {
             throw DockerParallelError(.protocolViolation, "the server answered cancel with \(reply)")
         }
@@ -249,8 +249,8 @@ extension DockerCluster {
     /// - Parameter indices: Only these tasks (default: every failed or cancelled one).
     /// - Returns: The job's counts afterwards.
     @discardableResult
-    public func retryFailed(jobID: String, indices: [Int]? = nil) async throws -> JobStatus {
-        let reply = try await withServerRetry { try await $0.request(.retry(jobID: jobID, indices: indices)) }
+    public func retryFailed(jobID: JobID, indices: [Int]? = nil) async throws -> JobStatus {
+        let reply = try await withServerRetry { try await $0.request(.retry(jobID: jobID.rawValue, indices: indices)) }
         guard case .job(let status) = reply else {
             throw DockerParallelError(.protocolViolation, "the server answered retry with \(reply)")
         }
@@ -258,13 +258,17 @@ extension DockerCluster {
     }
 
     /// Removes a job and its results from the server.
-    public func forget(jobID: String) async throws {
-        _ = try await client().request(.forget(jobID: jobID))
+    public func forget(jobID: JobID) async throws {
+        _ = try await withServerRetry { try await $0.request(.forget(jobID: jobID.rawValue)) }
     }
 
     /// What the server reports: connected workers and jobs.
-    public func serverReport() async throws -> ServerReport {
-        let reply = try await client().request(.status, timeout: 10)
+    /// - Parameter waitingForServer: Wait for a restarting server, as job operations do
+    ///   (default: fail at once, as `status` output wants).
+    public func serverReport(waitingForServer: Bool = false) async throws -> ServerReport {
+        let reply = waitingForServer
+            ? try await withServerRetry { try await $0.request(.status, timeout: 10) }
+            : try await client().request(.status, timeout: 10)
         guard case .status(let report) = reply else {
             throw DockerParallelError(.protocolViolation, "the server answered status with \(reply)")
         }
@@ -273,16 +277,10 @@ extension DockerCluster {
 
     /// The counts of one job.
     /// - Throws: `.invalidArgument` when the server does not know the job.
-    public func jobStatus(jobID: String) async throws -> JobStatus {
-        guard let status = try await serverReport().jobs.first(where: { $0.jobID == jobID }) else {
+    public func jobStatus(jobID: JobID) async throws -> JobStatus {
+        guard let status = try await serverReport(waitingForServer: true).jobs.first(where: { $0.jobID == jobID.rawValue }) else {
             throw DockerParallelError(.invalidArgument, "there is no job '\(jobID)' on the server of '\(configuration.jobQueueName)'")
         }
         return status
-    }
-
-    /// A new random job id.
-    public nonisolated static func newJobID() -> String {
-        var generator = SystemRandomNumberGenerator()
-        return "job-" + String(generator.next() & 0xffff_ffff_ffff, radix: 16)
     }
 }

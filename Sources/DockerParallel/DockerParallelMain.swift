@@ -57,20 +57,31 @@ public enum DockerParallelMain {
             throw DockerParallelError(.invalidArgument, "the server needs the cluster password in \(EnvironmentKey.password)")
         }
         let port = try integer(EnvironmentKey.port, in: environment) ?? ClusterConfiguration.defaultServerPort
-        let configuration = ServerConfiguration(
+        var configuration = ServerConfiguration(
             host: environment[EnvironmentKey.host] ?? "127.0.0.1",
             port: port,
             password: ServerPassword(password),
             jobQueueName: environment[EnvironmentKey.jobQueueName] ?? ClusterConfiguration.defaultJobQueueName,
-            leaseDuration: try double(EnvironmentKey.leaseDuration, in: environment) ?? 30,
+            leaseDuration: .seconds(try double(EnvironmentKey.leaseDuration, in: environment) ?? 30),
             storePath: environment[EnvironmentKey.storePath].flatMap { $0.isEmpty ? nil : $0 },
             unixSocketPath: environment[EnvironmentKey.unixSocketPath].flatMap { $0.isEmpty ? nil : $0 })
-        let endpointFile = environment[EnvironmentKey.endpointFile]
+        configuration.writesSmallBatchesOnEventLoop = environment[EnvironmentKey.storeWritesOnEventLoop] != "0"
+        try await runServer(
+            configuration: configuration, endpointFile: environment[EnvironmentKey.endpointFile],
+            ownerProcessID: try integer(EnvironmentKey.ownerProcessID, in: environment).map { pid_t($0) }, logger: logger)
+    }
+
+    /// Runs a server until SIGTERM or SIGINT, or until `ownerProcessID` is gone.
+    /// - Parameters:
+    ///   - endpointFile: Where to write the bound endpoint, for the provider and the workers.
+    package static func runServer(
+        configuration: ServerConfiguration, endpointFile: String?, ownerProcessID: pid_t?, logger: Logger
+    ) async throws {
         let server = BrokerServer(configuration: configuration, logger: logger) { endpoint in
             logger.info("listening on \(endpoint)")
             if let endpointFile { writeAtomically(endpoint.fileLine, to: endpointFile) }
         }
-        try await runGroup(server, environment: environment, logger: logger)
+        try await runGroup(server, ownerProcessID: ownerProcessID, logger: logger)
     }
 
     /// Runs a worker described by the environment until SIGTERM, SIGINT or a lost server.
@@ -90,28 +101,40 @@ public enum DockerParallelMain {
         if let endpointFile = environment[EnvironmentKey.endpointFile] {
             configuration.serverLocator = { readEndpoint(endpointFile) }
         }
-        let readyFile = environment[EnvironmentKey.readyFile]
+        try await runWorker(
+            configuration: configuration, readyFile: environment[EnvironmentKey.readyFile],
+            ownerProcessID: try integer(EnvironmentKey.ownerProcessID, in: environment).map { pid_t($0) }, logger: logger)
+    }
+
+    /// Runs a worker until SIGTERM, SIGINT or a lost server, or until `ownerProcessID` is gone.
+    /// - Parameters:
+    ///   - readyFile: A file to create once the worker is connected.
+    package static func runWorker(
+        configuration: WorkerConfiguration, readyFile: String?, ownerProcessID: pid_t?, logger: Logger
+    ) async throws {
         let slots = configuration.slots
         let worker = Worker(configuration: configuration, logger: logger) {
             logger.info("connected with \(slots) slot(s)")
             if let readyFile { writeAtomically(String(getpid()), to: readyFile) }
         }
-        try await runGroup(worker, environment: environment, logger: logger)
+        try await runGroup(worker, ownerProcessID: ownerProcessID, logger: logger)
     }
 
-    private static func runGroup(_ service: some Service, environment: [String: String], logger: Logger) async throws {
+    private static func runGroup(_ service: some Service, ownerProcessID: pid_t?, logger: Logger) async throws {
         var services = [ServiceGroupConfiguration.ServiceConfiguration(
             service: service, successTerminationBehavior: .gracefullyShutdownGroup,
             failureTerminationBehavior: .gracefullyShutdownGroup)]
-        if let owner = try integer(EnvironmentKey.ownerProcessID, in: environment) {
-            services.append(.init(service: OwnerWatch(processID: pid_t(owner)), successTerminationBehavior: .gracefullyShutdownGroup))
+        if let ownerProcessID {
+            services.append(.init(service: OwnerWatch(processID: ownerProcessID), successTerminationBehavior: .gracefullyShutdownGroup))
         }
         let group = ServiceGroup(configuration: ServiceGroupConfiguration(
             services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         try await group.run()
     }
 
-    private static func makeLogger(label: String, environment: [String: String]) -> Logger {
+    /// The logger of a server or worker process: standard error, at the level that
+    /// `DOCKERPARALLEL_LOG_LEVEL` names (default `info`).
+    package static func makeLogger(label: String, environment: [String: String]) -> Logger {
         var logger = Logger(label: label) { StreamLogHandler.standardError(label: $0) }
         logger.logLevel = environment["DOCKERPARALLEL_LOG_LEVEL"].flatMap(Logger.Level.init(rawValue:)) ?? .info
         return logger

@@ -1,4 +1,5 @@
 import DockerParallelCore
+import DockerParallelWire
 import Foundation
 import NIOConcurrencyHelpers
 import NIOCore
@@ -58,11 +59,12 @@ final class Broker: Sendable {
         let machine = BrokerStateMachine(
             configuration: .init(
                 jobQueueName: configuration.jobQueueName, password: configuration.password,
-                leaseDuration: .seconds(configuration.leaseDuration), isDurable: store != nil,
+                leaseDuration: configuration.leaseDuration, isDurable: store != nil,
                 wallClockAtStart: Date().timeIntervalSince1970),
             queue: queue)
         self.state = NIOLockedValueBox(State(machine: machine))
-        self.committer = GroupCommitter(store: store, onFailure: onStoreFailure)
+        self.committer = GroupCommitter(
+            store: store, writesSmallBatchesOnEventLoop: configuration.writesSmallBatchesOnEventLoop, onFailure: onStoreFailure)
         committer.onLoaded { [unowned self] payloads in self.loaded(payloads) }
     }
 
@@ -173,6 +175,6 @@ final class Broker: Sendable {
     }
 
     static func frame(_ message: ServerMessage, requestID: UInt32) -> Frame {
-        Frame(requestID: requestID, body: (try? MessageCoding.encode(message)) ?? Data())
+        Frame(requestID: requestID, body: (try? MessageCoding.encode(message)) ?? ByteBuffer())
     }
 }

@@ -31,12 +31,12 @@ public final class BrokerServer: Service {
     /// - Throws: `.serverStartFailed` when the port cannot be bound.
     public func run() async throws {
         let logger = self.logger
-        var queue = TaskQueue(leaseDuration: configuration.leaseDuration)
+        var queue = TaskQueue(leaseDuration: configuration.leaseDuration.inSeconds)
         var store: (any BrokerStore)?
         if let path = configuration.storePath {
             let opened = try SQLiteStore(path: path)
             // With a store, queued payloads beyond the resident limit wait on disk.
-            queue = TaskQueue(leaseDuration: configuration.leaseDuration, residentLimit: configuration.residentTaskLimit)
+            queue = TaskQueue(leaseDuration: configuration.leaseDuration.inSeconds, residentLimit: configuration.residentTaskLimit)
             let jobs = try opened.load()
             for job in jobs {
                 queue.restore(jobID: job.jobID, options: job.options, tasks: job.tasks, results: job.results)

@@ -7,16 +7,16 @@ import NIOCore
 /// thread of the shared pool, and writes from it need no hop back to the loop. Only short work
 /// belongs here; anything that blocks or computes for long stalls every channel of the loop.
 @available(macOS 15, *)
-public final class EventLoopTaskExecutor: TaskExecutor {
+package final class EventLoopTaskExecutor: TaskExecutor {
     /// The loop that runs the jobs.
-    public let eventLoop: any EventLoop
+    package let eventLoop: any EventLoop
 
     /// Creates an executor on `eventLoop`.
-    public init(eventLoop: any EventLoop) {
+    package init(eventLoop: any EventLoop) {
         self.eventLoop = eventLoop
     }
 
-    public func enqueue(_ job: consuming ExecutorJob) {
+    package func enqueue(_ job: consuming ExecutorJob) {
         let job = UnownedJob(job)
         // On the loop's own thread this only queues the job; from elsewhere it wakes the loop.
         eventLoop.execute {

@@ -10,7 +10,7 @@ import NIOPosix
 /// Requests get replies matched by id; messages the server pushes unasked (task assignments)
 /// arrive on ``pushes``. When the connection drops, every waiting request fails with
 /// `.connectionFailed` and ``pushes`` finishes.
-public final class PeerConnection: Sendable {
+package final class PeerConnection: Sendable {
     private struct State {
         var nextRequestID: UInt32 = 1
         var pending: [UInt32: @Sendable (Result<ServerMessage, any Error>) -> Void] = [:]
@@ -23,9 +23,9 @@ public final class PeerConnection: Sendable {
     private let state = NIOLockedValueBox(State())
     private let pushContinuation: AsyncStream<ServerMessage>.Continuation
     /// Messages the server sends unasked, such as task assignments.
-    public let pushes: AsyncStream<ServerMessage>
+    package let pushes: AsyncStream<ServerMessage>
     /// Seconds a lease lasts, as the server announced.
-    public private(set) var leaseDuration: Double {
+    package private(set) var leaseDuration: Double {
         get { leaseDurationBox.withLockedValue { $0 } }
         set { leaseDurationBox.withLockedValue { $0 = newValue } }
     }
@@ -43,7 +43,7 @@ public final class PeerConnection: Sendable {
     ///   - timeout: Seconds to wait for the connection and the server's welcome.
     ///   - eventLoop: The loop that serves the connection (default: one of the shared loops).
     /// - Throws: `.connectionFailed` when nothing answers, `.authenticationFailed` on a wrong password.
-    public static func connect(
+    package static func connect(
         to endpoint: Endpoint, hello: Hello, timeout: Double = 10, on eventLoop: (any EventLoop)? = nil
     ) async throws -> PeerConnection {
         let group: any EventLoopGroup = eventLoop ?? MultiThreadedEventLoopGroup.singleton
@@ -86,7 +86,7 @@ public final class PeerConnection: Sendable {
 
     /// Sends a request and waits for its reply.
     /// - Throws: The server's error as a ``DockerParallelError``, or `.connectionFailed`.
-    public func request(_ message: ClientMessage, timeout: Double? = nil) async throws -> ServerMessage {
+    package func request(_ message: ClientMessage, timeout: Double? = nil) async throws -> ServerMessage {
         let body = try MessageCoding.encode(message)
         let reply: ServerMessage = try await withCheckedThrowingContinuation { continuation in
             send(body, timeout: timeout) { continuation.resume(with: $0) }
@@ -97,7 +97,7 @@ public final class PeerConnection: Sendable {
 
     /// Writes a request frame; `onReply` gets its reply, or the failure of the connection.
     private func send(
-        _ body: Data, timeout: Double?, onReply: @escaping @Sendable (Result<ServerMessage, any Error>) -> Void
+        _ body: ByteBuffer, timeout: Double?, onReply: @escaping @Sendable (Result<ServerMessage, any Error>) -> Void
     ) {
         guard let id = register({ $0.pending[$1] = onReply }) else {
             onReply(.failure(Self.closedError))
@@ -114,7 +114,7 @@ public final class PeerConnection: Sendable {
     }
 
     /// Sends a request whose replies form a stream (watching a job).
-    public func stream(_ message: ClientMessage) -> AsyncThrowingStream<ServerMessage, any Error> {
+    package func stream(_ message: ClientMessage) -> AsyncThrowingStream<ServerMessage, any Error> {
         let (stream, continuation) = AsyncThrowingStream.makeStream(of: ServerMessage.self)
         let id = register { $0.streams[$1] = continuation }
         guard let id else {
@@ -147,7 +147,7 @@ public final class PeerConnection: Sendable {
     /// Hands messages the server pushes to `handler` as they arrive, on the connection's event
     /// loop, instead of to ``pushes``; `nil` once the connection has closed. One hop less than
     /// iterating ``pushes``. Set it before anything is pushed (before asking for tasks).
-    public func handlePushes(_ handler: @escaping @Sendable (ServerMessage?) -> Void) {
+    package func handlePushes(_ handler: @escaping @Sendable (ServerMessage?) -> Void) {
         let closed = state.withLockedValue { state in
             state.pushHandler = handler
             return state.closed
@@ -156,7 +156,7 @@ public final class PeerConnection: Sendable {
     }
 
     /// Sends a message that needs no reply.
-    public func send(_ message: ClientMessage) {
+    package func send(_ message: ClientMessage) {
         guard let body = try? MessageCoding.encode(message) else { return }
         channel.writeAndFlush(Frame(requestID: 0, body: body), promise: nil)
     }
@@ -164,18 +164,18 @@ public final class PeerConnection: Sendable {
     /// An executor on the connection's event loop, where its frames are read and written: a
     /// task that prefers it handles replies and pushes without a hop to another thread.
     @available(macOS 15, *)
-    public var taskExecutor: EventLoopTaskExecutor { EventLoopTaskExecutor(eventLoop: channel.eventLoop) }
+    package var taskExecutor: EventLoopTaskExecutor { EventLoopTaskExecutor(eventLoop: channel.eventLoop) }
 
     /// Closes the connection.
-    public func close() {
+    package func close() {
         channel.close(promise: nil)
     }
 
     /// Whether the connection is still open.
-    public var isOpen: Bool { !state.withLockedValue { $0.closed } }
+    package var isOpen: Bool { !state.withLockedValue { $0.closed } }
 
     /// Completes when the connection has closed.
-    public func closed() async {
+    package func closed() async {
         try? await channel.closeFuture.get()
     }
 

@@ -15,9 +15,9 @@ enum WorkerEvent: Sendable {
 
 /// A worker: dials out to the server, leases tasks for its slots, runs them, heartbeats, reports.
 ///
-/// When the server goes away it reconnects for ``WorkerConfiguration/reconnectTimeout`` seconds.
+/// When the server goes away it reconnects for ``WorkerConfiguration/reconnectTimeout``.
 /// On graceful shutdown (SIGTERM through a `ServiceGroup`) it takes no new tasks, lets running
-/// ones finish for ``WorkerConfiguration/shutdownGracePeriod`` seconds, hands the rest back, and returns.
+/// ones finish for ``WorkerConfiguration/shutdownGracePeriod``, hands the rest back, and returns.
 public final class Worker: Service {
     private let configuration: WorkerConfiguration
     private let logger: Logger
@@ -71,10 +71,10 @@ public final class Worker: Service {
                 throw error
             } catch {
                 let waited = ContinuousClock.now - start
-                if waited > .milliseconds(Int64(configuration.reconnectTimeout * 1000)) || draining.withLockedValue({ $0 }) {
+                if waited > configuration.reconnectTimeout || draining.withLockedValue({ $0 }) {
                     throw DockerParallelError(
                         .connectionFailed,
-                        "the server at \(server) could not be reached for \(configuration.reconnectTimeout) s",
+                        "the server at \(server) could not be reached for \(configuration.reconnectTimeout)",
                         underlying: error)
                 }
                 logger.debug("server not reachable, retrying", metadata: ["error": "\(error)"])
@@ -97,7 +97,7 @@ public final class Worker: Service {
         var machine = WorkerStateMachine(configuration: .init(
             slots: configuration.slots, minimumPrefetch: configuration.prefetch,
             maximumPrefetch: configuration.maximumPrefetch, heartbeatInterval: heartbeatInterval,
-            shutdownGracePeriod: .seconds(configuration.shutdownGracePeriod)))
+            shutdownGracePeriod: configuration.shutdownGracePeriod))
         // Events: messages from the server, attempts that ended, time passing.
         let (events, eventSink) = AsyncStream.makeStream(of: WorkerEvent.self)
         connection.handlePushes { push in

@@ -20,11 +20,11 @@ public struct WorkerConfiguration: Sendable {
     public var maximumPrefetch: Int
     /// The Swift tasks this worker can run.
     public var registry: TaskRegistry
-    /// Seconds to keep trying to reach a lost server before giving up.
-    public var reconnectTimeout: Double
-    /// Seconds running tasks get to finish after a graceful shutdown (SIGTERM) before they are
+    /// How long to keep trying to reach a lost server before giving up.
+    public var reconnectTimeout: Duration
+    /// How long running tasks get to finish after a graceful shutdown (SIGTERM) before they are
     /// handed back to the server.
-    public var shutdownGracePeriod: Double
+    public var shutdownGracePeriod: Duration
 
     /// Creates a configuration.
     /// - Parameters:
@@ -35,11 +35,12 @@ public struct WorkerConfiguration: Sendable {
     ///   - prefetch: Tasks leased ahead of free slots, at least (default 1).
     ///   - maximumPrefetch: Tasks leased ahead at most, for short tasks (default 256).
     ///   - registry: Swift tasks (default none; command tasks always work).
-    ///   - reconnectTimeout: Seconds to retry a lost server (default 60).
-    ///   - shutdownGracePeriod: Seconds to finish running tasks on shutdown (default 10).
+    ///   - reconnectTimeout: How long to retry a lost server (default 60 s).
+    ///   - shutdownGracePeriod: How long running tasks may finish on shutdown (default 10 s).
     public init(
         server: Endpoint, password: ServerPassword, name: String, slots: Int = 1, prefetch: Int = 1,
-        maximumPrefetch: Int = 256, registry: TaskRegistry = TaskRegistry(), reconnectTimeout: Double = 60, shutdownGracePeriod: Double = 10
+        maximumPrefetch: Int = 256, registry: TaskRegistry = TaskRegistry(), reconnectTimeout: Duration = .seconds(60),
+        shutdownGracePeriod: Duration = .seconds(10)
     ) {
         self.server = server
         self.serverLocator = nil

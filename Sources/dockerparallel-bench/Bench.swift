@@ -33,7 +33,7 @@ struct Bench {
         await DockerParallelMain.runIfRequested(registry: TaskRegistry([NoOp.self, Spin.self, Stamp.self]))
         var arguments = Array(CommandLine.arguments.dropFirst())
         guard let scenario = arguments.first else {
-            FileHandle.standardError.write(Data("usage: dockerparallel-bench tiny|roundtrip|efficiency|startup|memory [--tasks N] [--workers N] [--chunk N] [--memory-store] [--on-event-loop] [--docker-image IMAGE]\n".utf8))
+            FileHandle.standardError.write(Data("usage: dockerparallel-bench tiny|roundtrip|efficiency|startup|memory [--tasks N] [--workers N] [--chunk N] [--memory-store] [--on-event-loop] [--store-writes-off-loop] [--docker-image IMAGE]\n".utf8))
             exit(2)
         }
         arguments.removeFirst()
@@ -48,7 +48,9 @@ struct Bench {
         case "tiny":
             result = try await tiny(tasks: option("--tasks", 100_000), workers: workers, durable: durable, chunk: option("--chunk", 1))
         case "roundtrip":
-            result = try await roundTrip(count: option("--tasks", 2000), durable: durable, onEventLoop: arguments.contains("--on-event-loop"))
+            result = try await roundTrip(
+                count: option("--tasks", 2000), durable: durable, onEventLoop: arguments.contains("--on-event-loop"),
+                storeWritesOnEventLoop: !arguments.contains("--store-writes-off-loop"))
         case "efficiency": result = try await efficiency(tasks: option("--tasks", 400), milliseconds: option("--ms", 50), workers: workers)
         case "startup":
             if let index = arguments.firstIndex(of: "--docker-image"), index + 1 < arguments.count {
@@ -77,12 +79,14 @@ struct Bench {
 
     /// A local cluster in a state folder of its own, removed afterwards.
     static func withCluster<T: Sendable>(
-        workers: Int, durable: Bool = true, _ body: @Sendable (DockerCluster, String) async throws -> T
+        workers: Int, durable: Bool = true, environment: [String: String] = [:],
+        _ body: @Sendable (DockerCluster, String) async throws -> T
     ) async throws -> T {
         let state = NSTemporaryDirectory() + "dockerparallel-bench-\(getpid())"
         defer { try? FileManager.default.removeItem(atPath: state) }
         let cluster = try DockerCluster(
             provider: LocalProvider(configuration: .init(stateDirectory: state, durable: durable)),
+            workerContainer: LocalProcessContainer(environment: environment),
             configuration: ClusterConfiguration(jobQueueName: "bench", expectedWorkerNumber: workers, serverPort: 0),
             verbosity: 0)
         return try await cluster.withStarted { cluster in
@@ -110,8 +114,11 @@ struct Bench {
 
     /// One task at a time: submit, wait for its result, again. With `onEventLoop`, the loop runs
     /// with the cluster's task executor preference, on the thread of its connection.
-    static func roundTrip(count: Int, durable: Bool, onEventLoop: Bool) async throws -> [String: Double] {
-        try await withCluster(workers: 1, durable: durable) { cluster, _ in
+    /// With `storeWritesOnEventLoop` false, the server writes every change on its committer's
+    /// thread (what its event loop's small writes save).
+    static func roundTrip(count: Int, durable: Bool, onEventLoop: Bool, storeWritesOnEventLoop: Bool) async throws -> [String: Double] {
+        let environment = storeWritesOnEventLoop ? [:] : [EnvironmentKey.storeWritesOnEventLoop: "0"]
+        return try await withCluster(workers: 1, durable: durable, environment: environment) { cluster, _ in
             @Sendable func measure() async throws -> [Double] {
                 var latencies: [Double] = []
                 for index in 0..<(count + 50) {

@@ -36,7 +36,7 @@ struct JobOptionGroup: ParsableArguments {
     var maxAttempts: Int = 3
 
     func options() throws -> JobOptions {
-        let options = JobOptions(maxAttempts: maxAttempts, failureRetries: retries, timeout: timeout)
+        let options = JobOptions(maxAttempts: maxAttempts, failureRetries: retries, timeout: timeout.map { Duration.seconds($0) })
         do {
             try options.validate()
         } catch let error as DockerParallelError {

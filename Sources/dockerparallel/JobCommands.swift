@@ -18,7 +18,7 @@ struct Submit: AsyncParsableCommand {
     @OptionGroup var jobOptions: JobOptionGroup
 
     @Option(help: "The job's id (default: a new one). Submitting again with the same id adds nothing twice.")
-    var job: String?
+    var job: JobID?
 
     @Argument(parsing: .captureForPassthrough, help: "-- COMMAND ARGS… [::: INPUT…]")
     var words: [String] = []
@@ -28,7 +28,7 @@ struct Submit: AsyncParsableCommand {
         let options = try jobOptions.options()
         let handle = try await cluster.reconnected()
         let submitted = try await handle.submitCommands(
-            template, inputs: inputs, options: options, jobID: job ?? DockerCluster.newJobID())
+            template, inputs: inputs, options: options, jobID: job ?? .random())
         print(submitted.id)
     }
 }
@@ -41,7 +41,7 @@ struct Results: AsyncParsableCommand {
     @OptionGroup var cluster: ClusterOptions
 
     @Option(help: "The job's id, as `submit` printed it; without it, the cluster's jobs are listed.")
-    var job: String?
+    var job: JobID?
 
     @Flag(help: "Remove the job and its results from the server once they are printed.")
     var forget = false
@@ -75,7 +75,7 @@ struct Logs: AsyncParsableCommand {
     @OptionGroup var cluster: ClusterOptions
 
     @Option(help: "The job's id.")
-    var job: String
+    var job: JobID
 
     @Option(help: "Only this task (numbered from 1).")
     var task: Int?
@@ -129,7 +129,7 @@ struct Retry: AsyncParsableCommand {
     @OptionGroup var cluster: ClusterOptions
 
     @Option(help: "The job's id.")
-    var job: String
+    var job: JobID
 
     @Option(help: "Only this task (numbered from 1); repeat for several.")
     var task: [Int] = []
@@ -140,5 +140,13 @@ struct Retry: AsyncParsableCommand {
         let after = try await handle.retryFailed(jobID: job, indices: task.isEmpty ? nil : task.map { $0 - 1 })
         let queued = (before.failed + before.cancelled) - (after.failed + after.cancelled)
         print("queued \(queued) task(s) of \(job) again")
+    }
+}
+
+extension JobID: @retroactive ExpressibleByArgument {
+    /// A job id as typed on the command line.
+    public init?(argument: String) {
+        guard !argument.isEmpty else { return nil }
+        self.init(argument)
     }
 }

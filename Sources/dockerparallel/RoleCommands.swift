@@ -1,5 +1,7 @@
 import ArgumentParser
 import DockerParallel
+import DockerParallelServer
+import DockerParallelWorker
 import Foundation
 
 struct Server: AsyncParsableCommand {
@@ -23,16 +25,17 @@ struct Server: AsyncParsableCommand {
     var store: String?
 
     func run() async throws {
-        var environment = ProcessInfo.processInfo.environment
-        if let store { environment[EnvironmentKey.storePath] = store }
-        environment[EnvironmentKey.host] = host
-        environment[EnvironmentKey.port] = String(port)
-        environment[EnvironmentKey.jobQueueName] = name
-        environment[EnvironmentKey.leaseDuration] = String(leaseSeconds)
-        guard environment[EnvironmentKey.password]?.isEmpty == false else {
+        let environment = ProcessInfo.processInfo.environment
+        guard let password = environment[EnvironmentKey.password], !password.isEmpty else {
             throw CLIError("set the cluster password in \(EnvironmentKey.password)")
         }
-        try await DockerParallelMain.runServer(environment: environment)
+        guard leaseSeconds > 0 else { throw CLIError("--lease-seconds must be positive, not \(leaseSeconds)") }
+        let configuration = ServerConfiguration(
+            host: host, port: port, password: ServerPassword(password), jobQueueName: name,
+            leaseDuration: .seconds(leaseSeconds), storePath: store)
+        try await DockerParallelMain.runServer(
+            configuration: configuration, endpointFile: nil, ownerProcessID: nil,
+            logger: DockerParallelMain.makeLogger(label: "dockerparallel.server", environment: environment))
     }
 }
 
@@ -52,13 +55,15 @@ struct WorkerCommand: AsyncParsableCommand {
     var slots: Int = 1
 
     func run() async throws {
-        var environment = ProcessInfo.processInfo.environment
-        environment[EnvironmentKey.host] = host
-        environment[EnvironmentKey.port] = String(port)
-        environment[EnvironmentKey.slots] = String(slots)
-        guard environment[EnvironmentKey.password]?.isEmpty == false else {
+        let environment = ProcessInfo.processInfo.environment
+        guard let password = environment[EnvironmentKey.password], !password.isEmpty else {
             throw CLIError("set the cluster password in \(EnvironmentKey.password)")
         }
-        try await DockerParallelMain.runWorker(registry: BuiltinTasks.registry, environment: environment)
+        let configuration = WorkerConfiguration(
+            server: Endpoint(host: host, port: port), password: ServerPassword(password),
+            name: "\(ProcessInfo.processInfo.hostName)-\(getpid())", slots: slots, registry: BuiltinTasks.registry)
+        try await DockerParallelMain.runWorker(
+            configuration: configuration, readyFile: nil, ownerProcessID: nil,
+            logger: DockerParallelMain.makeLogger(label: "dockerparallel.worker", environment: environment))
     }
 }

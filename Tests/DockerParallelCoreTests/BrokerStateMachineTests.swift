@@ -354,7 +354,7 @@ import Testing
             return
         }
         #expect(report.jobQueueName == "test")
-        #expect(report.uptime == 7)
+        #expect(report.uptime == .seconds(7))
         #expect(report.workers == [ServerReport.Worker(name: "w1", slots: 3, running: 1)])
         #expect(report.jobs.map(\.queued) == [1])
         _ = broker.connectionClosed(worker, now: .seconds(8))

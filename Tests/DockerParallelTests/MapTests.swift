@@ -146,7 +146,7 @@ struct NotRegistered: ParallelTask {
 
     @Test func anUndecodableInputFailsOnlyItsTask() async throws {
         try await withExampleCluster(workers: 1) { cluster in
-            let job = "bad-input"
+            let job: JobID = "bad-input"
             try await cluster.submit([
                 TaskSpec(index: 0, kind: .swift(name: "Square"), input: Data("7".utf8)),
                 TaskSpec(index: 1, kind: .swift(name: "Square"), input: Data("\"seven\"".utf8)),
@@ -174,7 +174,7 @@ struct NotRegistered: ParallelTask {
                 provider: provider, workerContainer: container,
                 configuration: ClusterConfiguration(jobQueueName: "collect"), verbosity: 0)
             try await second.reconnect()
-            let outputs = try await JobHandle<Square>(cluster: second, id: handle.id, count: 3).outputs()
+            let outputs = try await JobHandle(cluster: second, id: handle.id, count: 3, of: Square.self).outputs()
             #expect(outputs == [9, 16, 25])
             try await second.stopCluster(cleanup: true)
             #expect(!(try await second.clusterExists()))
@@ -195,6 +195,28 @@ struct NotRegistered: ParallelTask {
             let after = try await cluster.collect(jobID: next.id)
             #expect(after.first.map { String(decoding: $0.output, as: UTF8.self) } == "after\n")
             #expect(ContinuousClock.now - started < .seconds(20))
+        }
+    }
+
+    @Test func aCommandJobHasTheSameOperationsAsASwiftJob() async throws {
+        try await withExampleCluster(workers: 1) { cluster in
+            let job = try await cluster.submitCommands(
+                try CommandTemplate(["sh", "-c", "echo out {}; exit {}"]), inputs: ["0", "3"], options: JobOptions(maxAttempts: 1))
+            // Outputs are the commands' results; a failed one is named, with its exit status.
+            let failures = await #expect(throws: TaskFailures.self) { try await job.outputs() }
+            #expect(failures?.jobID == job.id)
+            #expect(failures?.failures.map(\.index) == [1])
+            #expect(try await job.status().failed == 1)
+            // Its attempt log, its retry and its removal work through the same handle.
+            let log = try await job.logs(index: 1)
+            #expect(log.map(\.outcome) == [.failed])
+            let retried = try await job.retryFailed()
+            #expect(retried.failed == 0)
+            let results = try await cluster.collect(jobID: job.id)
+            #expect(results.map(\.exitCode) == [0, 3])
+            #expect(String(decoding: results[0].output, as: UTF8.self) == "out 0\n")
+            try await job.forget()
+            await #expect(throws: DockerParallelError.self) { try await job.status() }
         }
     }
 }

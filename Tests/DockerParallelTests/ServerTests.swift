@@ -5,6 +5,8 @@ import DockerParallel
 import DockerParallelServer
 import DockerParallelWire
 import DockerParallelWorker
+import DockerParallelCore
+import NIOCore
 import DockerParallelTestKit
 import Foundation
 import Logging
@@ -86,7 +88,7 @@ func firstMessage(_ bytes: [UInt8]) throws -> ServerMessage {
     try #require(bytes.count >= 8)
     let length = Int(bytes[0]) << 24 | Int(bytes[1]) << 16 | Int(bytes[2]) << 8 | Int(bytes[3])
     try #require(bytes.count >= 4 + length)
-    return try MessageCoding.decode(ServerMessage.self, from: Data(bytes[8..<(4 + length)]))
+    return try MessageCoding.decode(ServerMessage.self, from: ByteBuffer(bytes: bytes[8..<(4 + length)]))
 }
 
 func frameBytes(requestID: UInt32 = 1, body: [UInt8]) -> [UInt8] {
@@ -113,7 +115,7 @@ func frameBytes(requestID: UInt32 = 1, body: [UInt8]) -> [UInt8] {
         ("a frame that is not JSON", frameBytes(body: [0xff, 0x00, 0x13])),
         ("a frame longer than the limit", [0x7f, 0xff, 0xff, 0xff, 0, 0, 0, 1]),
         ("a frame shorter than its header", [0, 0, 0, 1, 9]),
-        ("a submit before hello", frameBytes(body: Array(try! MessageCoding.encode(ClientMessage.status)))),
+        ("a submit before hello", frameBytes(body: Array(try! MessageCoding.encode(ClientMessage.status).readableBytesView))),
     ])
     func badBytesGetAnErrorAndACloseWhileOthersAreServed(what: String, bytes: [UInt8]) async throws {
         try await withServer { endpoint in
@@ -136,10 +138,10 @@ func frameBytes(requestID: UInt32 = 1, body: [UInt8]) -> [UInt8] {
             _ = try await good.request(.submit(jobID: "kept", options: JobOptions(), tasks: [
                 TaskSpec(index: 0, kind: .command(argv: ["true"], environment: [:])),
             ]))
-            let hello = Array(try MessageCoding.encode(ClientMessage.hello(Hello(role: .worker, password: "right-password", name: "fuzz", slots: 1))))
+            let hello = Array(try MessageCoding.encode(ClientMessage.hello(Hello(role: .worker, password: "right-password", name: "fuzz", slots: 1))).readableBytesView)
             let valid = try [ClientMessage.credit(count: 2), .heartbeat(leaseIDs: [1]), .watch(jobID: "kept"),
                              .complete(leaseID: 1, jobID: "kept", index: 0, report: AttemptReport(succeeded: false))]
-                .map { Array(try MessageCoding.encode($0)) }
+                .map { Array(try MessageCoding.encode($0).readableBytesView) }
             var generator = SystemRandomNumberGenerator()
             for _ in 0..<200 {
                 var body = valid.randomElement(using: &generator)!
@@ -222,7 +224,7 @@ func frameBytes(requestID: UInt32 = 1, body: [UInt8]) -> [UInt8] {
         let worker = Worker(
             configuration: WorkerConfiguration(
                 server: endpoint, password: ServerPassword("right-password"), name: "drain-test", slots: 1,
-                shutdownGracePeriod: grace),
+                shutdownGracePeriod: .seconds(grace)),
             logger: Logger(label: "test-worker"))
         let group = ServiceGroup(configuration: .init(services: [worker], logger: Logger(label: "test-group")))
         return (group, worker)

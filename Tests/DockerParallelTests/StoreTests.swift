@@ -1,5 +1,6 @@
 import DockerParallel
-import DockerParallelServer
+import DockerParallelCore
+@testable import DockerParallelServer
 import DockerParallelWire
 import DockerParallelTestKit
 import Foundation
@@ -203,5 +204,32 @@ func attemptLog(_ client: PeerConnection, jobID: String, index: Int? = nil) asyn
             logger: Logger(label: "test"))
         let error = await #expect(throws: DockerParallelError.self) { try await server.run() }
         #expect(error?.message.contains("cannot open the broker's database at /nonexistent-folder/broker.sqlite") == true)
+    }
+}
+
+/// The store keeps task kinds in a layout of its own, and still reads the rows that stores of
+/// wire protocol 2 wrote in the wire's layout.
+@Suite struct StoredTaskKindTests {
+    @Test(arguments: [
+        TaskSpec.Kind.swift(name: "Square"),
+        .swiftChunk(name: "Ünïcode"),
+        .command(argv: ["sh", "-c", "echo {}"], environment: ["A": "1"]),
+        .swift(name: ""),
+    ])
+    func kindsRoundTrip(kind: TaskSpec.Kind) throws {
+        #expect(try StoredTaskKind.decode(StoredTaskKind.encode(kind)) == kind)
+    }
+
+    @Test func swiftKindsTakeTheirNameAndATagByte() throws {
+        #expect(try StoredTaskKind.encode(.swift(name: "Sq")) == Data([0x01, 0x53, 0x71]))
+        #expect(try StoredTaskKind.encode(.command(argv: ["true"], environment: [:])).first == UInt8(ascii: "{"))
+    }
+
+    @Test func rowsInTheWiresOldLayoutAreStillRead() throws {
+        // index 0, kind tag 1 (Swift), name "Sq", empty input: as stores of protocol 2 wrote them.
+        #expect(try StoredTaskKind.decode(Data([0x00, 0x01, 0x02, 0x53, 0x71, 0x00])) == .swift(name: "Sq"))
+        let error = #expect(throws: DockerParallelError.self) { try StoredTaskKind.decode(Data([0x7F])) }
+        #expect(error?.code == .codingFailed)
+        #expect(throws: DockerParallelError.self) { try StoredTaskKind.decode(Data()) }
     }
 }

@@ -90,9 +90,4 @@ extension Duration {
     package var inSeconds: Double {
         Double(components.seconds) + Double(components.attoseconds) * 1e-18
     }
-
-    /// A duration of `seconds` (a floating-point number of seconds).
-    package static func seconds(_ seconds: Double) -> Duration {
-        .nanoseconds(Int64((seconds * 1e9).rounded()))
-    }
 }

@@ -100,7 +100,7 @@ extension BrokerStateMachine {
 
         case .status:
             return reply(.status(ServerReport(
-                jobQueueName: configuration.jobQueueName, uptime: now.inSeconds, workers: workerReports,
+                jobQueueName: configuration.jobQueueName, uptime: now, workers: workerReports,
                 jobs: queue.jobStatuses)))
         }
     }

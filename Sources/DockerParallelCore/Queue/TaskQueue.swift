@@ -2,38 +2,12 @@ import DequeModule
 import Foundation
 
 /// A worker connection's identity inside the broker.
-public struct WorkerID: Hashable, Sendable, Codable, CustomStringConvertible {
+package struct WorkerID: Hashable, Sendable, Codable, CustomStringConvertible {
     /// The number the broker gave the connection.
-    public var rawValue: UInt64
+    package var rawValue: UInt64
     /// Creates an id.
-    public init(_ rawValue: UInt64) { self.rawValue = rawValue }
-    public var description: String { "worker-\(rawValue)" }
-}
-
-/// Counts of a job's tasks by state.
-public struct JobStatus: Sendable, Codable, Equatable {
-    /// The job.
-    public var jobID: String
-    /// Tasks submitted.
-    public var total: Int = 0
-    /// Tasks waiting for a worker.
-    public var queued: Int = 0
-    /// Tasks under a lease.
-    public var running: Int = 0
-    /// Tasks that succeeded.
-    public var succeeded: Int = 0
-    /// Tasks that failed.
-    public var failed: Int = 0
-    /// Tasks that were cancelled.
-    public var cancelled: Int = 0
-
-    /// Creates empty counts.
-    public init(jobID: String) { self.jobID = jobID }
-
-    /// Tasks with a committed result.
-    public var finished: Int { succeeded + failed + cancelled }
-    /// Whether every task has a result.
-    public var isComplete: Bool { finished == total }
+    package init(_ rawValue: UInt64) { self.rawValue = rawValue }
+    package var description: String { "worker-\(rawValue)" }
 }
 
 /// The broker's queue as a pure state machine: submit, lease, heartbeat, complete, expire, cancel.
@@ -46,30 +20,30 @@ public struct JobStatus: Sendable, Codable, Equatable {
 /// input) in memory; the others are *spilled*: the caller keeps their payloads in its durable
 /// store, loads them when ``spilledKeysToLoad(limit:)`` asks, and hands them back with
 /// ``load(_:)``. A million queued tasks then cost their counters, not their inputs.
-public struct TaskQueue: Sendable {
+package struct TaskQueue: Sendable {
     /// A task's identity.
     ///
     /// The job id's hash is computed once, when the key is made: a task's key is looked up in
     /// several tables, and hashing the id each time cost a tenth of the server's time.
-    public struct Key: Hashable, Sendable {
+    package struct Key: Hashable, Sendable {
         /// The job.
-        public let jobID: String
+        package let jobID: String
         /// The task's index in the job.
-        public let index: Int
+        package let index: Int
         private let jobHash: Int
 
         /// Creates a key.
-        public init(jobID: String, index: Int) {
+        package init(jobID: String, index: Int) {
             self.jobID = jobID
             self.index = index
             self.jobHash = jobID.hashValue
         }
 
-        public static func == (left: Key, right: Key) -> Bool {
+        package static func == (left: Key, right: Key) -> Bool {
             left.index == right.index && left.jobHash == right.jobHash && left.jobID == right.jobID
         }
 
-        public func hash(into hasher: inout Hasher) {
+        package func hash(into hasher: inout Hasher) {
             hasher.combine(jobHash)
             hasher.combine(index)
         }
@@ -125,7 +99,7 @@ public struct TaskQueue: Sendable {
     }
 
     /// Seconds a lease lasts without a heartbeat.
-    public let leaseDuration: Double
+    package let leaseDuration: Double
     private var jobs: [String: Job] = [:]
     private var entries: [Key: Entry] = [:]
     /// Payloads in memory: of queued tasks in `ready`, leased tasks, and (without a store)
@@ -140,21 +114,21 @@ public struct TaskQueue: Sendable {
     /// Spilled tasks whose payloads are being loaded.
     private var loading = 0
     /// Queued tasks that keep their payload in memory before new ones are spilled; `nil` for all.
-    public let residentLimit: Int?
+    package let residentLimit: Int?
     /// Attempts started or ended since the last ``takeAttemptLog()``.
     private var attemptLog: [AttemptRecord] = []
     private var leases: [UInt64: Lease] = [:]
     private var leasesByWorker: [WorkerID: Set<UInt64>] = [:]
     private var nextLeaseID: UInt64 = 1
     /// Reports that arrived for tasks already finished (duplicates ignored).
-    public private(set) var ignoredReports = 0
+    package private(set) var ignoredReports = 0
 
     /// Creates an empty queue.
     /// - Parameters:
     ///   - leaseDuration: Seconds a lease lasts without a heartbeat.
     ///   - residentLimit: Queued tasks whose payload stays in memory; more are spilled to the
     ///     caller's store (`nil`, the default, keeps every payload in memory).
-    public init(leaseDuration: Double = 30, residentLimit: Int? = nil) {
+    package init(leaseDuration: Double = 30, residentLimit: Int? = nil) {
         self.leaseDuration = leaseDuration
         self.residentLimit = residentLimit.map { max($0, 1) }
     }
@@ -163,7 +137,7 @@ public struct TaskQueue: Sendable {
 
     /// Adds tasks to a job, creating the job if needed. Tasks already known by (job, index) are skipped.
     /// - Returns: How many tasks were new and how many were duplicates.
-    public mutating func submit(jobID: String, options: JobOptions, tasks: [TaskSpec]) -> (accepted: Int, duplicates: Int) {
+    package mutating func submit(jobID: String, options: JobOptions, tasks: [TaskSpec]) -> (accepted: Int, duplicates: Int) {
         // Taken out while it changes, so that its arrays are not copied (written back below).
         var job = jobs.removeValue(forKey: jobID) ?? Job(options: options, status: JobStatus(jobID: jobID))
         var accepted = 0
@@ -191,7 +165,7 @@ public struct TaskQueue: Sendable {
 
     /// Leases up to `limit` queued tasks to a worker, oldest first.
     /// - Parameter name: The worker's name, for the attempt log.
-    public mutating func lease(to worker: WorkerID, name: String? = nil, limit: Int, now: Double) -> [Assignment] {
+    package mutating func lease(to worker: WorkerID, name: String? = nil, limit: Int, now: Double) -> [Assignment] {
         var assignments: [Assignment] = []
         while assignments.count < limit, let key = ready.popFirst() {
             guard var entry = entries[key], entry.state == .queued, let spec = payloads[key],
@@ -210,13 +184,13 @@ public struct TaskQueue: Sendable {
             jobs[key.jobID]?.status.queued -= 1
             jobs[key.jobID]?.status.running += 1
             assignments.append(Assignment(
-                leaseID: leaseID, jobID: key.jobID, task: spec, attempt: entry.attempts, timeout: options.timeout))
+                leaseID: leaseID, jobID: key.jobID, task: spec, attempt: entry.attempts, timeout: options.timeout?.inSeconds))
         }
         return assignments
     }
 
     /// Whether any task waits for a worker with its payload in memory.
-    public var hasQueuedTasks: Bool {
+    package var hasQueuedTasks: Bool {
         !ready.isEmpty && jobs.values.contains { $0.status.queued > 0 }
     }
 
@@ -225,7 +199,7 @@ public struct TaskQueue: Sendable {
     /// Spilled tasks whose payloads the caller should load from its store now, oldest first, or
     /// nothing when enough payloads are in memory or a load is under way. Call
     /// ``load(_:)`` with what was found.
-    public mutating func spilledKeysToLoad(limit: Int) -> [Key] {
+    package mutating func spilledKeysToLoad(limit: Int) -> [Key] {
         guard loading == 0, !spilled.isEmpty else { return [] }
         let lowWater = max((residentLimit ?? 0) / 2, 1)
         guard ready.count < lowWater else { return [] }
@@ -240,7 +214,7 @@ public struct TaskQueue: Sendable {
 
     /// Gives loaded payloads to spilled tasks, which become ready. A task whose payload was not
     /// found (its submit is not stored yet) goes back to the front of the spilled tasks.
-    public mutating func load(_ loaded: [(key: Key, spec: TaskSpec?)]) {
+    package mutating func load(_ loaded: [(key: Key, spec: TaskSpec?)]) {
         loading = 0
         var missing: [Key] = []
         for (key, spec) in loaded {
@@ -256,19 +230,19 @@ public struct TaskQueue: Sendable {
     }
 
     /// Queued tasks whose payload is only in the store.
-    public var spilledCount: Int { spilled.count + loading }
+    package var spilledCount: Int { spilled.count + loading }
 
     // MARK: Attempt log
 
     /// The attempts started or ended since the last call, in order, with times in the clock the
     /// caller passes as `now`.
-    public mutating func takeAttemptLog() -> [AttemptRecord] {
+    package mutating func takeAttemptLog() -> [AttemptRecord] {
         defer { attemptLog = [] }
         return attemptLog
     }
 
     /// Extends the leases a worker holds.
-    public mutating func heartbeat(from worker: WorkerID, leaseIDs: [UInt64], now: Double) {
+    package mutating func heartbeat(from worker: WorkerID, leaseIDs: [UInt64], now: Double) {
         for id in leaseIDs where leases[id]?.worker == worker {
             leases[id]?.deadline = now + leaseDuration
         }
@@ -281,7 +255,7 @@ public struct TaskQueue: Sendable {
     /// The first success commits; a failure commits when it is permanent or its retries are used
     /// up, and otherwise puts the task back. A report for a finished task is ignored.
     /// - Returns: The committed result, if this report committed one.
-    public mutating func complete(
+    package mutating func complete(
         from worker: WorkerID, leaseID: UInt64, jobID: String, index: Int, report: AttemptReport, now: Double = 0
     ) -> TaskResult? {
         let key = Key(jobID: jobID, index: index)
@@ -336,7 +310,7 @@ public struct TaskQueue: Sendable {
 
     /// Puts a worker's leased tasks back at the front of the queue without counting an attempt
     /// (a worker that drains on SIGTERM hands its tasks back).
-    public mutating func release(from worker: WorkerID, leaseIDs: [UInt64], now: Double = 0) {
+    package mutating func release(from worker: WorkerID, leaseIDs: [UInt64], now: Double = 0) {
         for id in leaseIDs {
             guard let lease = leases[id], lease.worker == worker else { continue }
             log(lease, leaseID: id, outcome: .released, ended: now)
@@ -353,7 +327,7 @@ public struct TaskQueue: Sendable {
     /// not started: the server cannot tell them apart (a report of a finished task may still be
     /// on its way), and counting them is what makes a task that kills its worker fail in the end.
     /// - Returns: Results committed as failures.
-    public mutating func workerLost(_ worker: WorkerID, now: Double = 0) -> [TaskResult] {
+    package mutating func workerLost(_ worker: WorkerID, now: Double = 0) -> [TaskResult] {
         let ids = leasesByWorker[worker] ?? []
         leasesByWorker[worker] = nil
         return ids.sorted().compactMap { loseLease($0, reason: "its worker disconnected", now: now) }
@@ -361,7 +335,7 @@ public struct TaskQueue: Sendable {
 
     /// Takes back every lease whose deadline passed.
     /// - Returns: Results committed as failures.
-    public mutating func expireLeases(now: Double) -> [TaskResult] {
+    package mutating func expireLeases(now: Double) -> [TaskResult] {
         let expired = leases.filter { $0.value.deadline < now }.keys.sorted()
         return expired.compactMap { loseLease($0, reason: "its lease expired without a heartbeat", now: now) }
     }
@@ -369,15 +343,15 @@ public struct TaskQueue: Sendable {
     // MARK: Cancel and collect
 
     /// What a cancel did.
-    public struct Cancellation: Sendable {
+    package struct Cancellation: Sendable {
         /// The cancellation results committed.
-        public var results: [TaskResult] = []
+        package var results: [TaskResult] = []
         /// Leases taken away from workers, which should stop running them.
-        public var abortedLeases: [(worker: WorkerID, leaseID: UInt64)] = []
+        package var abortedLeases: [(worker: WorkerID, leaseID: UInt64)] = []
     }
 
     /// Cancels a job's unfinished tasks, or one task.
-    public mutating func cancel(jobID: String, index: Int? = nil, now: Double = 0) -> Cancellation {
+    package mutating func cancel(jobID: String, index: Int? = nil, now: Double = 0) -> Cancellation {
         var cancellation = Cancellation()
         guard let job = jobs[jobID] else { return cancellation }
         let indices = index.map { [$0] } ?? job.indices
@@ -398,7 +372,7 @@ public struct TaskQueue: Sendable {
     /// Puts a job's failed and cancelled tasks (or those of `indices` among them) back in the
     /// queue with fresh attempts; their results are dropped.
     /// - Returns: The indices queued again.
-    public mutating func retry(jobID: String, indices: [Int]? = nil) -> [Int] {
+    package mutating func retry(jobID: String, indices: [Int]? = nil) -> [Int] {
         guard var job = jobs.removeValue(forKey: jobID) else { return [] }
         var retried: [Int] = []
         for index in indices ?? job.indices {
@@ -424,22 +398,22 @@ public struct TaskQueue: Sendable {
     }
 
     /// The results committed so far for a job, by index.
-    public func results(jobID: String) -> [TaskResult] {
+    package func results(jobID: String) -> [TaskResult] {
         guard let job = jobs[jobID] else { return [] }
         return job.results.values.sorted { $0.index < $1.index }
     }
 
     /// The counts of a job, or `nil` when the job is unknown.
-    public func status(jobID: String) -> JobStatus? { jobs[jobID]?.status }
+    package func status(jobID: String) -> JobStatus? { jobs[jobID]?.status }
 
     /// The counts of every job.
-    public var jobStatuses: [JobStatus] { jobs.values.map(\.status).sorted { $0.jobID < $1.jobID } }
+    package var jobStatuses: [JobStatus] { jobs.values.map(\.status).sorted { $0.jobID < $1.jobID } }
 
     /// The number of leases outstanding.
-    public var leaseCount: Int { leases.count }
+    package var leaseCount: Int { leases.count }
 
     /// Removes a job and its results.
-    public mutating func forget(jobID: String) {
+    package mutating func forget(jobID: String) {
         guard let job = jobs.removeValue(forKey: jobID) else { return }
         for index in job.indices {
             let key = Key(jobID: jobID, index: index)
@@ -453,14 +427,14 @@ public struct TaskQueue: Sendable {
     // MARK: Durability
 
     /// A task's attempt and failure counts, for the durable store.
-    public func counters(jobID: String, index: Int) -> (attempts: Int, failures: Int)? {
+    package func counters(jobID: String, index: Int) -> (attempts: Int, failures: Int)? {
         entries[Key(jobID: jobID, index: index)].map { ($0.attempts, $0.failures) }
     }
 
     /// Puts back a job read from the durable store: tasks with a result are finished, the others
     /// queued (a task that was leased when the server stopped runs again). Their payloads stay in
     /// the store until ``spilledKeysToLoad(limit:)`` asks for them.
-    public mutating func restore(
+    package mutating func restore(
         jobID: String, options: JobOptions, tasks: [(index: Int, attempts: Int, failures: Int)], results: [TaskResult]
     ) {
         var job = jobs.removeValue(forKey: jobID) ?? Job(options: options, status: JobStatus(jobID: jobID))
@@ -492,7 +466,7 @@ public struct TaskQueue: Sendable {
 
     /// Continues lease numbering after the leases a store already knows, so that attempt-log
     /// entries stay unique across restarts.
-    public mutating func resumeLeaseNumbering(after leaseID: UInt64) {
+    package mutating func resumeLeaseNumbering(after leaseID: UInt64) {
         nextLeaseID = max(nextLeaseID, leaseID + 1)
     }
 

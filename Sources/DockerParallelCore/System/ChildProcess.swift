@@ -10,9 +10,9 @@ import Foundation
 /// Starts child processes with `posix_spawn`: stdin from `/dev/null`, default signal handling,
 /// an empty signal mask, this process's environment plus the given entries, and no inherited
 /// descriptors but the standard three.
-public enum ChildProcess {
+package enum ChildProcess {
     /// Where the child's standard output and error go.
-    public enum Output {
+    package enum Output {
         /// Both appended to a file, created with mode 0600.
         case file(String)
         /// Onto these descriptors (the write ends of pipes, close-on-exec), with `dup2`.
@@ -20,7 +20,7 @@ public enum ChildProcess {
     }
 
     /// How the child is grouped.
-    public enum Grouping {
+    package enum Grouping {
         /// A new session, detached from this process's terminal and process group.
         case newSession
         /// A new process group, so that the child and its own children can be signalled together.
@@ -42,7 +42,7 @@ public enum ChildProcess {
     ///   - grouping: A new session or a new process group.
     ///   - searchPath: Whether to look `argv[0]` up on `PATH`.
     /// - Returns: The child's pid, or the `errno` of the failure (`ENOENT` for a missing program).
-    public static func spawn(
+    package static func spawn(
         argv: [String], environment: [String: String], output: Output, grouping: Grouping, searchPath: Bool
     ) -> Result<pid_t, Errno> {
         guard let program = argv.first, !program.isEmpty else { return .failure(Errno(ENOENT)) }
@@ -98,7 +98,7 @@ public enum ChildProcess {
     /// Marks every open descriptor above standard error close-on-exec, so that a child inherits
     /// no socket of the server or worker, and no pipe of whoever started this process (which would
     /// otherwise never see end-of-file).
-    public static func markInheritedCloseOnExec() {
+    package static func markInheritedCloseOnExec() {
         let directory = FileManager.default.fileExists(atPath: "/proc/self/fd") ? "/proc/self/fd" : "/dev/fd"
         guard let names = try? FileManager.default.contentsOfDirectory(atPath: directory) else { return }
         for name in names {
@@ -109,11 +109,11 @@ public enum ChildProcess {
     }
 
     /// An `errno` value with its message.
-    public struct Errno: Error, Sendable, Equatable, CustomStringConvertible {
+    package struct Errno: Error, Sendable, Equatable, CustomStringConvertible {
         /// The value.
-        public var code: Int32
+        package var code: Int32
         /// Wraps a value.
-        public init(_ code: Int32) { self.code = code }
-        public var description: String { String(cString: strerror(code)) }
+        package init(_ code: Int32) { self.code = code }
+        package var description: String { String(cString: strerror(code)) }
     }
 }

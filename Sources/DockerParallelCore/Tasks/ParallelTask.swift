@@ -23,9 +23,9 @@ extension ParallelTask {
 }
 
 /// The encoding of Swift task inputs and outputs.
-public enum TaskCoding {
+package enum TaskCoding {
     /// Encodes a value.
-    public static func encode<Value: Encodable>(_ value: Value) throws -> Data {
+    package static func encode<Value: Encodable>(_ value: Value) throws -> Data {
         do {
             return try JSONEncoder().encode(value)
         } catch {
@@ -34,7 +34,7 @@ public enum TaskCoding {
     }
 
     /// Decodes a value.
-    public static func decode<Value: Decodable>(_ type: Value.Type, from data: Data) throws -> Value {
+    package static func decode<Value: Decodable>(_ type: Value.Type, from data: Data) throws -> Value {
         do {
             return try JSONDecoder().decode(Value.self, from: data)
         } catch {

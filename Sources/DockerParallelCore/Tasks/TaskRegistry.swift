@@ -3,7 +3,7 @@ import Foundation
 /// The Swift tasks an executable can run as a worker, by name.
 public struct TaskRegistry: Sendable {
     /// Runs one task on encoded input and returns encoded output.
-    public typealias Runner = @Sendable (Data) async throws -> Data
+    package typealias Runner = @Sendable (Data) async throws -> Data
 
     private var runners: [String: Runner] = [:]
 
@@ -16,18 +16,18 @@ public struct TaskRegistry: Sendable {
     }
 
     /// Adds a task type under its ``ParallelTask/name``.
-    public mutating func register<Task: ParallelTask>(_ task: Task.Type) {
-        runners[Task.name] = { data in
-            let input: Task.Input
+    public mutating func register<Work: ParallelTask>(_ work: Work.Type) {
+        runners[Work.name] = { data in
+            let input: Work.Input
             do {
-                input = try JSONDecoder().decode(Task.Input.self, from: data)
+                input = try JSONDecoder().decode(Work.Input.self, from: data)
             } catch {
                 throw DockerParallelError(
                     .codingFailed,
-                    "the input of task '\(Task.name)' could not be decoded as \(Task.Input.self): \(error)"
+                    "the input of task '\(Work.name)' could not be decoded as \(Work.Input.self): \(error)"
                 )
             }
-            return try TaskCoding.encode(try await Task.run(input))
+            return try TaskCoding.encode(try await Work.run(input))
         }
     }
 
@@ -35,5 +35,5 @@ public struct TaskRegistry: Sendable {
     public var names: [String] { runners.keys.sorted() }
 
     /// The runner for a name, or `nil`.
-    public func runner(named name: String) -> Runner? { runners[name] }
+    package func runner(named name: String) -> Runner? { runners[name] }
 }

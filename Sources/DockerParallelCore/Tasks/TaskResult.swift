@@ -1,22 +1,22 @@
 import Foundation
 
 /// What a worker reports after running one attempt.
-public struct AttemptReport: Sendable, Codable, Equatable {
+package struct AttemptReport: Sendable, Codable, Equatable {
     /// Whether the attempt succeeded.
-    public var succeeded: Bool
+    package var succeeded: Bool
     /// Whether retrying cannot help (unknown task, command not found, undecodable input).
-    public var permanent: Bool
+    package var permanent: Bool
     /// The command's exit code, if a command ran to its end.
-    public var exitCode: Int32?
+    package var exitCode: Int32?
     /// The command's standard output, or the Swift task's encoded output.
-    public var output: Data
+    package var output: Data
     /// The command's standard error.
-    public var errorOutput: Data
+    package var errorOutput: Data
     /// Why the attempt failed, if it did.
-    public var error: String?
+    package var error: String?
 
     /// Creates a report.
-    public init(
+    package init(
         succeeded: Bool, permanent: Bool = false, exitCode: Int32? = nil, output: Data = Data(),
         errorOutput: Data = Data(), error: String? = nil
     ) {
@@ -30,18 +30,18 @@ public struct AttemptReport: Sendable, Codable, Equatable {
 }
 
 /// A worker's report of one attempt under its lease.
-public struct Completion: Sendable, Codable, Equatable {
+package struct Completion: Sendable, Codable, Equatable {
     /// The lease the attempt ran under.
-    public var leaseID: UInt64
+    package var leaseID: UInt64
     /// The job.
-    public var jobID: String
+    package var jobID: String
     /// The task's index in the job.
-    public var index: Int
+    package var index: Int
     /// How the attempt went.
-    public var report: AttemptReport
+    package var report: AttemptReport
 
     /// Creates a completion.
-    public init(leaseID: UInt64, jobID: String, index: Int, report: AttemptReport) {
+    package init(leaseID: UInt64, jobID: String, index: Int, report: AttemptReport) {
         self.leaseID = leaseID
         self.jobID = jobID
         self.index = index

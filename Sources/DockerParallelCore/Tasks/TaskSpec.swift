@@ -35,15 +35,15 @@ public struct JobOptions: Sendable, Codable, Equatable {
     public var maxAttempts: Int
     /// Extra attempts after the task itself failed (non-zero exit, thrown error, timeout).
     public var failureRetries: Int
-    /// Seconds a single attempt may run; `nil` for no limit.
-    public var timeout: Double?
+    /// How long a single attempt may run; `nil` for no limit.
+    public var timeout: Duration?
 
     /// Creates options.
     /// - Parameters:
     ///   - maxAttempts: Attempts across lost workers (default 3).
     ///   - failureRetries: Retries after the task itself failed (default 0).
-    ///   - timeout: Seconds per attempt (default none).
-    public init(maxAttempts: Int = 3, failureRetries: Int = 0, timeout: Double? = nil) {
+    ///   - timeout: How long one attempt may run (default no limit).
+    public init(maxAttempts: Int = 3, failureRetries: Int = 0, timeout: Duration? = nil) {
         self.maxAttempts = maxAttempts
         self.failureRetries = failureRetries
         self.timeout = timeout
@@ -58,27 +58,47 @@ public struct JobOptions: Sendable, Codable, Equatable {
         guard failureRetries >= 0 else {
             throw DockerParallelError(.invalidArgument, "failureRetries must not be negative, got \(failureRetries)")
         }
-        if let timeout, !(timeout > 0) {
-            throw DockerParallelError(.invalidArgument, "timeout must be a positive number of seconds, got \(timeout)")
+        if let timeout, !(timeout > .zero) {
+            throw DockerParallelError(.invalidArgument, "timeout must be a positive duration, got \(timeout)")
         }
+    }
+
+    private enum CodingKeys: String, CodingKey {
+        case maxAttempts, failureRetries, timeout
+    }
+
+    /// Decodes options; the timeout is a number of seconds, as stored and sent.
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        maxAttempts = try container.decode(Int.self, forKey: .maxAttempts)
+        failureRetries = try container.decode(Int.self, forKey: .failureRetries)
+        timeout = try container.decodeIfPresent(Double.self, forKey: .timeout).map { Duration.seconds($0) }
+    }
+
+    /// Encodes options; the timeout as a number of seconds.
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(maxAttempts, forKey: .maxAttempts)
+        try container.encode(failureRetries, forKey: .failureRetries)
+        try container.encodeIfPresent(timeout?.inSeconds, forKey: .timeout)
     }
 }
 
 /// A task handed to a worker under a lease.
-public struct Assignment: Sendable, Codable, Equatable {
+package struct Assignment: Sendable, Codable, Equatable {
     /// The lease; the worker names it in heartbeats and its report.
-    public var leaseID: UInt64
+    package var leaseID: UInt64
     /// The job the task belongs to.
-    public var jobID: String
+    package var jobID: String
     /// The task.
-    public var task: TaskSpec
+    package var task: TaskSpec
     /// Which attempt this is, from 1.
-    public var attempt: Int
+    package var attempt: Int
     /// Seconds the attempt may run, if limited.
-    public var timeout: Double?
+    package var timeout: Double?
 
     /// Creates an assignment.
-    public init(leaseID: UInt64, jobID: String, task: TaskSpec, attempt: Int, timeout: Double?) {
+    package init(leaseID: UInt64, jobID: String, task: TaskSpec, attempt: Int, timeout: Double?) {
         self.leaseID = leaseID
         self.jobID = jobID
         self.task = task

@@ -93,7 +93,7 @@ struct SQLiteStore: BrokerStore {
             let select = try db.cachedStatement(sql: "SELECT kind, input FROM tasks WHERE job = ? AND idx = ?")
             return try keys.map { key in
                 guard let row = try Row.fetchOne(select, arguments: [key.jobID, key.index]) else { return (key, nil) }
-                let kind = try TaskSpec.Kind.decodeStored(row[0] as Data)
+                let kind = try StoredTaskKind.decode(row[0] as Data)
                 return (key, TaskSpec(index: key.index, kind: kind, input: (row[1] as Data?) ?? Data()))
             }
         }
@@ -145,8 +145,14 @@ struct SQLiteStore: BrokerStore {
                     // A job's tasks mostly share their kind: encode it once while it repeats.
                     var last: (kind: TaskSpec.Kind, encoded: Data)?
                     for task in tasks {
-                        if last?.kind != task.kind { last = (task.kind, task.kind.binaryEncoded) }
-                        try insert.execute(db, .text(jobID), .int(task.index), .blob(last!.encoded), .blob(task.input))
+                        let encoded: Data
+                        if let last, last.kind == task.kind {
+                            encoded = last.encoded
+                        } else {
+                            encoded = try StoredTaskKind.encode(task.kind)
+                            last = (task.kind, encoded)
+                        }
+                        try insert.execute(db, .text(jobID), .int(task.index), .blob(encoded), .blob(task.input))
                     }
                 case .counters(let jobID, let index, let attempts, let failures):
                     try updateCounters.execute(db, .int(attempts), .int(failures), .text(jobID), .int(index))

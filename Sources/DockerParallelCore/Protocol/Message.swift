@@ -1,7 +1,7 @@
 import Foundation
 
 /// The role a connection plays.
-public enum PeerRole: String, Sendable, Codable {
+package enum PeerRole: String, Sendable, Codable {
     /// A program that submits work and collects results.
     case client
     /// A worker that leases and runs tasks.
@@ -9,25 +9,25 @@ public enum PeerRole: String, Sendable, Codable {
 }
 
 /// The first message on every connection.
-public struct Hello: Sendable, Codable, Equatable {
+package struct Hello: Sendable, Codable, Equatable {
     /// The wire protocol version the peer speaks.
-    public var protocolVersion: Int
+    package var protocolVersion: Int
     /// What the peer is.
-    public var role: PeerRole
+    package var role: PeerRole
     /// The cluster password.
-    public var password: String
+    package var password: String
     /// A name for status output.
-    public var name: String
+    package var name: String
     /// Worker slots (workers only).
-    public var slots: Int
+    package var slots: Int
     /// The Swift tasks the worker can run (workers only).
-    public var taskNames: [String]
+    package var taskNames: [String]
 
     /// The protocol version this build speaks.
-    public static let currentProtocolVersion = 2
+    package static let currentProtocolVersion = 2
 
     /// Creates a hello.
-    public init(role: PeerRole, password: String, name: String, slots: Int = 0, taskNames: [String] = []) {
+    package init(role: PeerRole, password: String, name: String, slots: Int = 0, taskNames: [String] = []) {
         self.protocolVersion = Self.currentProtocolVersion
         self.role = role
         self.password = password
@@ -38,7 +38,7 @@ public struct Hello: Sendable, Codable, Equatable {
 }
 
 /// A message to the server.
-public enum ClientMessage: Sendable, Codable, Equatable {
+package enum ClientMessage: Sendable, Codable, Equatable {
     /// Authenticates the connection; must come first.
     case hello(Hello)
     /// Adds tasks to a job; idempotent per (job, index).
@@ -75,7 +75,7 @@ public enum ClientMessage: Sendable, Codable, Equatable {
 extension ClientMessage {
     /// Whether the message adds tasks (`submit` or `run`): the server reads nothing more from
     /// the connection until they are stored.
-    public var isSubmit: Bool {
+    package var isSubmit: Bool {
         switch self {
         case .submit, .run: true
         default: false
@@ -84,7 +84,7 @@ extension ClientMessage {
 }
 
 /// A message from the server.
-public enum ServerMessage: Sendable, Codable, Equatable {
+package enum ServerMessage: Sendable, Codable, Equatable {
     /// The hello was accepted.
     case welcome(leaseDuration: Double)
     /// A request failed, or the connection is being closed.
@@ -105,43 +105,4 @@ public enum ServerMessage: Sendable, Codable, Equatable {
     case status(ServerReport)
     /// Part of a job's attempt log, oldest first.
     case attempts([AttemptRecord])
-}
-
-/// What the server reports of itself.
-public struct ServerReport: Sendable, Codable, Equatable {
-    /// One connected worker.
-    public struct Worker: Sendable, Codable, Equatable {
-        /// Its name.
-        public var name: String
-        /// Its slots.
-        public var slots: Int
-        /// Tasks it runs now.
-        public var running: Int
-        /// Creates a worker entry.
-        public init(name: String, slots: Int, running: Int) {
-            self.name = name
-            self.slots = slots
-            self.running = running
-        }
-    }
-
-    /// The job queue name.
-    public var jobQueueName: String
-    /// Seconds since the server started.
-    public var uptime: Double
-    /// Connected workers.
-    public var workers: [Worker]
-    /// Jobs on the server.
-    public var jobs: [JobStatus]
-
-    /// Creates a report.
-    public init(jobQueueName: String, uptime: Double, workers: [Worker], jobs: [JobStatus]) {
-        self.jobQueueName = jobQueueName
-        self.uptime = uptime
-        self.workers = workers
-        self.jobs = jobs
-    }
-
-    /// The total worker slots connected.
-    public var workerSlots: Int { workers.reduce(0) { $0 + $1.slots } }
 }

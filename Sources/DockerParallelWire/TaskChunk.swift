@@ -1,18 +1,21 @@
+import DockerParallelCore
 import Foundation
+import NIOCore
+import NIOFoundationCompat
 
 /// Packs several encoded inputs (or outputs) into one task's bytes, for tasks too short to be
 /// worth a lease each: a count, then each part prefixed by its length (varints).
-public enum TaskChunk {
+package enum TaskChunk {
     /// Packs the parts, in order.
-    public static func pack(_ parts: [Data]) -> Data {
+    package static func pack(_ parts: [Data]) -> Data {
         var writer = WireWriter(capacity: parts.reduce(8) { $0 + $1.count + 2 })
         writer.array(parts) { $0.data($1) }
-        return Data(writer.bytes)
+        return Data(buffer: writer.buffer, byteTransferStrategy: .noCopy)
     }
 
     /// Unpacks what ``pack(_:)`` made.
     /// - Throws: `.codingFailed` when the bytes are not a packed chunk.
-    public static func unpack(_ data: Data) throws -> [Data] {
+    package static func unpack(_ data: Data) throws -> [Data] {
         do {
             return try data.withUnsafeBytes { buffer in
                 var reader = WireReader(buffer)
