@@ -167,28 +167,18 @@ public actor DockerEngineProvider: CloudProvider {
         workers.removeAll { Self.isDead($0.State) }
         if let startupFailure { throw DockerParallelError(.providerFailed, startupFailure) }
 
-        var current = workers.reduce(0) { $0 + $1.slots }
+        let plan = ScalingPlan(
+            current: workers.map { ScalingPlan.Container(id: $0.Id, slots: $0.slots, order: $0.Created ?? 0) },
+            slotsPerContainer: container.maxWorkersPerContainer, wantedWorkers: workerNumber)
         // Too many: stop the newest containers first (their workers drain and hand tasks back).
-        var surplus: [ContainerSummary] = []
-        for worker in workers.sorted(by: { ($0.Created ?? 0) > ($1.Created ?? 0) }) where current > workerNumber {
-            surplus.append(worker)
-            current -= worker.slots
-        }
         try await withThrowingTaskGroup(of: Void.self) { group in
-            for worker in surplus { group.addTask { try await self.stopAndRemove(worker.Id) } }
+            for id in plan.idsToStop { group.addTask { try await self.stopAndRemove(id) } }
             try await group.waitForAll()
         }
-        guard current < workerNumber else { return }
+        guard !plan.sizesToStart.isEmpty else { return }
         try await requireImage(container.image)
-        let perContainer = max(1, container.maxWorkersPerContainer)
-        var missing = workerNumber - current
-        var sizes: [Int] = []
-        while missing > 0 {
-            sizes.append(min(perContainer, missing))
-            missing -= perContainer
-        }
         try await withThrowingTaskGroup(of: Void.self) { group in
-            for slots in sizes {
+            for slots in plan.sizesToStart {
                 group.addTask {
                     let name = "dockerparallel-\(context.configuration.jobQueueName)-worker-\(Self.randomSuffix())"
                     var environment = container.environment
@@ -206,8 +196,8 @@ public actor DockerEngineProvider: CloudProvider {
         }
     }
 
-    public func workerNumbers(context: ClusterContext) async throws -> (initializing: Int, running: Int) {
-        var numbers = (initializing: 0, running: 0)
+    public func workerNumbers(context: ClusterContext) async throws -> WorkerNumbers {
+        var numbers = WorkerNumbers(expected: context.configuration.expectedWorkerNumber, initializing: 0, running: 0)
         for worker in try await list(context, role: "worker") {
             switch worker.State {
             case "running": numbers.running += worker.slots
