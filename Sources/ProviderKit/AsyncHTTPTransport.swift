@@ -47,6 +47,9 @@ package struct AsyncHTTPTransport: HTTPTransport {
         }
     }
 
+    /// Sends the request to the endpoint, with the request's timeout.
+    /// - Throws: ``RESTError`` `.connectionFailed` when no answer came (for a unix socket, at once
+    ///   when nothing listens on it).
     package func send(_ request: RESTRequest) async throws -> RESTResponse {
         var outgoing = HTTPClientRequest(url: base + request.path + request.encodedQuery)
         outgoing.method = request.method

@@ -47,5 +47,6 @@ package struct LabelSelector: Sendable, Hashable, CustomStringConvertible {
         labels.allSatisfy { resourceLabels?[$0.key] == $0.value }
     }
 
+    /// `key=value,key=value`.
     package var description: String { kubernetesLabelSelector }
 }

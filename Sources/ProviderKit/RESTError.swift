@@ -6,6 +6,7 @@ package struct RESTError: Error, Sendable, CustomStringConvertible {
         package let name: String
         /// Creates a code.
         package init(_ name: String) { self.name = name }
+        /// The code's name.
         package var description: String { name }
 
         /// The platform answered with a status other than 2xx.
@@ -44,6 +45,7 @@ package struct RESTError: Error, Sendable, CustomStringConvertible {
         self.underlying = underlying
     }
 
+    /// What failed, with the platform's status and message.
     package var description: String {
         switch code {
         case .unexpectedStatus: "\(platform) answered \(status ?? 0): \(message)"

@@ -73,5 +73,6 @@ package struct QueryItem: Sendable, Hashable, CustomStringConvertible {
         items.sorted { $0.key < $1.key }.map { QueryItem($0.key, $0.value) }
     }
 
+    /// `name=value`, not encoded.
     package var description: String { "\(name)=\(value)" }
 }

@@ -86,6 +86,8 @@ package actor RecordedTransport: HTTPTransport {
         used += Array(repeating: false, count: more.count)
     }
 
+    /// Answers with the first unused exchange that matches.
+    /// - Throws: ``Mismatch`` when none does, or when the exchange's check refuses the request.
     package func send(_ request: RESTRequest) async throws -> RESTResponse {
         requests.append(request)
         guard let index = exchanges.indices.first(where: { !used[$0] && exchanges[$0].matches(request) }) else {

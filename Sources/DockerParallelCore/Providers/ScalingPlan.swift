@@ -26,6 +26,7 @@ public struct ScalingPlan: Sendable, Equatable {
             /// It runs tasks now.
             case busy
 
+            /// Idle first, busy last: the order in which containers are stopped.
             public static func < (lhs: Activity, rhs: Activity) -> Bool { lhs.rawValue < rhs.rawValue }
         }
 
