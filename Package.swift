@@ -88,13 +88,28 @@ let package = Package(
             name: "LocalProvider",
             dependencies: ["DockerParallelCore", .product(name: "Logging", package: "swift-log")]
         ),
-        // Server and workers as containers, through the Docker Engine API.
+        // REST plumbing every cloud provider needs: a client over a transport seam, retries with
+        // jittered backoff, label selectors, JSON helpers and recorded-response testing. Internal.
         .target(
-            name: "DockerEngineProvider",
+            name: "ProviderKit",
             dependencies: [
                 "DockerParallelCore",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOFoundationCompat", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        // Server and workers as containers, through the Docker Engine API.
+        .target(
+            name: "DockerEngineProvider",
+            dependencies: [
+                "DockerParallelCore", "ProviderKit",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
@@ -140,6 +155,18 @@ let package = Package(
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+        .testTarget(
+            name: "ProviderKitTests",
+            dependencies: ["ProviderKit", .product(name: "NIOHTTP1", package: "swift-nio")]
+        ),
+        .testTarget(
+            name: "DockerEngineProviderTests",
+            dependencies: [
+                "DockerEngineProvider", "ProviderKit", "DockerParallelCore",
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
             ]
         ),
         .testTarget(name: "CLITests", dependencies: ["DockerParallelCore", "DockerParallelTestKit"]),

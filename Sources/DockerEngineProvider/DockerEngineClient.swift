@@ -1,49 +1,49 @@
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif
 import AsyncHTTPClient
 import DockerParallelCore
 import Foundation
 import NIOConcurrencyHelpers
-import NIOCore
-import NIOFoundationCompat
 import NIOHTTP1
 import NIOSSL
+import ProviderKit
 
-/// A small client of the Docker Engine HTTP API (version 1.41, which Engine 20.10 and later serve).
+/// A thin client of the Docker Engine HTTP API (version 1.41, which Engine 20.10 and later
+/// serve), on ProviderKit's ``RESTClient``: answers other than 2xx are a ``RESTError`` with the
+/// daemon's status and message, and a daemon that cannot be reached is a ``DockerParallelError``
+/// that says what to check.
 struct DockerEngineClient: Sendable {
     /// The API version every request names.
     static let apiVersion = "v1.41"
-
-    /// An answer other than 2xx.
-    struct EngineError: Error, CustomStringConvertible {
-        var status: Int
-        var message: String
-        var description: String { "the Docker daemon answered \(status): \(message)" }
-    }
+    /// How the daemon is named in messages.
+    static let platform = "the Docker daemon"
 
     let host: DockerHost
-    private let client: HTTPClient
-    private let base: String
+    let rest: RESTClient
 
+    /// A client of the daemon at `host`, over AsyncHTTPClient.
+    /// - Throws: `.invalidArgument` when the TLS files cannot be read.
     init(host: DockerHost) throws {
-        self.host = host
+        let transport: AsyncHTTPTransport
         switch host.address {
         case .unix(let path):
-            let encoded = path.addingPercentEncoding(withAllowedCharacters: .alphanumerics) ?? path
-            base = "http+unix://\(encoded)"
-            client = HTTPClient.shared
+            transport = AsyncHTTPTransport(endpoint: .unixSocket(path))
         case .tcp(let name, let port):
             if let tls = host.tls {
-                base = "https://\(name):\(port)"
-                client = try Self.tlsClient(tls)
+                transport = AsyncHTTPTransport(endpoint: .url("https://\(name):\(port)"), client: try Self.tlsClient(tls))
             } else {
-                base = "http://\(name):\(port)"
-                client = HTTPClient.shared
+                transport = AsyncHTTPTransport(endpoint: .url("http://\(name):\(port)"))
             }
         }
+        self.init(host: host, transport: transport)
+    }
+
+    /// A client of the daemon at `host` over any transport (tests pass a ``RecordedTransport``).
+    init(host: DockerHost, transport: any HTTPTransport, retry: RetryPolicy = RetryPolicy(),
+         sleep: @escaping @Sendable (Duration) async throws -> Void = { try await Task.sleep(for: $0) }) {
+        self.host = host
+        self.rest = RESTClient(
+            transport: transport,
+            configuration: .init(platform: Self.platform, pathPrefix: "/" + Self.apiVersion, retry: retry),
+            sleep: sleep)
     }
 
     /// One HTTP client per set of TLS files, kept for the life of the process.
@@ -52,11 +52,10 @@ struct DockerEngineClient: Sendable {
     private static func tlsClient(_ files: DockerHost.TLSFiles) throws -> HTTPClient {
         try tlsClients.withLockedValue { clients in
             if let client = clients[files] { return client }
-            var tls = TLSConfiguration.makeClientConfiguration()
+            let tls: TLSConfiguration
             do {
-                tls.trustRoots = .file(files.caCertificate)
-                tls.certificateChain = try NIOSSLCertificate.fromPEMFile(files.certificate).map { .certificate($0) }
-                tls.privateKey = .privateKey(try NIOSSLPrivateKey(file: files.privateKey, format: .pem))
+                tls = try AsyncHTTPTransport.clientTLSConfiguration(
+                    caCertificate: files.caCertificate, certificate: files.certificate, privateKey: files.privateKey)
             } catch {
                 throw DockerParallelError(
                     .invalidArgument,
@@ -69,89 +68,51 @@ struct DockerEngineClient: Sendable {
         }
     }
 
-    /// Sends a request and returns the status and body.
-    /// - Throws: `.providerFailed` when the daemon cannot be reached; ``EngineError`` is not thrown
-    ///   here (see ``send(_:_:query:json:body:contentType:timeout:)``).
-    func raw(
+    /// Sends a request and checks for a 2xx answer.
+    /// - Parameters:
+    ///   - query: Sorted by name; `repeated` items follow in order.
+    ///   - json: A body to encode as JSON; or `body` with its `contentType`.
+    ///   - timeout: Seconds.
+    ///   - isIdempotent: Whether it may be retried after a server error or a lost connection
+    ///     (default: every method but POST).
+    /// - Throws: ``RESTError`` with the daemon's message for an answer other than 2xx;
+    ///   `.providerFailed` when the daemon cannot be reached.
+    @discardableResult
+    func send(
         _ method: HTTPMethod, _ path: String, query: [String: String] = [:], repeated: [(String, String)] = [],
-        body: Data? = nil, contentType: String = "application/json", timeout: Double = 60
-    ) async throws -> (status: Int, body: Data) {
-        var components = URLComponents()
-        let items = query.sorted { $0.key < $1.key }.map { URLQueryItem(name: $0.key, value: $0.value) }
-            + repeated.map { URLQueryItem(name: $0.0, value: $0.1) }
-        components.queryItems = items.isEmpty ? nil : items
-        let queryText = (components.percentEncodedQuery.map { "?" + $0.replacingOccurrences(of: "+", with: "%2B") }) ?? ""
-        var request = HTTPClientRequest(url: "\(base)/\(Self.apiVersion)\(path)\(queryText)")
-        request.method = method
-        // dockerd rejects requests over its unix socket that carry no Host header.
-        request.headers.add(name: "Host", value: "docker")
-        if let body {
+        json: (any Encodable & Sendable)? = nil, body: Data? = nil, contentType: String = "application/json",
+        timeout: Double = 60, isIdempotent: Bool? = nil
+    ) async throws -> Data {
+        var request = RESTRequest(
+            method, path, query: QueryItem.sorted(query) + repeated.map { QueryItem($0.0, $0.1) },
+            timeout: .milliseconds(Int64(timeout * 1000)), isIdempotent: isIdempotent)
+        if let json {
+            request.body = try JSONModels.encode(json, platform: Self.platform, request: "\(method.rawValue) \(path)")
+            request.headers.add(name: "Content-Type", value: "application/json")
+        } else if let body {
+            request.body = body
             request.headers.add(name: "Content-Type", value: contentType)
-            request.body = .bytes(ByteBuffer(data: body))
-        }
-        if case .unix(let path) = host.address, let problem = Self.unixSocketProblem(path) {
-            // The HTTP client would retry a refused connection until its deadline; say it now.
-            throw DockerParallelError(
-                .providerFailed,
-                "cannot reach the Docker daemon at \(host): \(problem). Is dockerd running? Point DOCKER_HOST (or --docker-host) at its socket.")
         }
         do {
-            let response = try await client.execute(request, timeout: .milliseconds(Int64(timeout * 1000)))
-            let bytes = try await response.body.collect(upTo: 256 << 20)
-            return (Int(response.status.code), Data(buffer: bytes))
-        } catch let error as DockerParallelError {
-            throw error
-        } catch {
+            return try await rest.send(request).body
+        } catch let error as RESTError where error.code == .connectionFailed {
             throw DockerParallelError(
                 .providerFailed,
-                "cannot reach the Docker daemon at \(host): \(error). Is dockerd running? Point DOCKER_HOST (or --docker-host) at its socket.",
+                "cannot reach the Docker daemon at \(host): \(error.message). Is dockerd running? Point DOCKER_HOST (or --docker-host) at its socket.",
                 underlying: error)
         }
     }
 
-    /// Why nothing accepts connections on a unix socket, or `nil` when something does.
-    static func unixSocketProblem(_ path: String) -> String? {
-        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { return nil }
-        defer { close(fd) }
-        var address = sockaddr_un()
-        address.sun_family = sa_family_t(AF_UNIX)
-        let capacity = MemoryLayout.size(ofValue: address.sun_path)
-        guard path.utf8.count < capacity else { return "the socket path is too long" }
-        withUnsafeMutableBytes(of: &address.sun_path) { buffer in
-            for (index, byte) in path.utf8.enumerated() { buffer[index] = byte }
-        }
-        let result = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
-        }
-        return result == 0 ? nil : String(cString: strerror(errno))
-    }
-
-    /// Sends a request and checks for a 2xx answer.
-    /// - Throws: ``EngineError`` with the daemon's message otherwise.
-    @discardableResult
-    func send(
-        _ method: HTTPMethod, _ path: String, query: [String: String] = [:], repeated: [(String, String)] = [],
-        json: (any Encodable)? = nil, body: Data? = nil, contentType: String = "application/json", timeout: Double = 60
-    ) async throws -> Data {
-        let payload = try json.map { try JSONEncoder().encode($0) } ?? body
-        let (status, data) = try await raw(
-            method, path, query: query, repeated: repeated, body: payload, contentType: contentType, timeout: timeout)
-        guard (200..<300).contains(status) else {
-            struct Message: Decodable { var message: String }
-            let message = (try? JSONDecoder().decode(Message.self, from: data).message) ?? String(decoding: data, as: UTF8.self)
-            throw EngineError(status: status, message: message.trimmingCharacters(in: .whitespacesAndNewlines))
-        }
-        return data
-    }
-
-    /// Sends a request and decodes its JSON answer.
+    /// Sends a GET request and decodes its JSON answer.
+    /// - Throws: As ``send(_:_:query:repeated:json:body:contentType:timeout:isIdempotent:)``, and
+    ///   `.providerFailed` naming the path when the answer cannot be read.
     func get<T: Decodable>(_ type: T.Type, _ path: String, query: [String: String] = [:]) async throws -> T {
         let data = try await send(.GET, path, query: query)
         do {
-            return try JSONDecoder().decode(T.self, from: data)
-        } catch {
-            throw DockerParallelError(.providerFailed, "the Docker daemon's answer to \(path) could not be read: \(error)")
+            return try JSONModels.decode(T.self, from: data, platform: Self.platform, request: "GET \(path)")
+        } catch let error as RESTError {
+            throw DockerParallelError(
+                .providerFailed, "the Docker daemon's answer to \(path) could not be read: \(error.message)", underlying: error)
         }
     }
 }

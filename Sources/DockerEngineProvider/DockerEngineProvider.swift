@@ -3,6 +3,7 @@ import Foundation
 import Logging
 import NIOCore
 import NIOPosix
+import ProviderKit
 
 /// Runs the server and the workers as containers on a Docker engine, through its HTTP API.
 ///
@@ -67,6 +68,19 @@ public actor DockerEngineProvider: CloudProvider {
         self.engine = try DockerEngineClient(host: configuration.host)
     }
 
+    /// Creates a provider that talks to the daemon through `transport` (tests pass a
+    /// `RecordedTransport`).
+    /// - Parameters:
+    ///   - retry: When to send a request again.
+    ///   - sleep: Waits between attempts.
+    package init(
+        configuration: Configuration, transport: any HTTPTransport, retry: RetryPolicy = RetryPolicy(),
+        sleep: @escaping @Sendable (Duration) async throws -> Void = { try await Task.sleep(for: $0) }
+    ) {
+        self.configuration = configuration
+        self.engine = DockerEngineClient(host: configuration.host, transport: transport, retry: retry, sleep: sleep)
+    }
+
     // MARK: CloudProvider
 
     public func initialize(context: ClusterContext) async throws {
@@ -74,10 +88,10 @@ public actor DockerEngineProvider: CloudProvider {
         let version: EngineVersion
         do {
             version = try await engine.get(EngineVersion.self, "/version")
-        } catch let error as DockerEngineClient.EngineError {
+        } catch let error as RESTError {
             throw DockerParallelError(
                 .providerFailed,
-                "the Docker daemon at \(configuration.host) refused the API's version request (\(error.status): \(error.message)). Check DOCKER_HOST, and DOCKER_TLS_VERIFY with DOCKER_CERT_PATH for a TLS daemon.")
+                "the Docker daemon at \(configuration.host) refused the API's version request (\(error.status ?? 0): \(error.message)). Check DOCKER_HOST, and DOCKER_TLS_VERIFY with DOCKER_CERT_PATH for a TLS daemon.")
         }
         context.logger.debug("Docker engine", metadata: ["version": "\(version.Version)", "api": "\(version.ApiVersion)"])
     }
@@ -93,7 +107,7 @@ public actor DockerEngineProvider: CloudProvider {
         }
         try await requireImage(container.image)
         try await ensureNetwork(context)
-        if port == 0 { port = try Self.freePort(on: configuration.serverAddress) }
+        if port == 0 { port = try await Self.freePort(on: configuration.serverAddress) }
         var environment = container.environment
         environment[EnvironmentKey.host] = configuration.networkMode == "host" ? configuration.serverAddress : "0.0.0.0"
         environment[EnvironmentKey.port] = String(port)
@@ -167,28 +181,18 @@ public actor DockerEngineProvider: CloudProvider {
         workers.removeAll { Self.isDead($0.State) }
         if let startupFailure { throw DockerParallelError(.providerFailed, startupFailure) }
 
-        var current = workers.reduce(0) { $0 + $1.slots }
+        let plan = ScalingPlan(
+            current: workers.map { ScalingPlan.Container(id: $0.Id, slots: $0.slots, order: $0.Created ?? 0) },
+            slotsPerContainer: container.maxWorkersPerContainer, wantedWorkers: workerNumber)
         // Too many: stop the newest containers first (their workers drain and hand tasks back).
-        var surplus: [ContainerSummary] = []
-        for worker in workers.sorted(by: { ($0.Created ?? 0) > ($1.Created ?? 0) }) where current > workerNumber {
-            surplus.append(worker)
-            current -= worker.slots
-        }
         try await withThrowingTaskGroup(of: Void.self) { group in
-            for worker in surplus { group.addTask { try await self.stopAndRemove(worker.Id) } }
+            for id in plan.idsToStop { group.addTask { try await self.stopAndRemove(id) } }
             try await group.waitForAll()
         }
-        guard current < workerNumber else { return }
+        guard !plan.sizesToStart.isEmpty else { return }
         try await requireImage(container.image)
-        let perContainer = max(1, container.maxWorkersPerContainer)
-        var missing = workerNumber - current
-        var sizes: [Int] = []
-        while missing > 0 {
-            sizes.append(min(perContainer, missing))
-            missing -= perContainer
-        }
         try await withThrowingTaskGroup(of: Void.self) { group in
-            for slots in sizes {
+            for slots in plan.sizesToStart {
                 group.addTask {
                     let name = "dockerparallel-\(context.configuration.jobQueueName)-worker-\(Self.randomSuffix())"
                     var environment = container.environment
@@ -206,8 +210,8 @@ public actor DockerEngineProvider: CloudProvider {
         }
     }
 
-    public func workerNumbers(context: ClusterContext) async throws -> (initializing: Int, running: Int) {
-        var numbers = (initializing: 0, running: 0)
+    public func workerNumbers(context: ClusterContext) async throws -> WorkerNumbers {
+        var numbers = WorkerNumbers(expected: context.configuration.expectedWorkerNumber, initializing: 0, running: 0)
         for worker in try await list(context, role: "worker") {
             switch worker.State {
             case "running": numbers.running += worker.slots
@@ -236,15 +240,14 @@ public actor DockerEngineProvider: CloudProvider {
         for container in try await list(context, role: nil) { try await remove(container.Id) }
         if deep {
             // Networks this provider created for the cluster.
-            let filters = String(
-                decoding: try JSONEncoder().encode(["label": ["\(Label.queue)=\(context.configuration.jobQueueName)"]]), as: UTF8.self)
             struct NetworkSummary: Decodable { var Id: String }
+            let filters = Self.selector(context).dockerFilters
             for network in try await engine.get([NetworkSummary].self, "/networks", query: ["filters": filters]) {
-                try? await engine.send(.DELETE, "/networks/\(network.Id)")
+                _ = try? await engine.send(.DELETE, "/networks/\(network.Id)")
             }
             do {
                 try await engine.send(.DELETE, "/volumes/\(Self.volumeName(context))")
-            } catch let error as DockerEngineClient.EngineError where error.status == 404 {
+            } catch let error as RESTError where error.status == 404 {
                 // Never created, or already gone.
             }
         }
@@ -252,7 +255,7 @@ public actor DockerEngineProvider: CloudProvider {
 
     /// The names of the clusters that have a server container on the engine, running or not.
     public func clusterNames() async throws -> [String] {
-        let filters = String(decoding: try JSONEncoder().encode(["label": ["\(Label.role)=server"]]), as: UTF8.self)
+        let filters = LabelSelector([Label.role: "server"]).dockerFilters
         let servers = try await engine.get([ContainerSummary].self, "/containers/json", query: ["all": "true", "filters": filters])
         return Set(servers.compactMap { $0.Labels?[Label.queue] }).sorted()
     }
@@ -261,16 +264,21 @@ public actor DockerEngineProvider: CloudProvider {
 
     /// The containers of a cluster (all of a role, or every one), in any state.
     func list(_ context: ClusterContext, role: String?) async throws -> [ContainerSummary] {
-        var labels = ["\(Label.queue)=\(context.configuration.jobQueueName)"]
-        if let role { labels.append("\(Label.role)=\(role)") }
-        let filters = String(decoding: try JSONEncoder().encode(["label": labels]), as: UTF8.self)
-        return try await engine.get([ContainerSummary].self, "/containers/json", query: ["all": "true", "filters": filters])
+        var selector = Self.selector(context)
+        if let role { selector = selector.adding(Label.role, role) }
+        return try await engine.get(
+            [ContainerSummary].self, "/containers/json", query: ["all": "true", "filters": selector.dockerFilters])
+    }
+
+    /// The resources of a cluster: those labelled with its job queue name.
+    static func selector(_ context: ClusterContext) -> LabelSelector {
+        LabelSelector([Label.queue: context.configuration.jobQueueName])
     }
 
     private func inspect(_ nameOrID: String) async throws -> ContainerInspect? {
         do {
             return try await engine.get(ContainerInspect.self, "/containers/\(nameOrID)/json")
-        } catch let error as DockerEngineClient.EngineError where error.status == 404 {
+        } catch let error as RESTError where error.status == 404 {
             return nil
         }
     }
@@ -278,7 +286,7 @@ public actor DockerEngineProvider: CloudProvider {
     private func requireImage(_ image: String) async throws {
         do {
             _ = try await engine.get(ImageInspect.self, "/images/\(image)/json")
-        } catch let error as DockerEngineClient.EngineError where error.status == 404 {
+        } catch let error as RESTError where error.status == 404 {
             throw DockerParallelError(
                 .invalidArgument,
                 "the image '\(image)' is not on the Docker engine at \(configuration.host): build it with `dockerparallel image build --tag \(image)`")
@@ -317,15 +325,16 @@ public actor DockerEngineProvider: CloudProvider {
             return try JSONDecoder().decode(
                 ContainerCreated.self, from: try await engine.send(.POST, "/containers/create", query: ["name": name], json: body)
             ).Id
-        } catch let error as DockerEngineClient.EngineError {
+        } catch let error as RESTError {
             throw DockerParallelError(.providerFailed, "cannot create the container \(name): \(error.message)")
         }
     }
 
     private func start(_ id: String, name: String) async throws {
         do {
-            try await engine.send(.POST, "/containers/\(id)/start")
-        } catch let error as DockerEngineClient.EngineError {
+            // Starting a started container answers 304: safe to send again.
+            try await engine.send(.POST, "/containers/\(id)/start", isIdempotent: true)
+        } catch let error as RESTError {
             try? await remove(id)
             throw DockerParallelError(.providerFailed, "cannot start the container \(name): \(error.message)")
         }
@@ -335,8 +344,8 @@ public actor DockerEngineProvider: CloudProvider {
         do {
             try await engine.send(
                 .POST, "/containers/\(id)/stop", query: ["t": String(Int(configuration.stopGracePeriod))],
-                timeout: configuration.stopGracePeriod + 30)
-        } catch let error as DockerEngineClient.EngineError where error.status == 304 || error.status == 404 {
+                timeout: configuration.stopGracePeriod + 30, isIdempotent: true)
+        } catch let error as RESTError where error.status == 304 || error.status == 404 {
             // Already stopped, or gone.
         }
         try await remove(id)
@@ -345,9 +354,9 @@ public actor DockerEngineProvider: CloudProvider {
     private func remove(_ id: String) async throws {
         do {
             try await engine.send(.DELETE, "/containers/\(id)", query: ["force": "true"])
-        } catch let error as DockerEngineClient.EngineError where error.status == 404 {
+        } catch let error as RESTError where error.status == 404 {
             // Already gone.
-        } catch let error as DockerEngineClient.EngineError where error.status == 409 {
+        } catch let error as RESTError where error.status == 409 {
             // Removal already in progress.
             _ = error
         }
@@ -362,7 +371,7 @@ public actor DockerEngineProvider: CloudProvider {
         guard !["host", "bridge", "none", "default"].contains(mode), !mode.hasPrefix("container:") else { return }
         do {
             _ = try await engine.send(.GET, "/networks/\(mode)")
-        } catch let error as DockerEngineClient.EngineError where error.status == 404 {
+        } catch let error as RESTError where error.status == 404 {
             try await engine.send(
                 .POST, "/networks/create",
                 json: NetworkCreate(Name: mode, Labels: [Label.queue: context.configuration.jobQueueName]))
@@ -400,15 +409,17 @@ public actor DockerEngineProvider: CloudProvider {
     }
 
     private static func randomSuffix() -> String {
-        String((0..<8).map { _ in "0123456789abcdef".randomElement()! })
+        var generator = SystemRandomNumberGenerator()
+        return String(generator.next() & 0xffff_ffff, radix: 16)
     }
 
-    /// A port nobody listens on now.
-    static func freePort(on host: String) throws -> Int {
-        let channel = try ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-            .bind(host: host, port: 0).wait()
-        defer { try? channel.close().wait() }
-        guard let port = channel.localAddress?.port else {
+    /// A port nobody listens on now: bound on `host` at port 0, then let go.
+    static func freePort(on host: String) async throws -> Int {
+        let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .bind(host: host, port: 0).get()
+        let port = channel.localAddress?.port
+        try? await channel.close().get()
+        guard let port else {
             throw DockerParallelError(.providerFailed, "cannot find a free port on \(host)")
         }
         return port

@@ -1,5 +1,6 @@
 import DockerParallelCore
 import Foundation
+import ProviderKit
 
 /// Builds a server/worker image without a registry: the `dockerparallel` binary (and optionally a
 /// program of yours that registers Swift tasks), with every shared library `ldd` lists, either
@@ -105,7 +106,7 @@ public struct ImageBuilder: Sendable {
         let created: Data
         do {
             created = try await engine.send(.POST, "/containers/create", json: Create(Image: base, Cmd: ["/bin/true"]))
-        } catch let error as DockerEngineClient.EngineError where error.status == 404 {
+        } catch let error as RESTError where error.status == 404 {
             throw DockerParallelError(.invalidArgument, "the base image '\(base)' is not on the Docker engine at \(engine.host)")
         }
         let id = try JSONDecoder().decode(ContainerCreated.self, from: created).Id

@@ -105,7 +105,7 @@ public actor DockerCluster {
     public func startCluster() async throws {
         try await initializeProvider()
         say("Checking if the cluster exists")
-        if try await provider.clusterExists(context: context()) {
+        if try await providerClusterExists() ?? false {
             say("The cluster '\(configuration.jobQueueName)' exists; reconnecting")
             try await reconnect()
             return
@@ -180,22 +180,20 @@ public actor DockerCluster {
         try await provider.setWorkerNumber(
             context: context(), container: container, hardware: configuration.workerHardware, workerNumber: number)
         do {
-            let numbers = try await provider.workerNumbers(context: context())
-            runtime.initializingWorkerNumber = numbers.initializing
-            runtime.runningWorkerNumber = numbers.running
+            _ = try await countWorkers()
         } catch {
             say("Could not read the worker numbers: \(error)")
         }
     }
 
     /// The expected, running and initializing worker numbers, asking the provider.
+    ///
+    /// A provider that cannot count its workers (its `workerNumbers` throws `.unsupported`) is
+    /// answered for by the server: the worker slots connected to it are running, none are
+    /// initializing, and none run while the server does not.
     public func workerNumbers() async throws -> WorkerNumbers {
         try await initializeProvider()
-        let numbers = try await provider.workerNumbers(context: context())
-        runtime.initializingWorkerNumber = numbers.initializing
-        runtime.runningWorkerNumber = numbers.running
-        return WorkerNumbers(
-            expected: configuration.expectedWorkerNumber, initializing: numbers.initializing, running: numbers.running)
+        return try await countWorkers()
     }
 
     /// Refreshes the server's status, restarts the server if it died (its durable store lets it
@@ -230,6 +228,7 @@ public actor DockerCluster {
     }
 
     /// Whether this cluster runs, here or on the platform.
+    /// - Throws: `.unsupported` when the provider cannot tell and this handle knows no server.
     public func clusterExists() async throws -> Bool {
         if isServerRunning { return true }
         try await initializeProvider()
@@ -238,10 +237,12 @@ public actor DockerCluster {
 
     /// Adopts the running cluster with this handle's job queue name: restores its configuration,
     /// finds its server and counts its workers. Sets ``stopClusterOnExit`` to false.
-    /// - Throws: `.clusterNotFound` when no such cluster runs.
+    /// - Throws: `.clusterNotFound` when no such cluster runs; `.unsupported` when the provider
+    ///   cannot reconnect.
     public func reconnect() async throws {
         try await initializeProvider()
-        guard try await provider.clusterExists(context: context()) else {
+        // A provider that cannot tell whether the cluster exists may still find it in reconnect.
+        guard try await providerClusterExists() ?? true else {
             throw DockerParallelError(
                 .clusterNotFound,
                 "The cluster with the job queue name '\(configuration.jobQueueName)' is not running!")
@@ -258,10 +259,7 @@ public actor DockerCluster {
             stopClusterOnExit = false
         }
         runtime.serverEndpoints = try await provider.serverEndpoints(context: context())
-        let numbers = try await provider.workerNumbers(context: context())
-        runtime.initializingWorkerNumber = numbers.initializing
-        runtime.runningWorkerNumber = numbers.running
-        configuration.expectedWorkerNumber = numbers.initializing + numbers.running
+        configuration.expectedWorkerNumber = try await countWorkers().total
         _ = try await client()
     }
 
@@ -272,8 +270,7 @@ public actor DockerCluster {
         if isServerRunning && !runtime.serverFromOtherSource {
             throw DockerParallelError(.invalidState, "The server is still running: stop the cluster first")
         }
-        let numbers = try await provider.workerNumbers(context: context())
-        if numbers.initializing + numbers.running > 0 {
+        if try await countWorkers().total > 0 {
             throw DockerParallelError(.invalidState, "The workers are still running: set the worker number to 0 first")
         }
         try await provider.cleanup(context: context(), deep: deep)
@@ -365,6 +362,33 @@ public actor DockerCluster {
         guard !providerInitialized else { return }
         try await provider.initialize(context: context())
         providerInitialized = true
+    }
+
+    /// The provider's worker numbers with this handle's expected number, remembered in the
+    /// runtime; the slots connected to the server when the provider cannot count (see ``workerNumbers()``).
+    private func countWorkers() async throws -> WorkerNumbers {
+        var numbers: WorkerNumbers
+        do {
+            numbers = try await provider.workerNumbers(context: context())
+        } catch let error as DockerParallelError where error.code == .unsupported {
+            logger.debug("\(error.message); counting the workers connected to the server instead")
+            let connected = isServerRunning ? try await serverReport().workerSlots : 0
+            numbers = WorkerNumbers(expected: 0, initializing: 0, running: connected)
+        }
+        numbers.expected = configuration.expectedWorkerNumber
+        runtime.initializingWorkerNumber = numbers.initializing
+        runtime.runningWorkerNumber = numbers.running
+        return numbers
+    }
+
+    /// Whether the provider sees the cluster; `nil` when it cannot tell (`.unsupported`).
+    private func providerClusterExists() async throws -> Bool? {
+        do {
+            return try await provider.clusterExists(context: context())
+        } catch let error as DockerParallelError where error.code == .unsupported {
+            logger.debug("\(error.message); the cluster may or may not exist")
+            return nil
+        }
     }
 
     private func updateServerStatus() async throws {

@@ -270,14 +270,22 @@ public struct ConformanceFailure: Error, Sendable, CustomStringConvertible {
     public var checked: String
     /// What went wrong.
     public var problem: String
+    /// Whether the step failed because the provider does not implement an optional requirement
+    /// (it threw `.unsupported`), rather than because it answered wrongly.
+    public var isUnsupportedRequirement: Bool
 
-    init(step: Int, description: String, problem: String) {
+    init(step: Int, description: String, problem: String, isUnsupportedRequirement: Bool = false) {
         self.step = step
         self.checked = description
         self.problem = problem
+        self.isUnsupportedRequirement = isUnsupportedRequirement
     }
 
-    public var description: String { "conformance step \(step) (\(checked)) failed: \(problem)" }
+    public var description: String {
+        isUnsupportedRequirement
+            ? "conformance step \(step) (\(checked)) needs an optional requirement the provider does not implement: \(problem)"
+            : "conformance step \(step) (\(checked)) failed: \(problem)"
+    }
 }
 
 private struct CheckFailed: Error, CustomStringConvertible {
@@ -296,8 +304,19 @@ private struct StepRunner {
         do {
             return try await body()
         } catch let failure as ConformanceFailure {
-            if failure.step == 0 { throw ConformanceFailure(step: number, description: description, problem: failure.problem) }
+            if failure.step == 0 {
+                throw ConformanceFailure(
+                    step: number, description: description, problem: failure.problem,
+                    isUnsupportedRequirement: failure.isUnsupportedRequirement)
+            }
             throw failure
+        } catch let error as DockerParallelError where error.code == .unsupported {
+            throw ConformanceFailure(
+                step: number, description: description,
+                problem: (10...15).contains(number)
+                    ? "\(error.message) (steps 10–15 test reconnecting; without it, set Options.testReconnect to false)"
+                    : error.message,
+                isUnsupportedRequirement: true)
         } catch {
             throw ConformanceFailure(step: number, description: description, problem: "\(error)")
         }

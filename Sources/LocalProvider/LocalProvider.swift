@@ -72,11 +72,6 @@ public actor LocalProvider: CloudProvider {
         (clusterDirectory(for: jobQueueName) as NSString).appendingPathComponent("server.log")
     }
 
-    /// The names of the clusters that have a state folder.
-    public nonisolated func clusterNames() -> [String] {
-        ((try? FileManager.default.contentsOfDirectory(atPath: configuration.stateDirectory)) ?? []).sorted()
-    }
-
     // MARK: CloudProvider
 
     public func initialize(context: ClusterContext) async throws {
@@ -153,10 +148,10 @@ public actor LocalProvider: CloudProvider {
             files.remove(worker.readyFile)
             return false
         }
-        var current = live.reduce(0) { $0 + $1.slots }
-        let perProcess = max(1, container.maxWorkersPerContainer)
-        while current < workerNumber {
-            let slots = min(perProcess, workerNumber - current)
+        let plan = ScalingPlan(
+            current: live.map { ScalingPlan.Container(id: String($0.number), slots: $0.slots, order: Int64($0.number)) },
+            slotsPerContainer: container.maxWorkersPerContainer, wantedWorkers: workerNumber)
+        for slots in plan.sizesToStart {
             let number = max(nextWorkerNumber, (live.map(\.number).max() ?? 0) + 1)
             nextWorkerNumber = number + 1
             let worker = ClusterFiles.WorkerProcess(directory: files.workersDirectory, number: number, pid: 0, slots: slots)
@@ -171,19 +166,17 @@ public actor LocalProvider: CloudProvider {
             let pid = try ProcessControl.spawnDetached(executable: container.image, environment: environment, logFile: worker.logFile)
             try files.write("\(pid) \(slots)", to: worker.pidFile)
             live.append(.init(directory: files.workersDirectory, number: number, pid: pid, slots: slots))
-            current += slots
         }
-        // Stop the newest workers whose slots fit in the excess.
-        for worker in live.sorted(by: { $0.number > $1.number }) where current > workerNumber {
-            guard worker.slots <= current - workerNumber else { continue }
+        // The newest workers whose slots fit in the excess; they drain and hand their tasks back.
+        for id in plan.idsToStop {
+            guard let worker = live.first(where: { String($0.number) == id }) else { continue }
             ProcessControl.signal(worker.pid, SIGTERM)
             files.remove(worker.pidFile)
             files.remove(worker.readyFile)
-            current -= worker.slots
         }
     }
 
-    public func workerNumbers(context: ClusterContext) async throws -> (initializing: Int, running: Int) {
+    public func workerNumbers(context: ClusterContext) async throws -> WorkerNumbers {
         let files = ClusterFiles(directory: clusterDirectory(for: context.configuration.jobQueueName))
         var initializing = 0
         var running = 0
@@ -194,7 +187,13 @@ public actor LocalProvider: CloudProvider {
                 initializing += worker.slots
             }
         }
-        return (initializing, running)
+        return WorkerNumbers(
+            expected: context.configuration.expectedWorkerNumber, initializing: initializing, running: running)
+    }
+
+    /// The names of the clusters that have a state folder, running or not.
+    public nonisolated func clusterNames() -> [String] {
+        ((try? FileManager.default.contentsOfDirectory(atPath: configuration.stateDirectory)) ?? []).sorted()
     }
 
     public func clusterExists(context: ClusterContext) async throws -> Bool {

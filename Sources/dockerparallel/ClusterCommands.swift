@@ -1,5 +1,4 @@
 import ArgumentParser
-import DockerEngineProvider
 import DockerParallel
 import Foundation
 
@@ -101,14 +100,7 @@ struct List: AsyncParsableCommand {
 
     func run() async throws {
         let provider = try platform.provider(stateDirectory: CLIEnvironment.stateDirectory(stateDir))
-        let names: [String]
-        if let local = provider as? LocalProvider {
-            names = local.clusterNames()
-        } else if let docker = provider as? DockerEngineProvider {
-            names = try await docker.clusterNames()
-        } else {
-            names = []
-        }
+        let names = try await provider.clusterNames()
         if names.isEmpty { print("No clusters.") }
         for name in names {
             let handle = try DockerCluster(

@@ -78,7 +78,10 @@ public enum ServerStatus: String, Sendable, Codable {
     case stopped
 }
 
-/// Worker numbers as the original reports them.
+/// Worker numbers as the original reports them, counted in worker slots.
+///
+/// Providers report the initializing and running numbers, with `expected` taken from the
+/// cluster's configuration; `DockerCluster` reports all three.
 public struct WorkerNumbers: Sendable, Equatable, Codable, CustomStringConvertible {
     /// Workers the user asked for.
     public var expected: Int
@@ -93,6 +96,9 @@ public struct WorkerNumbers: Sendable, Equatable, Codable, CustomStringConvertib
         self.initializing = initializing
         self.running = running
     }
+
+    /// Workers starting or serving.
+    public var total: Int { initializing + running }
 
     public var description: String { "\(expected) / \(running) / \(initializing)  (expected/running/initializing)" }
 }
