@@ -38,5 +38,5 @@
 @_exported import enum DockerParallelCore.EnvironmentKey
 
 // The embedded default provider and its container.
-@_exported import actor LocalProvider.LocalProvider
+@_exported import class LocalProvider.LocalProvider
 @_exported import struct LocalProvider.LocalProcessContainer

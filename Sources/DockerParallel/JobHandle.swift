@@ -1,4 +1,5 @@
 import DockerParallelCore
+import DockerParallelWire
 import Foundation
 
 /// A submitted job, of Swift tasks or of commands: its outputs can be awaited now or collected

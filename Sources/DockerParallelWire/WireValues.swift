@@ -93,8 +93,14 @@ extension WireReader {
     }
 
     mutating func options() throws -> JobOptions {
-        JobOptions(
-            maxAttempts: try int(), failureRetries: try int(), timeout: try optional { try $0.double() }.map { Duration.seconds($0) })
+        let maxAttempts = try int()
+        let failureRetries = try int()
+        let timeout = try optional { reader -> Duration in
+            let seconds = try reader.double()
+            guard let duration = Duration(checkedSeconds: seconds) else { throw Self.malformed("a timeout of \(seconds) s is out of range") }
+            return duration
+        }
+        return JobOptions(maxAttempts: maxAttempts, failureRetries: failureRetries, timeout: timeout)
     }
 
     mutating func report() throws -> AttemptReport {

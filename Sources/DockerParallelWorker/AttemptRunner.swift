@@ -1,4 +1,5 @@
 import DockerParallelCore
+import DockerParallelWire
 import Foundation
 
 /// Runs one assignment, command or Swift task, and reports how it went. Never throws.

@@ -93,7 +93,7 @@ public final class Worker: Service {
         let draining = self.draining
         let logger = self.logger
         let opened = ContinuousClock.now
-        let heartbeatInterval = Duration.seconds(max(0.05, connection.leaseDuration / 3))
+        let heartbeatInterval = Duration(checkedSeconds: max(0.05, connection.leaseDuration / 3)) ?? .seconds(10)
         var machine = WorkerStateMachine(configuration: .init(
             slots: configuration.slots, minimumPrefetch: configuration.prefetch,
             maximumPrefetch: configuration.maximumPrefetch, heartbeatInterval: heartbeatInterval,

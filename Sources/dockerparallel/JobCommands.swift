@@ -143,7 +143,7 @@ struct Retry: AsyncParsableCommand {
     }
 }
 
-extension JobID: @retroactive ExpressibleByArgument {
+extension JobID: ExpressibleByArgument {
     /// A job id as typed on the command line.
     public init?(argument: String) {
         guard !argument.isEmpty else { return nil }

@@ -79,20 +79,26 @@ import Testing
             (try? String(contentsOfFile: "\(folder)/server.pid", encoding: .utf8)).flatMap { Int32($0) }
         }
         var killed: [Int32] = []
+        var seen: Set<Int32> = []
         for _ in 0..<2 {
-            // Wait for a server that has not been killed yet, with results flowing from it.
+            // Wait for a server that has not been killed yet, with results flowing from it. The
+            // run's end shows as the end of its output (a pipe's end of file), which no other
+            // process's reaping can hide.
             let printed = reader.text.count
             try await waitUntil("a fresh server runs the job") {
-                guard process.isRunning else { return true }
+                guard !reader.isDone else { return true }
                 guard let pid = serverPID(), !killed.contains(pid) else { return false }
+                seen.insert(pid)
                 return reader.text.count > printed
             }
-            guard process.isRunning, let pid = serverPID() else { break }
+            guard !reader.isDone, let pid = serverPID() else { break }
             if kill(pid, SIGKILL) == 0 { killed.append(pid) }
         }
-        try await waitUntil("the run ends", timeout: 180) { !process.isRunning }
-        try await waitUntil("the output is read") { reader.isDone && errorReader.isDone }
-        #expect(killed.count >= 1)
+        try await waitUntil("the run ends", timeout: 180) { reader.isDone && errorReader.isDone }
+        try await waitUntil("the process exits") { !process.isRunning }
+        #expect(
+            killed.count >= 1,
+            "no server was killed: servers seen \(seen.sorted()), \(reader.text.count) bytes printed; stderr: \(errorReader.text)")
         #expect(process.terminationStatus == 0, "\(errorReader.text)")
         #expect(reader.text == (1...count).map { "\($0 * $0)\n" }.joined())
     }

@@ -90,4 +90,11 @@ extension Duration {
     package var inSeconds: Double {
         Double(components.seconds) + Double(components.attoseconds) * 1e-18
     }
+
+    /// A duration of `seconds`, or `nil` when that is not a finite number a `Duration` holds
+    /// (hostile input must not crash a decoder).
+    package init?(checkedSeconds seconds: Double) {
+        guard seconds.isFinite, abs(seconds) < 1e15 else { return nil }
+        self = .seconds(seconds)
+    }
 }

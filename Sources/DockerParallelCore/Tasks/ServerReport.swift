@@ -44,7 +44,11 @@ public struct ServerReport: Sendable, Codable, Equatable {
     public init(from decoder: any Decoder) throws {
         let container = try decoder.container(keyedBy: CodingKeys.self)
         jobQueueName = try container.decode(String.self, forKey: .jobQueueName)
-        uptime = .seconds(try container.decode(Double.self, forKey: .uptime))
+        let seconds = try container.decode(Double.self, forKey: .uptime)
+        guard let uptime = Duration(checkedSeconds: seconds) else {
+            throw DecodingError.dataCorruptedError(forKey: .uptime, in: container, debugDescription: "an uptime of \(seconds) s is out of range")
+        }
+        self.uptime = uptime
         workers = try container.decode([Worker].self, forKey: .workers)
         jobs = try container.decode([JobStatus].self, forKey: .jobs)
     }

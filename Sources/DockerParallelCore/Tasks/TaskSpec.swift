@@ -72,7 +72,13 @@ public struct JobOptions: Sendable, Codable, Equatable {
         let container = try decoder.container(keyedBy: CodingKeys.self)
         maxAttempts = try container.decode(Int.self, forKey: .maxAttempts)
         failureRetries = try container.decode(Int.self, forKey: .failureRetries)
-        timeout = try container.decodeIfPresent(Double.self, forKey: .timeout).map { Duration.seconds($0) }
+        timeout = try container.decodeIfPresent(Double.self, forKey: .timeout).map { seconds in
+            guard let duration = Duration(checkedSeconds: seconds) else {
+                throw DecodingError.dataCorruptedError(
+                    forKey: .timeout, in: container, debugDescription: "a timeout of \(seconds) s is out of range")
+            }
+            return duration
+        }
     }
 
     /// Encodes options; the timeout as a number of seconds.
