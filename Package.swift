@@ -128,6 +128,7 @@ let package = Package(
             dependencies: [
                 "DockerParallel", "DockerParallelCore", "DockerParallelServer", "DockerParallelWorker", "DockerEngineProvider",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
             ]
         ),
         // An example program whose own executable is the worker for its Swift tasks.

@@ -11,9 +11,6 @@ import NIOPosix
 /// the worker number and connects; ``stopCluster(ignoreErrors:cleanup:)`` undoes it. Two handles
 /// with the same job queue name are the same cluster: ``reconnect()`` adopts one that runs.
 public actor DockerCluster {
-    /// Receives the cluster's progress messages.
-    public typealias MessageHandler = @Sendable (String) -> Void
-
     /// The provider that runs the server and the workers.
     public nonisolated let provider: any CloudProvider
     /// The container the workers run.
@@ -23,23 +20,27 @@ public actor DockerCluster {
     /// The cluster's settings.
     public private(set) var configuration: ClusterConfiguration
     /// Where the server is and what the provider last reported.
-    public private(set) var runtime: ClusterRuntime
-    /// 0 silent, 1 progress messages, 2 details.
-    public var verbosity: Int
+    public internal(set) var runtime: ClusterRuntime
+    /// The original's verbosity, a convenience over ``logger``'s level: 0 warnings only,
+    /// 1 progress messages (`info`), 2 details (`debug`).
+    public var verbosity: Int {
+        didSet { logger.logLevel = Self.logLevel(verbosity: verbosity) }
+    }
     /// Whether ``close()`` stops the cluster, and whether its processes go away with this one
     /// (Local provider).
     public var stopClusterOnExit: Bool
 
-    /// Seconds a job's submit or collection waits for a lost server to come back before failing.
-    public var serverRecoveryTimeout: Double = 60
+    /// How long a job's operations wait for a lost server to come back before failing.
+    public var serverRecoveryTimeout: Duration = .seconds(60)
 
-    let logger: Logger
-    private let messageHandler: MessageHandler
-    private var providerInitialized = false
-    private var serverLost = false
-    private var connection: PeerConnection?
+    /// Where the cluster logs: progress at `info` ("Deploying server container"), details at
+    /// `debug`. Its level follows ``verbosity``.
+    public private(set) var logger: Logger
+    var providerInitialized = false
+    var serverLost = false
+    var connection: PeerConnection?
     /// The loop that serves every connection of this handle to the server.
-    private nonisolated let eventLoop: any EventLoop = MultiThreadedEventLoopGroup.singleton.next()
+    nonisolated let eventLoop: any EventLoop = MultiThreadedEventLoopGroup.singleton.next()
 
     /// An executor on the thread that reads and writes this handle's connection to the server.
     ///
@@ -63,10 +64,9 @@ public actor DockerCluster {
     ///   - configuration: Job queue name, worker number, hardware, port, password.
     ///   - serverFromOtherSource: Endpoints of a server run by someone else; the provider then
     ///     neither starts nor stops it.
-    ///   - verbosity: 0 silent, 1 progress (default), 2 details.
+    ///   - verbosity: 0 warnings only, 1 progress (default), 2 details: sets `logger`'s level.
     ///   - stopClusterOnExit: Default `true`.
-    ///   - logger: Where the cluster logs at debug level.
-    ///   - messages: Receives progress messages (default: none are shown).
+    ///   - logger: Where the cluster logs its progress (default: nowhere).
     /// - Throws: When the worker container has no server container.
     public init(
         provider: any CloudProvider = LocalProvider(),
@@ -76,8 +76,7 @@ public actor DockerCluster {
         serverFromOtherSource: ServerEndpoints? = nil,
         verbosity: Int = 1,
         stopClusterOnExit: Bool = true,
-        logger: Logger = Logger(label: "DockerParallel", factory: { _ in SwiftLogNoOpLogHandler() }),
-        messages: @escaping MessageHandler = { _ in }
+        logger: Logger = Logger(label: "DockerParallel", factory: { _ in SwiftLogNoOpLogHandler() })
     ) throws {
         self.provider = provider
         self.workerContainer = workerContainer
@@ -86,14 +85,24 @@ public actor DockerCluster {
         self.runtime = ClusterRuntime(serverFromOtherSource: serverFromOtherSource != nil, serverEndpoints: serverFromOtherSource)
         self.verbosity = verbosity
         self.stopClusterOnExit = stopClusterOnExit
+        var logger = logger
+        logger.logLevel = Self.logLevel(verbosity: verbosity)
         self.logger = logger
-        self.messageHandler = messages
     }
 
     // MARK: Settings
 
-    /// Sets the verbosity: 0 silent, 1 progress, 2 details.
+    /// Sets the verbosity: 0 warnings only, 1 progress, 2 details.
     public func setVerbosity(_ level: Int) { verbosity = level }
+
+    /// The log level a verbosity stands for.
+    static func logLevel(verbosity: Int) -> Logger.Level {
+        switch verbosity {
+        case ..<1: .warning
+        case 1: .info
+        default: .debug
+        }
+    }
 
     /// Sets whether the cluster stops when this handle is closed or this process exits.
     public func setStopClusterOnExit(_ value: Bool) { stopClusterOnExit = value }
@@ -298,126 +307,5 @@ public actor DockerCluster {
             await close()
             throw error
         }
-    }
-
-    // MARK: Internals
-
-    /// The client connection to the server, made on first use and remade when lost.
-    func client() async throws -> PeerConnection {
-        if let connection, connection.isOpen { return connection }
-        if !runtime.serverFromOtherSource {
-            try await initializeProvider()
-            let deadline = ContinuousClock.now + .seconds(60)
-            while try await provider.serverStatus(context: context()) == .initializing {
-                guard ContinuousClock.now < deadline else {
-                    throw DockerParallelError(.timedOut, "the server did not become ready within 60 s")
-                }
-                try await Task.sleep(for: .milliseconds(20))
-            }
-        }
-        guard let endpoint = runtime.serverEndpoints?.endpoint(sameLAN: configuration.serverClientSameLAN) else {
-            throw DockerParallelError(
-                .serverNotRunning, "The server of '\(configuration.jobQueueName)' is not running: start the cluster first")
-        }
-        let hello = Hello(role: .client, password: configuration.serverPassword.value, name: "client-\(ProcessInfo.processInfo.processIdentifier)")
-        let connection = try await PeerConnection.connect(to: endpoint, hello: hello, on: eventLoop)
-        self.connection = connection
-        return connection
-    }
-
-    /// Runs an idempotent request; when the connection to the server is lost, waits for the
-    /// server to come back (restarted by `update()` or by someone else) and runs it again. A
-    /// provider that cannot be reached (a Docker daemon restarting) is waited for the same way.
-    /// Errors after which the server may come back (restarted by a supervisor or the platform).
-    static let serverRetryCodes: Set<DockerParallelError.Code> = [.connectionFailed, .serverStartFailed, .serverNotRunning, .providerFailed]
-
-    func withServerRetry<T: Sendable>(_ operation: @Sendable (PeerConnection) async throws -> T) async throws -> T {
-        let deadline = ContinuousClock.now + .milliseconds(Int64(serverRecoveryTimeout * 1000))
-        var delay = 0.05
-        while true {
-            do {
-                return try await operation(try await client())
-            } catch let error as DockerParallelError where Self.serverRetryCodes.contains(error.code) {
-                guard ContinuousClock.now < deadline else { throw error }
-                say("Lost the server (\(error.message)); waiting for it to come back", level: 2)
-                connection?.close()
-                connection = nil
-                try await Task.sleep(for: .milliseconds(Int64(delay * 1000)))
-                delay = min(delay * 2, 1)
-                if !runtime.serverFromOtherSource,
-                   (try? await provider.serverStatus(context: context())) == .running,
-                   let endpoints = try? await provider.serverEndpoints(context: context()) {
-                    runtime.serverEndpoints = endpoints
-                }
-            }
-        }
-    }
-
-    func say(_ message: String, level: Int = 1) {
-        logger.debug("\(message)")
-        if verbosity >= level { messageHandler(message) }
-    }
-
-    private func initializeProvider() async throws {
-        guard !providerInitialized else { return }
-        try await provider.initialize(context: context())
-        providerInitialized = true
-    }
-
-    /// The provider's worker numbers with this handle's expected number, remembered in the
-    /// runtime; the slots connected to the server when the provider cannot count (see ``workerNumbers()``).
-    private func countWorkers() async throws -> WorkerNumbers {
-        var numbers: WorkerNumbers
-        do {
-            numbers = try await provider.workerNumbers(context: context())
-        } catch let error as DockerParallelError where error.code == .unsupported {
-            logger.debug("\(error.message); counting the workers connected to the server instead")
-            let connected = isServerRunning ? try await serverReport().workerSlots : 0
-            numbers = WorkerNumbers(expected: 0, initializing: 0, running: connected)
-        }
-        numbers.expected = configuration.expectedWorkerNumber
-        runtime.initializingWorkerNumber = numbers.initializing
-        runtime.runningWorkerNumber = numbers.running
-        return numbers
-    }
-
-    /// Whether the provider sees the cluster; `nil` when it cannot tell (`.unsupported`).
-    private func providerClusterExists() async throws -> Bool? {
-        do {
-            return try await provider.clusterExists(context: context())
-        } catch let error as DockerParallelError where error.code == .unsupported {
-            logger.debug("\(error.message); the cluster may or may not exist")
-            return nil
-        }
-    }
-
-    private func updateServerStatus() async throws {
-        if runtime.serverFromOtherSource { return }
-        try await initializeProvider()
-        switch try await provider.serverStatus(context: context()) {
-        case .stopped:
-            runtime.serverEndpoints = nil
-            connection?.close()
-            connection = nil
-        case .running, .initializing:
-            runtime.serverEndpoints = try await provider.serverEndpoints(context: context())
-        }
-    }
-
-    private func step(_ ignoreErrors: Bool, _ body: () async throws -> Void) async throws {
-        do {
-            try await body()
-        } catch where ignoreErrors {
-            say("Warning: \(error)")
-        }
-    }
-
-    private func context() -> ClusterContext {
-        ClusterContext(
-            configuration: configuration, runtime: runtime,
-            staticData: StaticData(
-                configuration: configuration, workerContainerName: workerContainer.name, workerImage: workerContainer.image,
-                maxWorkersPerContainer: workerContainer.maxWorkersPerContainer, verbosity: verbosity),
-            stopClusterOnExit: stopClusterOnExit, verbosity: verbosity, logger: logger)
     }
 }

@@ -30,7 +30,7 @@ struct Up: AsyncParsableCommand {
             provider: cluster.provider,
             workerContainer: cluster.platform.workerContainer(slots: slotsPerProcess),
             configuration: { var c = configuration; c.jobQueueName = cluster.name; return c }(),
-            verbosity: cluster.verbose ? 2 : 1, stopClusterOnExit: false, messages: CLIEnvironment.printMessage)
+            verbosity: cluster.verbose ? 2 : 1, stopClusterOnExit: false, logger: CLIEnvironment.messageLogger)
         if try await handle.clusterExists() {
             throw CLIError("a cluster named '\(cluster.name)' is already running; use `dockerparallel scale` to change its workers, or `down` to stop it")
         }

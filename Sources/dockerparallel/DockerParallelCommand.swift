@@ -1,4 +1,5 @@
 import ArgumentParser
+import Logging
 import DockerEngineProvider
 import DockerParallel
 import Foundation
@@ -63,7 +64,7 @@ struct ClusterOptions: ParsableArguments {
         return try DockerCluster(
             provider: provider, workerContainer: platform.workerContainer(slots: 1), configuration: configuration,
             verbosity: verbose ? 2 : verbosity, stopClusterOnExit: stopClusterOnExit,
-            messages: CLIEnvironment.printMessage)
+            logger: CLIEnvironment.messageLogger)
     }
 
     /// A handle on the running cluster, or a clear error when it does not run.
@@ -141,13 +142,28 @@ enum CLIEnvironment {
         return LocalProvider.defaultStateDirectory
     }
 
-    static let printMessage: DockerCluster.MessageHandler = { message in
-        FileHandle.standardError.write(Data("\(message)\n".utf8))
-    }
+    /// A logger that prints the cluster's messages to standard error, one line each.
+    static let messageLogger = Logger(label: "dockerparallel") { _ in MessageLogHandler() }
 }
 
 /// An error the CLI prints as it is, without a type name.
 struct CLIError: Error, CustomStringConvertible {
     var description: String
     init(_ description: String) { self.description = description }
+}
+
+/// Prints each log message as a line on standard error, without metadata: what the CLI shows of
+/// a cluster's progress.
+struct MessageLogHandler: LogHandler {
+    var logLevel: Logger.Level = .info
+    var metadata: Logger.Metadata = [:]
+
+    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        get { metadata[key] }
+        set { metadata[key] = newValue }
+    }
+
+    func log(event: LogEvent) {
+        FileHandle.standardError.write(Data("\(event.message)\n".utf8))
+    }
 }

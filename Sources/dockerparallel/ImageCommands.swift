@@ -48,7 +48,7 @@ struct ImageBuild: AsyncParsableCommand {
             executable: executable.map { URL(fileURLWithPath: $0).standardizedFileURL.path },
             // A base image has its own shell.
             extraPrograms: (noShell || base != nil ? [] : ["/bin/sh"]) + programs, base: base)
-        _ = try await builder.build(options) { CLIEnvironment.printMessage($0) }
+        _ = try await builder.build(options) { CLIEnvironment.messageLogger.info("\($0)") }
         print(tag)
     }
 }

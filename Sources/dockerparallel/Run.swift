@@ -79,7 +79,7 @@ struct Run: AsyncParsableCommand {
                 jobQueueName: "run-\(getpid())", expectedWorkerNumber: jobs, serverPort: 0)
             handle = try DockerCluster(
                 provider: provider, workerContainer: platform.workerContainer(slots: 1), configuration: configuration,
-                verbosity: verbose ? 2 : 0, stopClusterOnExit: true, messages: CLIEnvironment.printMessage)
+                verbosity: verbose ? 2 : 0, stopClusterOnExit: true, logger: CLIEnvironment.messageLogger)
             do {
                 try await handle.startCluster()
             } catch {

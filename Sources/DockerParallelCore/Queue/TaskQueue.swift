@@ -30,7 +30,7 @@ package struct TaskQueue: Sendable {
         package let jobID: String
         /// The task's index in the job.
         package let index: Int
-        private let jobHash: Int
+        let jobHash: Int
 
         /// Creates a key.
         package init(jobID: String, index: Int) {
@@ -49,18 +49,18 @@ package struct TaskQueue: Sendable {
         }
     }
 
-    private enum State: Equatable {
+    enum State: Equatable {
         case queued
         case leased(UInt64)
         case done
     }
 
     /// A task's state, kept small: a million queued tasks cost a million of these.
-    private struct Entry {
+    struct Entry {
         /// 0 while queued, `UInt64.max` once done, else the lease id.
-        private var raw: UInt64 = 0
-        private var attemptCount: Int32 = 0
-        private var failureCount: Int32 = 0
+        var raw: UInt64 = 0
+        var attemptCount: Int32 = 0
+        var failureCount: Int32 = 0
 
         var state: State {
             get { raw == 0 ? .queued : raw == .max ? .done : .leased(raw) }
@@ -82,14 +82,14 @@ package struct TaskQueue: Sendable {
         }
     }
 
-    private struct Job {
+    struct Job {
         var options: JobOptions
         var status: JobStatus
         var indices: [Int] = []
         var results: [Int: TaskResult] = [:]
     }
 
-    private struct Lease {
+    struct Lease {
         var key: Key
         var worker: WorkerID
         var workerName: String
@@ -100,26 +100,26 @@ package struct TaskQueue: Sendable {
 
     /// Seconds a lease lasts without a heartbeat.
     package let leaseDuration: Double
-    private var jobs: [String: Job] = [:]
-    private var entries: [Key: Entry] = [:]
+    var jobs: [String: Job] = [:]
+    var entries: [Key: Entry] = [:]
     /// Payloads in memory: of queued tasks in `ready`, leased tasks, and (without a store)
     /// failed ones, which may be retried.
-    private var payloads: [Key: TaskSpec] = [:]
+    var payloads: [Key: TaskSpec] = [:]
     /// The last failure of tasks that failed and were put back.
-    private var lastFailures: [Key: (error: String?, output: Data)] = [:]
+    var lastFailures: [Key: (error: String?, output: Data)] = [:]
     /// Queued tasks whose payload is in memory, in dispatch order.
-    private var ready: Deque<Key> = []
+    var ready: Deque<Key> = []
     /// Queued tasks whose payload is only in the store, in dispatch order, after `ready`.
-    private var spilled: Deque<Key> = []
+    var spilled: Deque<Key> = []
     /// Spilled tasks whose payloads are being loaded.
-    private var loading = 0
+    var loading = 0
     /// Queued tasks that keep their payload in memory before new ones are spilled; `nil` for all.
     package let residentLimit: Int?
     /// Attempts started or ended since the last ``takeAttemptLog()``.
-    private var attemptLog: [AttemptRecord] = []
-    private var leases: [UInt64: Lease] = [:]
-    private var leasesByWorker: [WorkerID: Set<UInt64>] = [:]
-    private var nextLeaseID: UInt64 = 1
+    var attemptLog: [AttemptRecord] = []
+    var leases: [UInt64: Lease] = [:]
+    var leasesByWorker: [WorkerID: Set<UInt64>] = [:]
+    var nextLeaseID: UInt64 = 1
     /// Reports that arrived for tasks already finished (duplicates ignored).
     package private(set) var ignoredReports = 0
 
@@ -340,144 +340,14 @@ package struct TaskQueue: Sendable {
         return expired.compactMap { loseLease($0, reason: "its lease expired without a heartbeat", now: now) }
     }
 
-    // MARK: Cancel and collect
-
-    /// What a cancel did.
-    package struct Cancellation: Sendable {
-        /// The cancellation results committed.
-        package var results: [TaskResult] = []
-        /// Leases taken away from workers, which should stop running them.
-        package var abortedLeases: [(worker: WorkerID, leaseID: UInt64)] = []
-    }
-
-    /// Cancels a job's unfinished tasks, or one task.
-    package mutating func cancel(jobID: String, index: Int? = nil, now: Double = 0) -> Cancellation {
-        var cancellation = Cancellation()
-        guard let job = jobs[jobID] else { return cancellation }
-        let indices = index.map { [$0] } ?? job.indices
-        for index in indices {
-            let key = Key(jobID: jobID, index: index)
-            guard let entry = entries[key], entry.state != .done else { continue }
-            if case .leased(let id) = entry.state, let lease = leases[id] {
-                cancellation.abortedLeases.append((lease.worker, id))
-                log(lease, leaseID: id, outcome: .cancelled, ended: now)
-                dropLease(id)
-            }
-            let report = AttemptReport(succeeded: false, error: "cancelled")
-            if let result = commit(key, status: .cancelled, report: report) { cancellation.results.append(result) }
-        }
-        return cancellation
-    }
-
-    /// Puts a job's failed and cancelled tasks (or those of `indices` among them) back in the
-    /// queue with fresh attempts; their results are dropped.
-    /// - Returns: The indices queued again.
-    package mutating func retry(jobID: String, indices: [Int]? = nil) -> [Int] {
-        guard var job = jobs.removeValue(forKey: jobID) else { return [] }
-        var retried: [Int] = []
-        for index in indices ?? job.indices {
-            let key = Key(jobID: jobID, index: index)
-            guard var entry = entries[key], entry.state == .done, let result = job.results[index],
-                  result.status != .succeeded else { continue }
-            switch result.status {
-            case .failed: job.status.failed -= 1
-            case .cancelled: job.status.cancelled -= 1
-            case .succeeded: break
-            }
-            job.results[index] = nil
-            job.status.queued += 1
-            entry.state = .queued
-            entry.attempts = 0
-            entry.failures = 0
-            entries[key] = entry
-            if payloads[key] == nil { spilled.append(key) } else { ready.append(key) }
-            retried.append(index)
-        }
-        jobs[jobID] = job
-        return retried
-    }
-
-    /// The results committed so far for a job, by index.
-    package func results(jobID: String) -> [TaskResult] {
-        guard let job = jobs[jobID] else { return [] }
-        return job.results.values.sorted { $0.index < $1.index }
-    }
-
-    /// The counts of a job, or `nil` when the job is unknown.
-    package func status(jobID: String) -> JobStatus? { jobs[jobID]?.status }
-
-    /// The counts of every job.
-    package var jobStatuses: [JobStatus] { jobs.values.map(\.status).sorted { $0.jobID < $1.jobID } }
-
-    /// The number of leases outstanding.
-    package var leaseCount: Int { leases.count }
-
-    /// Removes a job and its results.
-    package mutating func forget(jobID: String) {
-        guard let job = jobs.removeValue(forKey: jobID) else { return }
-        for index in job.indices {
-            let key = Key(jobID: jobID, index: index)
-            if case .leased(let id)? = entries[key]?.state { dropLease(id) }
-            entries[key] = nil
-            payloads[key] = nil
-            lastFailures[key] = nil
-        }
-    }
-
-    // MARK: Durability
-
-    /// A task's attempt and failure counts, for the durable store.
-    package func counters(jobID: String, index: Int) -> (attempts: Int, failures: Int)? {
-        entries[Key(jobID: jobID, index: index)].map { ($0.attempts, $0.failures) }
-    }
-
-    /// Puts back a job read from the durable store: tasks with a result are finished, the others
-    /// queued (a task that was leased when the server stopped runs again). Their payloads stay in
-    /// the store until ``spilledKeysToLoad(limit:)`` asks for them.
-    package mutating func restore(
-        jobID: String, options: JobOptions, tasks: [(index: Int, attempts: Int, failures: Int)], results: [TaskResult]
-    ) {
-        var job = jobs.removeValue(forKey: jobID) ?? Job(options: options, status: JobStatus(jobID: jobID))
-        let finished = Dictionary(results.map { ($0.index, $0) }, uniquingKeysWith: { first, _ in first })
-        for task in tasks.sorted(by: { $0.index < $1.index }) {
-            let key = Key(jobID: jobID, index: task.index)
-            guard entries[key] == nil else { continue }
-            var entry = Entry()
-            entry.attempts = task.attempts
-            entry.failures = task.failures
-            job.indices.append(task.index)
-            job.status.total += 1
-            if let result = finished[task.index] {
-                entry.state = .done
-                job.results[task.index] = result
-                switch result.status {
-                case .succeeded: job.status.succeeded += 1
-                case .failed: job.status.failed += 1
-                case .cancelled: job.status.cancelled += 1
-                }
-            } else {
-                spilled.append(key)
-                job.status.queued += 1
-            }
-            entries[key] = entry
-        }
-        jobs[jobID] = job
-    }
-
-    /// Continues lease numbering after the leases a store already knows, so that attempt-log
-    /// entries stay unique across restarts.
-    package mutating func resumeLeaseNumbering(after leaseID: UInt64) {
-        nextLeaseID = max(nextLeaseID, leaseID + 1)
-    }
-
     // MARK: Internals
 
-    private mutating func dropLease(_ id: UInt64) {
+    mutating func dropLease(_ id: UInt64) {
         guard let lease = leases.removeValue(forKey: id) else { return }
         leasesByWorker[lease.worker]?.remove(id)
     }
 
-    private mutating func requeue(_ key: Key, atFront: Bool) {
+    mutating func requeue(_ key: Key, atFront: Bool) {
         guard var entry = entries[key] else { return }
         entry.state = .queued
         entries[key] = entry
@@ -486,7 +356,7 @@ package struct TaskQueue: Sendable {
         if atFront { ready.prepend(key) } else { ready.append(key) }
     }
 
-    private mutating func log(
+    mutating func log(
         _ lease: Lease, leaseID: UInt64, outcome: AttemptOutcome, ended: Double? = nil, error: String? = nil
     ) {
         attemptLog.append(AttemptRecord(
@@ -494,7 +364,7 @@ package struct TaskQueue: Sendable {
             worker: lease.workerName, started: lease.started, ended: ended, outcome: outcome, error: error))
     }
 
-    private mutating func loseLease(_ id: UInt64, reason: String, now: Double) -> TaskResult? {
+    mutating func loseLease(_ id: UInt64, reason: String, now: Double) -> TaskResult? {
         guard let lease = leases[id] else { return nil }
         log(lease, leaseID: id, outcome: .lost, ended: now, error: reason)
         dropLease(id)
@@ -509,7 +379,7 @@ package struct TaskQueue: Sendable {
         return nil
     }
 
-    private mutating func commit(_ key: Key, status: TaskStatus, report: AttemptReport) -> TaskResult? {
+    mutating func commit(_ key: Key, status: TaskStatus, report: AttemptReport) -> TaskResult? {
         guard var entry = entries[key], entry.state != .done, var job = jobs.removeValue(forKey: key.jobID) else { return nil }
         switch entry.state {
         case .queued: job.status.queued -= 1

@@ -1,0 +1,127 @@
+import DockerParallelCore
+import DockerParallelWire
+import Foundation
+import Logging
+import NIOCore
+import NIOPosix
+
+extension DockerCluster {
+    /// The client connection to the server, made on first use and remade when lost.
+    func client() async throws -> PeerConnection {
+        if let connection, connection.isOpen { return connection }
+        if !runtime.serverFromOtherSource {
+            try await initializeProvider()
+            let deadline = ContinuousClock.now + .seconds(60)
+            while try await provider.serverStatus(context: context()) == .initializing {
+                guard ContinuousClock.now < deadline else {
+                    throw DockerParallelError(.timedOut, "the server did not become ready within 60 s")
+                }
+                try await Task.sleep(for: .milliseconds(20))
+            }
+        }
+        guard let endpoint = runtime.serverEndpoints?.endpoint(sameLAN: configuration.serverClientSameLAN) else {
+            throw DockerParallelError(
+                .serverNotRunning, "The server of '\(configuration.jobQueueName)' is not running: start the cluster first")
+        }
+        let hello = Hello(role: .client, password: configuration.serverPassword.value, name: "client-\(ProcessInfo.processInfo.processIdentifier)")
+        let connection = try await PeerConnection.connect(to: endpoint, hello: hello, on: eventLoop)
+        self.connection = connection
+        return connection
+    }
+
+    /// Runs an idempotent request; when the connection to the server is lost, waits for the
+    /// server to come back (restarted by `update()` or by someone else) and runs it again. A
+    /// provider that cannot be reached (a Docker daemon restarting) is waited for the same way.
+    /// Errors after which the server may come back (restarted by a supervisor or the platform).
+    static let serverRetryCodes: Set<DockerParallelError.Code> = [.connectionFailed, .serverStartFailed, .serverNotRunning, .providerFailed]
+
+    func withServerRetry<T: Sendable>(_ operation: @Sendable (PeerConnection) async throws -> T) async throws -> T {
+        let deadline = ContinuousClock.now + serverRecoveryTimeout
+        var delay = 0.05
+        while true {
+            do {
+                return try await operation(try await client())
+            } catch let error as DockerParallelError where Self.serverRetryCodes.contains(error.code) {
+                guard ContinuousClock.now < deadline else { throw error }
+                say("Lost the server (\(error.message)); waiting for it to come back", level: 2)
+                connection?.close()
+                connection = nil
+                try await Task.sleep(for: .milliseconds(Int64(delay * 1000)))
+                delay = min(delay * 2, 1)
+                if !runtime.serverFromOtherSource,
+                   (try? await provider.serverStatus(context: context())) == .running,
+                   let endpoints = try? await provider.serverEndpoints(context: context()) {
+                    runtime.serverEndpoints = endpoints
+                }
+            }
+        }
+    }
+
+    /// Logs a progress message (level 1, `info`) or a detail (level 2, `debug`).
+    func say(_ message: String, level: Int = 1) {
+        logger.log(level: level >= 2 ? .debug : .info, "\(message)")
+    }
+
+    func initializeProvider() async throws {
+        guard !providerInitialized else { return }
+        try await provider.initialize(context: context())
+        providerInitialized = true
+    }
+
+    /// The provider's worker numbers with this handle's expected number, remembered in the
+    /// runtime; the slots connected to the server when the provider cannot count (see ``workerNumbers()``).
+    func countWorkers() async throws -> WorkerNumbers {
+        var numbers: WorkerNumbers
+        do {
+            numbers = try await provider.workerNumbers(context: context())
+        } catch let error as DockerParallelError where error.code == .unsupported {
+            logger.debug("\(error.message); counting the workers connected to the server instead")
+            let connected = isServerRunning ? try await serverReport().workerSlots : 0
+            numbers = WorkerNumbers(expected: 0, initializing: 0, running: connected)
+        }
+        numbers.expected = configuration.expectedWorkerNumber
+        runtime.initializingWorkerNumber = numbers.initializing
+        runtime.runningWorkerNumber = numbers.running
+        return numbers
+    }
+
+    /// Whether the provider sees the cluster; `nil` when it cannot tell (`.unsupported`).
+    func providerClusterExists() async throws -> Bool? {
+        do {
+            return try await provider.clusterExists(context: context())
+        } catch let error as DockerParallelError where error.code == .unsupported {
+            logger.debug("\(error.message); the cluster may or may not exist")
+            return nil
+        }
+    }
+
+    func updateServerStatus() async throws {
+        if runtime.serverFromOtherSource { return }
+        try await initializeProvider()
+        switch try await provider.serverStatus(context: context()) {
+        case .stopped:
+            runtime.serverEndpoints = nil
+            connection?.close()
+            connection = nil
+        case .running, .initializing:
+            runtime.serverEndpoints = try await provider.serverEndpoints(context: context())
+        }
+    }
+
+    func step(_ ignoreErrors: Bool, _ body: () async throws -> Void) async throws {
+        do {
+            try await body()
+        } catch where ignoreErrors {
+            say("Warning: \(error)")
+        }
+    }
+
+    func context() -> ClusterContext {
+        ClusterContext(
+            configuration: configuration, runtime: runtime,
+            staticData: StaticData(
+                configuration: configuration, workerContainerName: workerContainer.name, workerImage: workerContainer.image,
+                maxWorkersPerContainer: workerContainer.maxWorkersPerContainer, verbosity: verbosity),
+            stopClusterOnExit: stopClusterOnExit, verbosity: verbosity, logger: logger)
+    }
+}
