@@ -36,6 +36,7 @@
 @_exported import struct DockerParallelCore.ClusterContext
 @_exported import struct DockerParallelCore.StaticData
 @_exported import enum DockerParallelCore.EnvironmentKey
+@_exported import struct DockerParallelCore.ScalingPlan
 
 // The embedded default provider and its container.
 @_exported import class LocalProvider.LocalProvider

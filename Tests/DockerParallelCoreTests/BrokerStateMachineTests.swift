@@ -108,6 +108,23 @@ import Testing
         #expect(broker.unreadable(from: client, requestID: 4, code: .protocolViolation, message: "again") == BrokerActions())
     }
 
+    @Test func aWorkerRefusedForAnUnreadableFrameStillHandsItsLeasesBackWhenItCloses() {
+        var broker = machine()
+        let client = connect(&broker, .client, name: "c")
+        let alpha = connect(&broker, .worker, name: "alpha", slots: 1)
+        _ = broker.received(.credit(count: 1), requestID: 0, from: alpha, now: .zero)
+        let leased = assigned(broker.received(.submit(jobID: "j", options: JobOptions(), tasks: commands(1)), requestID: 2, from: client, now: .zero))
+        #expect(leased[alpha]?.count == 1)
+        #expect(broker.unreadable(from: alpha, requestID: 0, code: .protocolViolation, message: "garbage").close == [alpha])
+        // Nothing more is read from it, and it gets no new task.
+        #expect(broker.received(.credit(count: 5), requestID: 0, from: alpha, now: .zero) == BrokerActions())
+        let beta = connect(&broker, .worker, name: "beta", slots: 1)
+        #expect(assigned(broker.received(.credit(count: 1), requestID: 0, from: beta, now: .zero)).isEmpty)
+        // Once its connection closes, its task goes to another worker at once.
+        let closed = broker.connectionClosed(alpha, now: .seconds(1))
+        #expect(assigned(closed)[beta]?.map(\.task.index) == [0])
+    }
+
     // MARK: Credit and dispatch
 
     @Test func workersGetTasksUpToTheirCreditInTurn() {

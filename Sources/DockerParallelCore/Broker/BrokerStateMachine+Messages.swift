@@ -1,7 +1,7 @@
 extension BrokerStateMachine {
     /// Handles one message from an authenticated peer.
     mutating func handle(
-        _ message: ClientMessage, requestID: UInt32, from id: PeerID, peer: Peer, now: Duration
+        _ message: ClientMessage, requestID: UInt32, from id: PeerID, role: PeerRole, now: Duration
     ) -> BrokerActions {
         // Replies are written in order with results, after what they depend on is durable.
         let reply = { (message: ServerMessage) in BrokerActions(durable: [Output(peer: id, requestID: requestID, message: message)]) }
@@ -30,7 +30,7 @@ extension BrokerStateMachine {
             return actions + forgetFinishedRun(jobID) + dispatch(now: now)
 
         case .credit(let count):
-            guard peer.role == .worker else { return reply(.error(code: .protocolViolation, message: "only workers take tasks")) }
+            guard role == .worker else { return reply(.error(code: .protocolViolation, message: "only workers take tasks")) }
             addCredit(count, to: id)
             return dispatch(now: now)
 
@@ -43,7 +43,7 @@ extension BrokerStateMachine {
             return complete([completion], from: id, now: now) + dispatch(now: now)
 
         case .completed(let completions, let credit):
-            guard peer.role == .worker else { return reply(.error(code: .protocolViolation, message: "only workers report tasks")) }
+            guard role == .worker else { return reply(.error(code: .protocolViolation, message: "only workers report tasks")) }
             let actions = complete(completions, from: id, now: now)
             addCredit(credit, to: id)
             return actions + dispatch(now: now)

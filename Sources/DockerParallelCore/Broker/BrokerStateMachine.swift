@@ -42,15 +42,6 @@ package struct BrokerStateMachine: Sendable {
         package var leases: Set<UInt64> = []
     }
 
-    /// A connection's state.
-    private enum Connection: Sendable {
-        /// Opened; its first message must be a hello with the password.
-        case awaitingHello
-        case authenticated(Peer)
-        /// Refused and being closed: nothing it sends is read.
-        case refused
-    }
-
     /// A peer watching a job, and the request its results answer.
     private struct Watcher: Sendable {
         var peer: PeerID
@@ -66,7 +57,14 @@ package struct BrokerStateMachine: Sendable {
 
     package let configuration: Configuration
     package internal(set) var queue: TaskQueue
-    private var connections: [PeerID: Connection] = [:]
+    /// Connections opened whose first message, a hello with the password, has not come yet.
+    private var awaitingHello: Set<PeerID> = []
+    /// Authenticated connections. Peers are changed in place (`peers[id]?.…`): a copy of one
+    /// would copy its set of leases, a thousand entries for a worker with a deep prefetch.
+    private var peers: [PeerID: Peer] = [:]
+    /// Connections refused and being closed: nothing they send is read (an authenticated one
+    /// keeps its entry in ``peers`` until it closes, so that its leases go back then).
+    private var refused: Set<PeerID> = []
     /// Workers in dispatch order; rotated after each dispatch.
     private var workerOrder: [PeerID] = []
     private var watchers: [String: [Watcher]] = [:]
@@ -83,8 +81,7 @@ package struct BrokerStateMachine: Sendable {
 
     /// An authenticated peer, if `id` is one.
     package func peer(_ id: PeerID) -> Peer? {
-        if case .authenticated(let peer)? = connections[id] { return peer }
-        return nil
+        refused.contains(id) ? nil : peers[id]
     }
 
     // MARK: Connections
@@ -93,7 +90,7 @@ package struct BrokerStateMachine: Sendable {
     package mutating func connectionOpened() -> PeerID {
         let id = PeerID(nextPeer)
         nextPeer += 1
-        connections[id] = .awaitingHello
+        awaitingHello.insert(id)
         return id
     }
 
@@ -102,17 +99,18 @@ package struct BrokerStateMachine: Sendable {
     package mutating func unreadable(
         from id: PeerID, requestID: UInt32, code: DockerParallelError.Code, message: String
     ) -> BrokerActions {
-        guard let connection = connections[id] else { return BrokerActions() }
-        if case .refused = connection { return BrokerActions() }
-        connections[id] = .refused
+        guard awaitingHello.remove(id) != nil || peers[id] != nil, refused.insert(id).inserted else {
+            return BrokerActions()
+        }
         return BrokerActions(now: [Output(peer: id, requestID: requestID, message: .error(code: code, message: message))], close: [id])
     }
 
     /// A connection closed: its watches end, and a worker's leases go back to the queue (their
     /// attempts count as lost).
     package mutating func connectionClosed(_ id: PeerID, now: Duration) -> BrokerActions {
-        guard let connection = connections.removeValue(forKey: id) else { return BrokerActions() }
-        guard case .authenticated(let peer) = connection else { return BrokerActions() }
+        awaitingHello.remove(id)
+        refused.remove(id)
+        guard let peer = peers.removeValue(forKey: id) else { return BrokerActions() }
         for (job, list) in watchers {
             watchers[job] = list.filter { $0.peer != id }
         }
@@ -139,20 +137,16 @@ package struct BrokerStateMachine: Sendable {
     package mutating func received(
         _ message: ClientMessage, requestID: UInt32, from id: PeerID, now: Duration
     ) -> BrokerActions {
-        switch connections[id] {
-        case nil, .refused?:
-            return BrokerActions()
-        case .awaitingHello?:
-            return hello(message, requestID: requestID, from: id)
-        case .authenticated(let peer)?:
-            var actions = handle(message, requestID: requestID, from: id, peer: peer, now: now)
-            if message.isSubmit, configuration.isDurable {
-                // The connection reads nothing more until this submit is stored, or refused.
-                actions.pauseReading.append(id)
-                actions.afterWrite.append(.resumeReading(id))
-            }
-            return finish(actions)
+        if refused.contains(id) { return BrokerActions() }
+        if awaitingHello.contains(id) { return hello(message, requestID: requestID, from: id) }
+        guard let role = peers[id]?.role else { return BrokerActions() }
+        var actions = handle(message, requestID: requestID, from: id, role: role, now: now)
+        if message.isSubmit, configuration.isDurable {
+            // The connection reads nothing more until this submit is stored, or refused.
+            actions.pauseReading.append(id)
+            actions.afterWrite.append(.resumeReading(id))
         }
+        return finish(actions)
     }
 
     private mutating func hello(_ message: ClientMessage, requestID: UInt32, from id: PeerID) -> BrokerActions {
@@ -169,7 +163,8 @@ package struct BrokerStateMachine: Sendable {
                 from: id, requestID: requestID, code: .protocolViolation,
                 message: "protocol version \(hello.protocolVersion) is not supported (the server speaks \(Hello.currentProtocolVersion)); use the same DockerParallel version for server, workers and client")
         }
-        connections[id] = .authenticated(Peer(role: hello.role, name: hello.name, slots: hello.slots))
+        awaitingHello.remove(id)
+        peers[id] = Peer(role: hello.role, name: hello.name, slots: hello.slots)
         if hello.role == .worker { workerOrder.append(id) }
         let welcome = ServerMessage.welcome(leaseDuration: configuration.leaseDuration.inSeconds)
         return BrokerActions(now: [Output(peer: id, requestID: requestID, message: welcome)])
@@ -199,12 +194,11 @@ package struct BrokerStateMachine: Sendable {
         var actions = BrokerActions()
         let seconds = now.inSeconds
         for id in workerOrder {
-            guard var peer = peer(id), peer.credit > 0 else { continue }
-            let assignments = queue.lease(to: id.worker, name: peer.name, limit: peer.credit, now: seconds)
+            guard let credit = peers[id]?.credit, credit > 0, let name = peers[id]?.name else { continue }
+            let assignments = queue.lease(to: id.worker, name: name, limit: credit, now: seconds)
             guard !assignments.isEmpty else { break }
-            peer.credit -= assignments.count
-            peer.leases.formUnion(assignments.map(\.leaseID))
-            connections[id] = .authenticated(peer)
+            peers[id]?.credit -= assignments.count
+            for assignment in assignments { peers[id]?.leases.insert(assignment.leaseID) }
             actions.now.append(Output(peer: id, requestID: 0, message: .assign(assignments)))
             for assignment in assignments {
                 let failures = queue.counters(jobID: assignment.jobID, index: assignment.task.index)?.failures ?? 0
@@ -219,9 +213,8 @@ package struct BrokerStateMachine: Sendable {
 
     /// Changes a peer's state in place.
     mutating func update(_ id: PeerID, _ body: (inout Peer) -> Void) {
-        guard case .authenticated(var peer)? = connections[id] else { return }
-        body(&peer)
-        connections[id] = .authenticated(peer)
+        guard peers[id] != nil else { return }
+        body(&peers[id, default: Peer(role: .client, name: "", slots: 0)])
     }
 
     /// Stores committed results and shows them to the job's watchers once stored.
