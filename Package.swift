@@ -120,7 +120,7 @@ let package = Package(
         // The conformance kit for provider and container authors.
         .target(
             name: "DockerParallelTestKit",
-            dependencies: ["DockerParallel"]
+            dependencies: ["DockerParallel", "DockerParallelCore"]
         ),
         // The CLI; also the server and worker entry point.
         .executableTarget(

@@ -89,8 +89,8 @@ extension DockerEngineProvider {
     func stopAndRemove(_ id: String) async throws {
         do {
             try await engine.send(
-                .POST, "/containers/\(id)/stop", query: ["t": String(Int(configuration.stopGracePeriod))],
-                timeout: configuration.stopGracePeriod + 30, isIdempotent: true)
+                .POST, "/containers/\(id)/stop", query: ["t": String(Int(configuration.stopGracePeriod.inSeconds))],
+                timeout: configuration.stopGracePeriod.inSeconds + 30, isIdempotent: true)
         } catch let error as RESTError where error.status == 304 || error.status == 404 {
             // Already stopped, or gone.
         }

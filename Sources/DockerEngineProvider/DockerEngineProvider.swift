@@ -22,15 +22,15 @@ public actor DockerEngineProvider: CloudProvider {
         /// With host networking: the address the server binds and clients and workers dial
         /// (default `127.0.0.1`; use the machine's address for workers on other machines).
         public var serverAddress: String
-        /// Seconds to wait for the server container to listen.
-        public var startTimeout: Double
-        /// Seconds a stopped container gets to exit (workers drain) before it is killed.
-        public var stopGracePeriod: Double
+        /// How long to wait for the server container to listen.
+        public var startTimeout: Duration
+        /// How long a stopped container gets to exit (workers drain) before it is killed.
+        public var stopGracePeriod: Duration
 
         /// Creates a configuration.
         public init(
             host: DockerHost = (try? DockerHost.fromEnvironment()) ?? .defaultSocket, networkMode: String = "host",
-            serverAddress: String = "127.0.0.1", startTimeout: Double = 60, stopGracePeriod: Double = 10
+            serverAddress: String = "127.0.0.1", startTimeout: Duration = .seconds(60), stopGracePeriod: Duration = .seconds(10)
         ) {
             self.host = host
             self.networkMode = networkMode
@@ -123,7 +123,7 @@ public actor DockerEngineProvider: CloudProvider {
             binds: ["\(Self.volumeName(context)):/workspace/store"], publishing: port)
         try await start(id, name: name)
         // Ready once it listens; a container that exits first is an error with its log.
-        let deadline = ContinuousClock.now + .milliseconds(Int64(configuration.startTimeout * 1000))
+        let deadline = ContinuousClock.now + configuration.startTimeout
         while !(await isListening(try await inspect(id), port: port)) {
             if let state = try await inspect(id), !state.State.Running {
                 throw DockerParallelError(
@@ -133,7 +133,7 @@ public actor DockerEngineProvider: CloudProvider {
             guard ContinuousClock.now < deadline else {
                 throw DockerParallelError(
                     .timedOut,
-                    "the server container \(name) did not listen on \(configuration.serverAddress):\(port) within \(configuration.startTimeout) s. Its log says:\n\(try await logTail(id))")
+                    "the server container \(name) did not listen on \(configuration.serverAddress):\(port) within \(configuration.startTimeout). Its log says:\n\(try await logTail(id))")
             }
             try await Task.sleep(for: .milliseconds(50))
         }

@@ -29,12 +29,12 @@ extension DockerCluster {
         return connection
     }
 
-    /// Runs an idempotent request; when the connection to the server is lost, waits for the
-    /// server to come back (restarted by `update()` or by someone else) and runs it again. A
-    /// provider that cannot be reached (a Docker daemon restarting) is waited for the same way.
     /// Errors after which the server may come back (restarted by a supervisor or the platform).
     static let serverRetryCodes: Set<DockerParallelError.Code> = [.connectionFailed, .serverStartFailed, .serverNotRunning, .providerFailed]
 
+    /// Runs an idempotent request; when the connection to the server is lost, waits for the
+    /// server to come back (restarted by `update()` or by someone else) and runs it again. A
+    /// provider that cannot be reached (a Docker daemon restarting) is waited for the same way.
     func withServerRetry<T: Sendable>(_ operation: @Sendable (PeerConnection) async throws -> T) async throws -> T {
         let deadline = ContinuousClock.now + serverRecoveryTimeout
         var delay = 0.05

@@ -220,13 +220,13 @@ public actor DockerCluster {
         try await setWorkerNumber(configuration.expectedWorkerNumber)
     }
 
-    /// Keeps the cluster whole until the calling task is cancelled: every `interval` seconds it
+    /// Keeps the cluster whole until the calling task is cancelled: every `interval` it
     /// calls ``update()``, which restarts a server that died and re-deploys workers that died.
     /// A failing update is reported as a message and tried again at the next turn.
-    public func supervise(every interval: Double = 0.5) async {
+    public func supervise(every interval: Duration = .milliseconds(500)) async {
         while !Task.isCancelled {
             do {
-                try await Task.sleep(for: .milliseconds(Int64(interval * 1000)))
+                try await Task.sleep(for: interval)
                 try await update()
             } catch is CancellationError {
                 return

@@ -5,6 +5,7 @@ import Musl
 #elseif canImport(Darwin)
 import Darwin
 #endif
+import DockerParallelCore
 import DockerParallelServer
 import DockerParallelWorker
 import Foundation
@@ -150,7 +151,7 @@ public enum DockerParallelMain {
 
     private static func double(_ key: String, in environment: [String: String]) throws -> Double? {
         guard let text = environment[key] else { return nil }
-        guard let value = Double(text), value > 0 else {
+        guard let value = Double(text), value > 0, Duration(checkedSeconds: value) != nil else {
             throw DockerParallelError(.invalidArgument, "\(key) must be a positive number, not '\(text)'")
         }
         return value

@@ -1,6 +1,7 @@
 import DockerParallelCore
 import DockerParallelWire
 import Foundation
+import Logging
 import NIOConcurrencyHelpers
 import NIOCore
 
@@ -46,16 +47,18 @@ final class Broker: Sendable {
     let committer: GroupCommitter
     private let state: NIOLockedValueBox<State>
     private let started = ContinuousClock.now
+    private let logger: Logger
 
     /// Creates a broker.
     /// - Parameters:
     ///   - store: Where changes are kept (`nil`: in memory only).
     ///   - onStoreFailure: Called when a write fails; the server should stop.
     init(
-        configuration: ServerConfiguration, queue: TaskQueue, store: (any BrokerStore)?,
+        configuration: ServerConfiguration, queue: TaskQueue, store: (any BrokerStore)?, logger: Logger,
         onStoreFailure: @escaping @Sendable (any Error) -> Void
     ) {
         self.configuration = configuration
+        self.logger = logger
         let machine = BrokerStateMachine(
             configuration: .init(
                 jobQueueName: configuration.jobQueueName, password: configuration.password,
@@ -68,7 +71,8 @@ final class Broker: Sendable {
         committer.onLoaded { [unowned self] payloads in self.loaded(payloads) }
     }
 
-    /// The time since the broker started.
+    /// The time since the broker started; read under the lock, so that the machine's time
+    /// never goes back from one event to the next.
     private var now: Duration { ContinuousClock.now - started }
 
     // MARK: Events
@@ -84,8 +88,7 @@ final class Broker: Sendable {
 
     /// A message arrived on a connection.
     func received(_ message: ClientMessage, requestID: UInt32, from peer: PeerID) {
-        let now = self.now
-        event { $0.received(message, requestID: requestID, from: peer, now: now) }
+        event { $0.received(message, requestID: requestID, from: peer, now: self.now) }
     }
 
     /// A connection sent something unreadable: it is told why and closed.
@@ -95,27 +98,25 @@ final class Broker: Sendable {
 
     /// A connection closed.
     func closed(_ peer: PeerID) {
-        let now = self.now
-        event { $0.connectionClosed(peer, now: now) }
+        event { $0.connectionClosed(peer, now: self.now) }
         state.withLockedValue { _ = $0.channels.removeValue(forKey: peer) }
     }
 
     /// Takes back expired leases.
     func expireLeases() {
-        let now = self.now
-        event { $0.expireLeases(now: now) }
+        event { $0.expireLeases(now: self.now) }
     }
 
     /// Hands payloads loaded from the store to the queue and dispatches them.
     func loaded(_ payloads: [(key: TaskQueue.Key, spec: TaskSpec?)]) {
-        let now = self.now
-        event { $0.loaded(payloads, now: now) }
+        event { $0.loaded(payloads, now: self.now) }
     }
 
     /// Runs one event under the lock and performs its actions.
     private func event(_ body: (inout BrokerStateMachine) -> BrokerActions) {
         let (now, pause, close, immediate) = state.withLockedValue { state in
             let actions = body(&state.machine)
+            log(actions, machine: state.machine)
             let effects = Effects(
                 now: actions.now.compactMap { Self.resolve($0, in: state.channels) },
                 changes: actions.changes,
@@ -140,6 +141,24 @@ final class Broker: Sendable {
     }
 
     // MARK: Performing actions
+
+    /// Logs connections accepted and refused (at debug; never the password).
+    private func log(_ actions: BrokerActions, machine: BrokerStateMachine) {
+        guard logger.logLevel <= .debug else { return }
+        for output in actions.now {
+            switch output.message {
+            case .welcome:
+                let peer = machine.peer(output.peer)
+                logger.debug("peer connected", metadata: [
+                    "peer": "\(output.peer)", "role": "\(peer?.role.rawValue ?? "?")", "name": "\(peer?.name ?? "?")",
+                ])
+            case .error(let code, let message) where actions.close.contains(output.peer):
+                logger.debug("refused a connection", metadata: ["peer": "\(output.peer)", "code": "\(code)", "reason": "\(message)"])
+            default:
+                break
+            }
+        }
+    }
 
     private static func resolve(_ output: BrokerActions.Output, in channels: [PeerID: any Channel]) -> Output? {
         guard let channel = channels[output.peer] else { return nil }

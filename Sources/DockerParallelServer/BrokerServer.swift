@@ -51,7 +51,7 @@ public final class BrokerServer: Service {
         let connections = NIOLockedValueBox<[ObjectIdentifier: any Channel]>([:])
         let storeFailed = NIOLockedValueBox<(any Error)?>(nil)
         let serverChannel = NIOLockedValueBox<(any Channel)?>(nil)
-        let broker = Broker(configuration: configuration, queue: queue, store: store) { error in
+        let broker = Broker(configuration: configuration, queue: queue, store: store, logger: logger) { error in
             logger.error("the broker's store failed; stopping so that a restart resumes from it", metadata: ["error": "\(error)"])
             storeFailed.withLockedValue { $0 = error }
             serverChannel.withLockedValue { $0 }?.close(promise: nil)

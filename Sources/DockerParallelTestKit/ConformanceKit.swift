@@ -1,4 +1,5 @@
 import DockerParallel
+import DockerParallelCore
 import Foundation
 
 /// The conformance kit for provider and container authors: the original DockerParallel's
@@ -23,15 +24,15 @@ public struct ConformanceKit: Sendable {
         public var testJobs: Bool
         /// Inputs of the real parallel job.
         public var jobSize: Int
-        /// Seconds to wait for the provider to reach a worker number.
-        public var timeout: Double
+        /// How long to wait for the provider to reach a worker number.
+        public var timeout: Duration
         /// The base configuration; the kit sets the worker number and hardware itself.
         public var configuration: ClusterConfiguration
 
         /// Creates options.
         public init(
             workerNumber: Int = 5, testReconnect: Bool = true, testJobs: Bool = true, jobSize: Int = 200,
-            timeout: Double = 60,
+            timeout: Duration = .seconds(60),
             configuration: ClusterConfiguration = ClusterConfiguration(jobQueueName: "DockerParallelConformance")
         ) {
             self.workerNumber = workerNumber
@@ -226,12 +227,12 @@ public struct ConformanceKit: Sendable {
                     return true
                 }
                 group.addTask {
-                    try await Task.sleep(for: .milliseconds(Int64(limit * 1000)))
+                    try await Task.sleep(for: limit)
                     return false
                 }
                 defer { group.cancelAll() }
                 guard try await group.next() == true else {
-                    throw ConformanceFailure(step: 0, description: "", problem: "the job did not finish within \(limit) s")
+                    throw ConformanceFailure(step: 0, description: "", problem: "the job did not finish within \(limit)")
                 }
             }
         } catch {
@@ -249,7 +250,7 @@ public struct ConformanceKit: Sendable {
     private func waitForWorkers(_ cluster: DockerCluster, total: Int, updating: Bool = false) async throws {
         var numbers = try await cluster.workerNumbers()
         do {
-            try await waitUntil("there are \(total) workers", timeout: options.timeout, interval: updating ? 0.3 : 0.05) {
+            try await waitUntil("there are \(total) workers", timeout: options.timeout.inSeconds, interval: updating ? 0.3 : 0.05) {
                 if updating { try await cluster.update() }
                 numbers = try await cluster.workerNumbers()
                 return numbers.running + numbers.initializing == total
@@ -257,7 +258,7 @@ public struct ConformanceKit: Sendable {
         } catch is WaitTimedOut {
             throw ConformanceFailure(
                 step: 0, description: "waiting for workers",
-                problem: "worker numbers are \(numbers) after \(options.timeout) s, expected \(total) in all")
+                problem: "worker numbers are \(numbers) after \(options.timeout), expected \(total) in all")
         }
     }
 }

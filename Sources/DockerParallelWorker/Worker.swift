@@ -151,6 +151,9 @@ public final class Worker: Service {
             perform(actions)
             for await event in events {
                 let now = ContinuousClock.now - opened
+                // A shutdown takes effect at the next event, not the next tick: no credit is
+                // given back and nothing new starts once it has begun.
+                if !machine.isDraining, draining.withLockedValue({ $0 }) { perform(machine.drain(now: now)) }
                 switch event {
                 case .server(.assign(let assignments)):
                     actions = machine.assigned(assignments, now: now)
@@ -165,8 +168,7 @@ public final class Worker: Service {
                     attempts[completion.leaseID] = nil
                     actions = machine.finished(completion, duration: duration, now: now)
                 case .tick:
-                    actions = draining.withLockedValue({ $0 }) ? machine.drain(now: now) : []
-                    actions += machine.tick(now: now)
+                    actions = machine.tick(now: now)
                 }
                 perform(actions)
             }

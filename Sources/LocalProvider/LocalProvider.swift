@@ -21,10 +21,10 @@ public actor LocalProvider: CloudProvider {
         public var stateDirectory: String
         /// The address the server binds and workers dial.
         public var host: String
-        /// Seconds to wait for the server to listen.
-        public var startTimeout: Double
-        /// Seconds a stopped worker or server gets to exit before it is killed.
-        public var stopGracePeriod: Double
+        /// How long to wait for the server to listen.
+        public var startTimeout: Duration
+        /// How long a stopped worker or server gets to exit before it is killed.
+        public var stopGracePeriod: Duration
         /// Whether the server keeps tasks and results in its SQLite store (default); `false` keeps
         /// them in memory only (faster, lost with the server).
         public var durable: Bool
@@ -38,7 +38,7 @@ public actor LocalProvider: CloudProvider {
         ///   - durable: Keep tasks in the SQLite store (default `true`).
         public init(
             stateDirectory: String = LocalProvider.defaultStateDirectory, host: String = "127.0.0.1",
-            startTimeout: Double = 15, stopGracePeriod: Double = 10, durable: Bool = true
+            startTimeout: Duration = .seconds(15), stopGracePeriod: Duration = .seconds(10), durable: Bool = true
         ) {
             self.durable = durable
             self.stateDirectory = stateDirectory
@@ -99,7 +99,7 @@ public actor LocalProvider: CloudProvider {
 
     public func stopServer(context: ClusterContext) async throws {
         let files = ClusterFiles(directory: clusterDirectory(for: context.configuration.jobQueueName))
-        if let pid = files.serverPID { await ProcessControl.terminate(pid, grace: configuration.stopGracePeriod) }
+        if let pid = files.serverPID { await ProcessControl.terminate(pid, grace: configuration.stopGracePeriod.inSeconds) }
         files.remove(files.serverPIDFile)
         files.remove(files.endpoint)
         // Workers cannot do anything without their server.
@@ -118,7 +118,7 @@ public actor LocalProvider: CloudProvider {
 
     public func serverEndpoints(context: ClusterContext) async throws -> ServerEndpoints {
         let files = ClusterFiles(directory: clusterDirectory(for: context.configuration.jobQueueName))
-        let deadline = ContinuousClock.now + .milliseconds(Int64(configuration.startTimeout * 1000))
+        let deadline = ContinuousClock.now + configuration.startTimeout
         while true {
             if let endpoint = files.serverEndpoint {
                 return ServerEndpoints(publicEndpoint: endpoint, privateEndpoint: endpoint)
@@ -131,7 +131,7 @@ public actor LocalProvider: CloudProvider {
             if ContinuousClock.now > deadline {
                 throw DockerParallelError(
                     .timedOut,
-                    "the server of '\(context.configuration.jobQueueName)' did not start listening within \(configuration.startTimeout) s; see \(files.serverLog)")
+                    "the server of '\(context.configuration.jobQueueName)' did not start listening within \(configuration.startTimeout); see \(files.serverLog)")
             }
             try await Task.sleep(for: .milliseconds(5))
         }

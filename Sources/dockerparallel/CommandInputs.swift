@@ -1,5 +1,6 @@
 import ArgumentParser
 import DockerParallel
+import DockerParallelCore
 
 /// `-- COMMAND ARGS… [::: INPUT…]`, with inputs from standard input when there is no `:::`.
 enum CommandInputs {
@@ -36,7 +37,14 @@ struct JobOptionGroup: ParsableArguments {
     var maxAttempts: Int = 3
 
     func options() throws -> JobOptions {
-        let options = JobOptions(maxAttempts: maxAttempts, failureRetries: retries, timeout: timeout.map { Duration.seconds($0) })
+        var limit: Duration?
+        if let timeout {
+            guard timeout > 0, let checked = Duration(checkedSeconds: timeout) else {
+                throw ValidationError("--timeout must be a positive number of seconds, not \(timeout)")
+            }
+            limit = checked
+        }
+        let options = JobOptions(maxAttempts: maxAttempts, failureRetries: retries, timeout: limit)
         do {
             try options.validate()
         } catch let error as DockerParallelError {

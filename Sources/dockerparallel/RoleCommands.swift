@@ -1,13 +1,14 @@
 import ArgumentParser
 import DockerParallel
+import DockerParallelCore
 import DockerParallelServer
 import DockerParallelWorker
 import Foundation
 
 struct Server: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Run a DockerParallel server (what server processes and containers execute).",
-        discussion: "The password is read from $DOCKERPARALLEL_PASSWORD, never from the command line.")
+        abstract: "Run a DockerParallel server in the foreground, configured by these options.",
+        discussion: "The password is read from $DOCKERPARALLEL_PASSWORD, never from the command line. (Providers start this executable with DOCKERPARALLEL_ROLE and the rest of its settings in the environment instead.)")
 
     @Option(help: "The address to bind.")
     var host: String = "127.0.0.1"
@@ -29,10 +30,12 @@ struct Server: AsyncParsableCommand {
         guard let password = environment[EnvironmentKey.password], !password.isEmpty else {
             throw CLIError("set the cluster password in \(EnvironmentKey.password)")
         }
-        guard leaseSeconds > 0 else { throw CLIError("--lease-seconds must be positive, not \(leaseSeconds)") }
+        guard leaseSeconds > 0, let lease = Duration(checkedSeconds: leaseSeconds) else {
+            throw CLIError("--lease-seconds must be a positive number of seconds, not \(leaseSeconds)")
+        }
         let configuration = ServerConfiguration(
             host: host, port: port, password: ServerPassword(password), jobQueueName: name,
-            leaseDuration: .seconds(leaseSeconds), storePath: store)
+            leaseDuration: lease, storePath: store)
         try await DockerParallelMain.runServer(
             configuration: configuration, endpointFile: nil, ownerProcessID: nil,
             logger: DockerParallelMain.makeLogger(label: "dockerparallel.server", environment: environment))
@@ -42,8 +45,8 @@ struct Server: AsyncParsableCommand {
 struct WorkerCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "worker",
-        abstract: "Run a DockerParallel worker that dials out to a server.",
-        discussion: "The password is read from $DOCKERPARALLEL_PASSWORD, never from the command line.")
+        abstract: "Run a DockerParallel worker in the foreground that dials out to a server.",
+        discussion: "The password is read from $DOCKERPARALLEL_PASSWORD, never from the command line. (Providers start this executable with DOCKERPARALLEL_ROLE and the rest of its settings in the environment instead.)")
 
     @Option(help: "The server's host.")
     var host: String = "127.0.0.1"

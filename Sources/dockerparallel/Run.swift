@@ -7,6 +7,7 @@ import Darwin
 #endif
 import ArgumentParser
 import DockerParallel
+import DockerParallelCore
 import Foundation
 
 struct Run: AsyncParsableCommand {
@@ -117,8 +118,7 @@ struct Run: AsyncParsableCommand {
             try? FileManager.default.removeItem(atPath: ephemeralState)
         }
         if stats {
-            let elapsed = ContinuousClock.now - started
-            let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) * 1e-18
+            let seconds = (ContinuousClock.now - started).inSeconds
             let kind = (try? platform.kind) == .docker ? "docker" : "local"
             let workers = cluster == nil ? "\(jobs) \(kind) workers" : "cluster '\(cluster ?? "")'"
             let line = String(

@@ -24,7 +24,7 @@ import Testing
 
     func provider(_ transport: RecordedTransport) -> DockerEngineProvider {
         DockerEngineProvider(
-            configuration: .init(host: .defaultSocket, stopGracePeriod: 10), transport: transport,
+            configuration: .init(host: .defaultSocket, stopGracePeriod: .seconds(10)), transport: transport,
             retry: RetryPolicy(maxAttempts: 3, baseDelay: .milliseconds(1)), sleep: { _ in })
     }
 

@@ -154,6 +154,22 @@ import Testing
         let worker = connect(&broker, .worker, name: "w", slots: 2)
         _ = broker.received(.credit(count: 1_000_000), requestID: 0, from: worker, now: .zero)
         #expect(broker.peer(worker)?.credit == 2 * 4 + BrokerStateMachine.maximumPrefetch)
+        // Hostile counts neither overflow nor go below zero.
+        _ = broker.received(.credit(count: Int.max), requestID: 0, from: worker, now: .zero)
+        _ = broker.received(.completed([], credit: Int.max), requestID: 0, from: worker, now: .zero)
+        #expect(broker.peer(worker)?.credit == 2 * 4 + BrokerStateMachine.maximumPrefetch)
+        _ = broker.received(.credit(count: Int.min), requestID: 0, from: worker, now: .zero)
+        #expect(broker.peer(worker)?.credit == 0)
+        // A hello with absurd slots is refused, naming the bound.
+        let greedy = broker.connectionOpened()
+        let tooMany = broker.received(
+            .hello(Hello(role: .worker, password: "secret", name: "g", slots: Int.max)), requestID: 1, from: greedy, now: .zero)
+        #expect(tooMany.close == [greedy])
+        guard case .error(.invalidArgument, let message)? = tooMany.now.first?.message else {
+            Issue.record("absurd slots were accepted")
+            return
+        }
+        #expect(message.contains("a worker runs 0 to"))
         let client = connect(&broker, .client, name: "c")
         let refused = broker.received(.credit(count: 1), requestID: 5, from: client, now: .zero)
         #expect(refused.durable.first?.message == .error(code: .protocolViolation, message: "only workers take tasks"))

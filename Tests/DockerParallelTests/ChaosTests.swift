@@ -39,7 +39,7 @@ import Testing
                 try await withThrowingTaskGroup(of: Void.self) { group in
                     // What `dockerparallel run` does: restart what died. It runs until the checks
                     // below are done, so that a server killed at the end comes back for them.
-                    group.addTask { await cluster.supervise(every: 0.2) }
+                    group.addTask { await cluster.supervise(every: .milliseconds(200)) }
                     // Kills in rounds, each after 300 more results: killing everything as fast
                     // as it restarts would only show that nothing can run, and so would killing
                     // until the end. A killed server holds the job up, so the rounds after it

@@ -22,7 +22,7 @@ import Testing
             let kit = ConformanceKit(
                 provider: NoWorkersProvider(base: LocalProvider(configuration: .init(stateDirectory: state))),
                 workerContainer: LocalProcessContainer(executable: Binaries.dockerparallel),
-                options: .init(workerNumber: 2, testReconnect: false, testJobs: false, timeout: 1,
+                options: .init(workerNumber: 2, testReconnect: false, testJobs: false, timeout: .seconds(1),
                                configuration: ClusterConfiguration(jobQueueName: "broken", serverPort: 0)))
             let failure = await #expect(throws: ConformanceFailure.self) { try await kit.run() }
             #expect(failure?.step == 6)

@@ -101,7 +101,7 @@ struct DockerDaemonRestartTests {
             _ = try await ImageBuilder(host: daemon.host).build(.init(
                 tag: image, dockerparallelBinary: Binaries.dockerparallel, extraPrograms: ["/bin/sh", "/bin/sleep"]))
             let cluster = try DockerCluster(
-                provider: try DockerEngineProvider(configuration: .init(host: daemon.host, stopGracePeriod: 2)),
+                provider: try DockerEngineProvider(configuration: .init(host: daemon.host, stopGracePeriod: .seconds(2))),
                 workerContainer: DockerWorkerContainer(image: image),
                 configuration: ClusterConfiguration(jobQueueName: "restart-docker", expectedWorkerNumber: 2, serverPort: 0),
                 verbosity: 0)
@@ -112,7 +112,7 @@ struct DockerDaemonRestartTests {
                 var seen: [Int: String] = [:]
                 var restarted = false
                 try await withThrowingTaskGroup(of: Void.self) { group in
-                    group.addTask { await cluster.supervise(every: 0.3) }
+                    group.addTask { await cluster.supervise(every: .milliseconds(300)) }
                     for try await result in try await job.results() {
                         #expect(seen[result.index] == nil, "task \(result.index) has two results")
                         seen[result.index] = String(decoding: result.output, as: UTF8.self)
@@ -186,7 +186,7 @@ struct DockerTLSTests {
             let image = "dockerparallel-test/tls:latest"
             _ = try await ImageBuilder(host: host).build(.init(tag: image, dockerparallelBinary: Binaries.dockerparallel))
             let cluster = try DockerCluster(
-                provider: try DockerEngineProvider(configuration: .init(host: host, stopGracePeriod: 2)),
+                provider: try DockerEngineProvider(configuration: .init(host: host, stopGracePeriod: .seconds(2))),
                 workerContainer: DockerWorkerContainer(image: image),
                 configuration: ClusterConfiguration(jobQueueName: "tls-docker", expectedWorkerNumber: 1, serverPort: 0),
                 verbosity: 0)

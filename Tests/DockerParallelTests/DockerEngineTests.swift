@@ -29,7 +29,7 @@ struct DockerEngineTests {
         let image = try await DockerTesting.images.cli()
         let network = "dockerparallel-test-net"
         let provider = try DockerEngineProvider(configuration: .init(
-            host: DockerTesting.host, networkMode: network, stopGracePeriod: 2))
+            host: DockerTesting.host, networkMode: network, stopGracePeriod: .seconds(2)))
         let kit = ConformanceKit(
             provider: provider, workerContainer: DockerWorkerContainer(image: image),
             options: .init(workerNumber: 2, configuration: ClusterConfiguration(jobQueueName: "network-docker", serverPort: 0)))
@@ -86,7 +86,7 @@ struct DockerEngineTests {
             var seen: [Int: String] = [:]
             var killed: String?
             try await withThrowingTaskGroup(of: Void.self) { group in
-                group.addTask { await cluster.supervise(every: 0.3) }
+                group.addTask { await cluster.supervise(every: .milliseconds(300)) }
                 for try await result in try await job.results() {
                     #expect(seen[result.index] == nil)
                     seen[result.index] = String(decoding: result.output, as: UTF8.self)

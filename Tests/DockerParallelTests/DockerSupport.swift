@@ -26,7 +26,7 @@ enum DockerTesting {
     static let enabled = isAvailable || required
 
     static func provider() throws -> DockerEngineProvider {
-        try DockerEngineProvider(configuration: .init(host: host, startTimeout: 60, stopGracePeriod: 2))
+        try DockerEngineProvider(configuration: .init(host: host, startTimeout: .seconds(60), stopGracePeriod: .seconds(2)))
     }
 
     /// The test images, built once per test run: the CLI binary, and the squares example.

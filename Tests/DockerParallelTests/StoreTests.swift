@@ -213,16 +213,25 @@ func attemptLog(_ client: PeerConnection, jobID: String, index: Int? = nil) asyn
     @Test(arguments: [
         TaskSpec.Kind.swift(name: "Square"),
         .swiftChunk(name: "Ünïcode"),
-        .command(argv: ["sh", "-c", "echo {}"], environment: ["A": "1"]),
+        .command(argv: ["sh", "-c", "echo {}"], environment: ["A": "1", "B": "é"]),
+        .command(argv: [""], environment: [:]),
         .swift(name: ""),
     ])
     func kindsRoundTrip(kind: TaskSpec.Kind) throws {
         #expect(try StoredTaskKind.decode(StoredTaskKind.encode(kind)) == kind)
+        // A kind cut anywhere is an error, never a crash.
+        let stored = StoredTaskKind.encode(kind)
+        if case .command = kind {
+            for cut in 1..<stored.count { #expect(throws: DockerParallelError.self) { try StoredTaskKind.decode(stored.prefix(cut)) } }
+        }
     }
 
-    @Test func swiftKindsTakeTheirNameAndATagByte() throws {
-        #expect(try StoredTaskKind.encode(.swift(name: "Sq")) == Data([0x01, 0x53, 0x71]))
-        #expect(try StoredTaskKind.encode(.command(argv: ["true"], environment: [:])).first == UInt8(ascii: "{"))
+    @Test func kindsTakeATagByteAndTheirParts() throws {
+        #expect(StoredTaskKind.encode(.swift(name: "Sq")) == Data([0x01, 0x53, 0x71]))
+        #expect(StoredTaskKind.encode(.command(argv: ["true"], environment: [:])) == Data([0x03, 0, 0, 0, 1, 0, 0, 0, 4] + Array("true".utf8) + [0, 0, 0, 0]))
+        // Rows that the first stores kept as JSON are read.
+        let json = try JSONEncoder().encode(TaskSpec.Kind.command(argv: ["echo", "1"], environment: [:]))
+        #expect(try StoredTaskKind.decode(json) == .command(argv: ["echo", "1"], environment: [:]))
     }
 
     @Test func rowsInTheWiresOldLayoutAreStillRead() throws {

@@ -74,14 +74,19 @@ package struct BrokerActions: Sendable, Equatable {
     }
 
     package static func + (left: BrokerActions, right: BrokerActions) -> BrokerActions {
-        BrokerActions(
-            now: left.now + right.now, pauseReading: left.pauseReading + right.pauseReading,
-            close: left.close + right.close, changes: left.changes + right.changes,
-            durable: left.durable + right.durable, afterWrite: left.afterWrite + right.afterWrite)
+        var sum = left
+        sum += right
+        return sum
     }
 
+    /// Appends in place.
     package static func += (left: inout BrokerActions, right: BrokerActions) {
-        left = left + right
+        left.now += right.now
+        left.pauseReading += right.pauseReading
+        left.close += right.close
+        left.changes += right.changes
+        left.durable += right.durable
+        left.afterWrite += right.afterWrite
     }
 }
 

@@ -118,9 +118,11 @@ extension BrokerStateMachine {
     }
 
     /// Slots plus the worker's prefetch, which it raises for short tasks (up to 256 by default).
+    /// A count from the wire is clamped first, so that no sum overflows.
     private mutating func addCredit(_ count: Int, to id: PeerID) {
         update(id) { peer in
-            peer.credit = max(0, min(count + peer.credit, max(peer.slots, 1) * 4 + Self.maximumPrefetch))
+            let cap = max(peer.slots, 1) * 4 + Self.maximumPrefetch
+            peer.credit = max(0, min(peer.credit + min(max(count, -cap), cap), cap))
         }
     }
 

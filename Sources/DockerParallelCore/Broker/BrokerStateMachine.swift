@@ -50,6 +50,8 @@ package struct BrokerStateMachine: Sendable {
 
     /// Tasks a worker may lease ahead of its slots, at most.
     package static let maximumPrefetch = 1024
+    /// Slots one worker connection may have, at most.
+    package static let maximumSlots = 1 << 20
     /// Spilled payloads loaded per read of the store.
     package static let payloadBatch = 4096
     /// Results per `results` message when a watch starts.
@@ -102,6 +104,8 @@ package struct BrokerStateMachine: Sendable {
         guard awaitingHello.remove(id) != nil || peers[id] != nil, refused.insert(id).inserted else {
             return BrokerActions()
         }
+        // A worker being closed gets no more tasks; what it holds goes back when it closes.
+        peers[id]?.credit = 0
         return BrokerActions(now: [Output(peer: id, requestID: requestID, message: .error(code: code, message: message))], close: [id])
     }
 
@@ -158,6 +162,11 @@ package struct BrokerStateMachine: Sendable {
                 from: id, requestID: requestID, code: .authenticationFailed,
                 message: "wrong cluster password for '\(configuration.jobQueueName)': use the password of the cluster you connect to")
         }
+        guard (0...Self.maximumSlots).contains(hello.slots) else {
+            return unreadable(
+                from: id, requestID: requestID, code: .invalidArgument,
+                message: "a worker runs 0 to \(Self.maximumSlots) slots, not \(hello.slots): start it with fewer")
+        }
         guard hello.protocolVersion == Hello.currentProtocolVersion else {
             return unreadable(
                 from: id, requestID: requestID, code: .protocolViolation,
@@ -198,7 +207,7 @@ package struct BrokerStateMachine: Sendable {
             let assignments = queue.lease(to: id.worker, name: name, limit: credit, now: seconds)
             guard !assignments.isEmpty else { break }
             peers[id]?.credit -= assignments.count
-            for assignment in assignments { peers[id]?.leases.insert(assignment.leaseID) }
+            peers[id]?.leases.formUnion(assignments.lazy.map(\.leaseID))
             actions.now.append(Output(peer: id, requestID: 0, message: .assign(assignments)))
             for assignment in assignments {
                 let failures = queue.counters(jobID: assignment.jobID, index: assignment.task.index)?.failures ?? 0

@@ -58,8 +58,8 @@ public struct JobOptions: Sendable, Codable, Equatable {
         guard failureRetries >= 0 else {
             throw DockerParallelError(.invalidArgument, "failureRetries must not be negative, got \(failureRetries)")
         }
-        if let timeout, !(timeout > .zero) {
-            throw DockerParallelError(.invalidArgument, "timeout must be a positive duration, got \(timeout)")
+        if let timeout, !(timeout > .zero) || Duration(checkedSeconds: timeout.inSeconds) == nil {
+            throw DockerParallelError(.invalidArgument, "timeout must be a positive duration of less than 10¹⁵ s, got \(timeout)")
         }
     }
 

@@ -39,14 +39,15 @@ package struct ReportBatch: Sendable {
 }
 
 /// How many tasks a worker leases ahead of its free slots: enough to cover about `lookahead`
-/// of work at the tasks' average duration, between a minimum and a maximum.
+/// seconds of work at the tasks' average duration, between a minimum and a maximum.
 package struct PrefetchPolicy: Sendable {
     package let minimum: Int
     package let maximum: Int
-    package var lookahead = Duration.milliseconds(10)
+    /// Seconds of work to lease ahead (10 ms).
+    package var lookahead = 0.01
     package private(set) var current: Int
-    /// The tasks' average duration, weighted to recent ones; `nil` before the first.
-    package private(set) var average: Duration?
+    /// The tasks' average duration in seconds, weighted to recent ones; `nil` before the first.
+    package private(set) var averageSeconds: Double?
 
     package init(minimum: Int, maximum: Int) {
         self.minimum = minimum
@@ -58,9 +59,9 @@ package struct PrefetchPolicy: Sendable {
     /// fewer: credit already given is not taken back).
     package mutating func record(_ duration: Duration) -> Int {
         let seconds = duration.inSeconds
-        let mean = average.map { $0.inSeconds * 0.9 + seconds * 0.1 } ?? seconds
-        average = .seconds(mean)
-        let wanted = min(maximum, max(minimum, Int(lookahead.inSeconds / max(mean, 1e-6))))
+        let mean = averageSeconds.map { $0 * 0.9 + seconds * 0.1 } ?? seconds
+        averageSeconds = mean
+        let wanted = min(maximum, max(minimum, Int(lookahead / max(mean, 1e-6))))
         guard wanted > current else { return 0 }
         defer { current = wanted }
         return wanted - current

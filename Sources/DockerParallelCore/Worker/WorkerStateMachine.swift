@@ -32,10 +32,11 @@ package struct WorkerStateMachine: Sendable {
         }
     }
 
-    /// Average attempt length under which a Swift task starts on the connection's own thread.
-    package static let inlineBelow = Duration.microseconds(200)
-    /// Average attempt length under which reports are held back for a batch.
-    package static let shortTask = Duration.milliseconds(1)
+    /// Average attempt length, in seconds, under which a Swift task starts on the connection's
+    /// own thread (200 µs).
+    package static let inlineBelowSeconds = 0.000_2
+    /// Average attempt length, in seconds, under which reports are held back for a batch (1 ms).
+    package static let shortTaskSeconds = 0.001
 
     package let configuration: Configuration
     /// Leases the worker holds: waiting, running, or finished and not yet reported.
@@ -71,7 +72,10 @@ package struct WorkerStateMachine: Sendable {
         if isDraining { return [.send(.release(leaseIDs: assignments.map(\.leaseID)))] }
         held.formUnion(assignments.map(\.leaseID))
         waiting.append(contentsOf: assignments)
-        return startWaiting() + flushReportsIfDue(now: now)
+        var actions: [WorkerAction] = []
+        startWaiting(into: &actions)
+        flushReportsIfDue(now: now, into: &actions)
+        return actions
     }
 
     /// The server took leases back (their tasks were cancelled): they stop and are not reported.
@@ -79,7 +83,9 @@ package struct WorkerStateMachine: Sendable {
         let aborted = Set(leaseIDs)
         held.subtract(aborted)
         waiting.removeAll { aborted.contains($0.leaseID) }
-        return [.cancel(leaseIDs)] + flushReportsIfDue(now: now)
+        var actions: [WorkerAction] = [.cancel(leaseIDs)]
+        flushReportsIfDue(now: now, into: &actions)
+        return actions
     }
 
     /// An attempt ended after `duration`; its report goes out with the next batch, unless its
@@ -90,13 +96,17 @@ package struct WorkerStateMachine: Sendable {
         // One credit for the freed slot, and more while short tasks raise the prefetch.
         let credit = isDraining ? 0 : 1 + prefetch.record(duration)
         reports.add(report, credit: credit, now: now)
-        return startWaiting() + flushReportsIfDue(now: now)
+        var actions: [WorkerAction] = []
+        startWaiting(into: &actions)
+        flushReportsIfDue(now: now, into: &actions)
+        return actions
     }
 
     /// Time passed: heartbeats, reports held back too long, and the end of a drain.
     package mutating func tick(now: Duration) -> [WorkerAction] {
         guard !closed else { return [] }
-        var actions = flushReportsIfDue(now: now)
+        var actions: [WorkerAction] = []
+        flushReportsIfDue(now: now, into: &actions)
         if let started = drainStarted {
             if held.isEmpty || now - started > configuration.shutdownGracePeriod {
                 // What still runs after the grace period goes back to the server.
@@ -121,14 +131,14 @@ package struct WorkerStateMachine: Sendable {
         let handedBack = waiting.map(\.leaseID)
         waiting.removeAll()
         held.subtract(handedBack)
-        var actions = flushReportsIfDue(now: now)
+        var actions: [WorkerAction] = []
+        flushReportsIfDue(now: now, into: &actions)
         if !handedBack.isEmpty { actions.append(.send(.release(leaseIDs: handedBack))) }
         return actions + tick(now: now)
     }
 
     /// Starts waiting assignments while slots are free.
-    private mutating func startWaiting() -> [WorkerAction] {
-        var actions: [WorkerAction] = []
+    private mutating func startWaiting(into actions: inout [WorkerAction]) {
         while active < configuration.slots, !isDraining, let assignment = waiting.popFirst() {
             active += 1
             // Swift tasks that lately took microseconds run on the connection's own thread;
@@ -136,24 +146,23 @@ package struct WorkerStateMachine: Sendable {
             var inline = false
             if case .command = assignment.task.kind {
                 inline = false
-            } else if let average = prefetch.average, average < Self.inlineBelow {
+            } else if let average = prefetch.averageSeconds, average < Self.inlineBelowSeconds {
                 inline = true
             }
             actions.append(.start(assignment, inline: inline))
         }
-        return actions
     }
 
     /// Sends held-back reports, with their credit, when they are due.
-    private mutating func flushReportsIfDue(now: Duration) -> [WorkerAction] {
-        let shortTasks = prefetch.average.map { $0 < Self.shortTask } ?? false
-        guard reports.isDue(idle: waiting.isEmpty || active == 0, shortTasks: shortTasks, now: now) else { return [] }
+    private mutating func flushReportsIfDue(now: Duration, into actions: inout [WorkerAction]) {
+        let shortTasks = prefetch.averageSeconds.map { $0 < Self.shortTaskSeconds } ?? false
+        guard reports.isDue(idle: waiting.isEmpty || active == 0, shortTasks: shortTasks, now: now) else { return }
         let (completions, credit) = reports.take()
         // The leases are forgotten once reported: a drain closes the connection as soon as no
         // lease is held, and must not close it before these reports.
-        held.subtract(completions.map(\.leaseID))
-        guard !completions.isEmpty || credit > 0 else { return [] }
-        return [.send(.completed(completions, credit: credit))]
+        for completion in completions { held.remove(completion.leaseID) }
+        guard !completions.isEmpty || credit > 0 else { return }
+        actions.append(.send(.completed(completions, credit: credit)))
     }
 }
 

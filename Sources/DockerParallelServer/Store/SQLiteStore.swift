@@ -149,7 +149,7 @@ struct SQLiteStore: BrokerStore {
                         if let last, last.kind == task.kind {
                             encoded = last.encoded
                         } else {
-                            encoded = try StoredTaskKind.encode(task.kind)
+                            encoded = StoredTaskKind.encode(task.kind)
                             last = (task.kind, encoded)
                         }
                         try insert.execute(db, .text(jobID), .int(task.index), .blob(encoded), .blob(task.input))

@@ -7,36 +7,84 @@ import Foundation
 ///
 /// - a Swift task: `0x01`, then its name in UTF-8;
 /// - a chunk of Swift tasks: `0x02`, then its name in UTF-8;
-/// - a command: the kind as JSON (it starts with `{`), as the first stores kept every kind.
+/// - a command: `0x03`, then the argument count and each argument, then the environment's count
+///   and each name and value, every count and length a big-endian `UInt32`, strings in UTF-8.
 ///
-/// Rows that stores of wire protocol 2 kept in the wire's layout (they start with `0x00`) are
-/// still read.
+/// Rows that earlier stores kept as JSON (they start with `{`) or in the wire's layout of
+/// protocol 2 (they start with `0x00`) are still read.
 enum StoredTaskKind {
     private static let swiftTag: UInt8 = 0x01
     private static let chunkTag: UInt8 = 0x02
+    private static let commandTag: UInt8 = 0x03
 
     /// The kind's stored bytes.
-    static func encode(_ kind: TaskSpec.Kind) throws -> Data {
+    static func encode(_ kind: TaskSpec.Kind) -> Data {
         switch kind {
-        case .swift(let name): Data([swiftTag]) + Data(name.utf8)
-        case .swiftChunk(let name): Data([chunkTag]) + Data(name.utf8)
-        case .command: try JSONEncoder().encode(kind)
+        case .swift(let name):
+            return Data([swiftTag]) + Data(name.utf8)
+        case .swiftChunk(let name):
+            return Data([chunkTag]) + Data(name.utf8)
+        case .command(let argv, let environment):
+            var data = Data([commandTag])
+            func append(_ count: Int) {
+                withUnsafeBytes(of: UInt32(truncatingIfNeeded: count).bigEndian) { data.append(contentsOf: $0) }
+            }
+            func append(_ string: String) {
+                append(string.utf8.count)
+                data.append(contentsOf: string.utf8)
+            }
+            append(argv.count)
+            for argument in argv { append(argument) }
+            append(environment.count)
+            for (name, value) in environment.sorted(by: { $0.key < $1.key }) {
+                append(name)
+                append(value)
+            }
+            return data
         }
     }
 
     /// Reads stored bytes back.
-    /// - Throws: `.codingFailed` when they are no kind this store wrote.
+    /// - Throws: `.codingFailed` when they are no kind a store wrote.
     static func decode(_ data: Data) throws -> TaskSpec.Kind {
-        guard let tag = data.first else {
-            throw DockerParallelError(.codingFailed, "a stored task has no kind")
-        }
+        guard let tag = data.first else { throw malformed("it is empty") }
         let name = { String(decoding: data.dropFirst(), as: UTF8.self) }
         switch tag {
         case swiftTag: return .swift(name: name())
         case chunkTag: return .swiftChunk(name: name())
+        case commandTag: return try command(data)
         case UInt8(ascii: "{"): return try JSONDecoder().decode(TaskSpec.Kind.self, from: data)
         case 0x00: return try TaskSpec.Kind.decodeWireLayout(data)
-        default: throw DockerParallelError(.codingFailed, "a stored task's kind starts with an unknown byte \(tag)")
+        default: throw malformed("it starts with an unknown byte \(tag)")
         }
+    }
+
+    private static func command(_ data: Data) throws -> TaskSpec.Kind {
+        var offset = data.startIndex + 1
+        func count() throws -> Int {
+            guard data.endIndex - offset >= 4 else { throw malformed("it ends early") }
+            let value = data[offset..<offset + 4].reduce(0) { $0 << 8 | Int($1) }
+            offset += 4
+            return value
+        }
+        func string() throws -> String {
+            let length = try count()
+            guard data.endIndex - offset >= length else { throw malformed("a string runs past its end") }
+            defer { offset += length }
+            return String(decoding: data[offset..<offset + length], as: UTF8.self)
+        }
+        var argv: [String] = []
+        for _ in 0..<(try count()) { argv.append(try string()) }
+        var environment: [String: String] = [:]
+        for _ in 0..<(try count()) {
+            let name = try string()
+            environment[name] = try string()
+        }
+        guard offset == data.endIndex else { throw malformed("bytes follow its end") }
+        return .command(argv: argv, environment: environment)
+    }
+
+    private static func malformed(_ what: String) -> DockerParallelError {
+        DockerParallelError(.codingFailed, "a stored task's kind cannot be read: \(what)")
     }
 }
