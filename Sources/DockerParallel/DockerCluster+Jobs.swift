@@ -278,7 +278,7 @@ extension DockerCluster {
     /// The counts of one job.
     /// - Throws: `.invalidArgument` when the server does not know the job.
     public func jobStatus(jobID: JobID) async throws -> JobStatus {
-        guard let status = try await serverReport(waitingForServer: true).jobs.first(where: { $0.jobID == jobID.rawValue }) else {
+        guard let status = try await serverReport(waitingForServer: true).jobs.first(where: { $0.jobID == jobID }) else {
             throw DockerParallelError(.invalidArgument, "there is no job '\(jobID)' on the server of '\(configuration.jobQueueName)'")
         }
         return status

@@ -40,7 +40,7 @@ extension WireWriter {
     }
 
     mutating func result(_ result: TaskResult) {
-        string(result.jobID)
+        string(result.jobID.rawValue)
         int(result.index)
         byte(result.status.wireTag)
         int(result.attempts)
@@ -51,7 +51,7 @@ extension WireWriter {
     }
 
     mutating func status(_ status: JobStatus) {
-        string(status.jobID)
+        string(status.jobID.rawValue)
         for count in [status.total, status.queued, status.running, status.succeeded, status.failed, status.cancelled] {
             int(count)
         }
@@ -116,12 +116,12 @@ extension WireReader {
         let index = try int()
         guard let status = TaskStatus(wireTag: try byte()) else { throw Self.malformed("unknown task status") }
         return TaskResult(
-            jobID: jobID, index: index, status: status, attempts: try int(), exitCode: try optional { try $0.int32() },
+            jobID: JobID(jobID), index: index, status: status, attempts: try int(), exitCode: try optional { try $0.int32() },
             output: try data(), errorOutput: try data(), error: try optional { try $0.string() })
     }
 
     mutating func status() throws -> JobStatus {
-        var status = JobStatus(jobID: try string())
+        var status = JobStatus(jobID: JobID(try string()))
         status.total = try int()
         status.queued = try int()
         status.running = try int()

@@ -22,7 +22,7 @@ import Testing
     func success(_ text: String = "ok") -> AttemptReport { AttemptReport(succeeded: true, exitCode: 0, output: Data(text.utf8)) }
 
     func jobStatus(_ jobID: String, total: Int, succeeded: Int = 0, cancelled: Int = 0) -> JobStatus {
-        var status = JobStatus(jobID: jobID)
+        var status = JobStatus(jobID: JobID(jobID))
         status.total = total
         status.succeeded = succeeded
         status.cancelled = cancelled

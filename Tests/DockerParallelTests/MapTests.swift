@@ -206,7 +206,9 @@ struct NotRegistered: ParallelTask {
             let failures = await #expect(throws: TaskFailures.self) { try await job.outputs() }
             #expect(failures?.jobID == job.id)
             #expect(failures?.failures.map(\.index) == [1])
-            #expect(try await job.status().failed == 1)
+            let status = try await job.status()
+            #expect(status.failed == 1)
+            #expect(status.jobID == job.id)
             // Its attempt log, its retry and its removal work through the same handle.
             let log = try await job.logs(index: 1)
             #expect(log.map(\.outcome) == [.failed])

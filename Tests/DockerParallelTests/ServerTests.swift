@@ -232,7 +232,7 @@ func frameBytes(requestID: UInt32 = 1, body: [UInt8]) -> [UInt8] {
 
     func status(_ connection: PeerConnection, _ job: String) async throws -> JobStatus? {
         guard case .status(let report) = try await connection.request(.status) else { return nil }
-        return report.jobs.first { $0.jobID == job }
+        return report.jobs.first { $0.jobID == JobID(job) }
     }
 
     @Test func aRunningTaskFinishesWithinTheGracePeriod() async throws {

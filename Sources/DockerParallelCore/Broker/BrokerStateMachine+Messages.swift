@@ -64,7 +64,7 @@ extension BrokerStateMachine {
         case .cancel(let jobID, let index):
             guard queue.status(jobID: jobID) != nil else { return noJob(jobID) }
             let cancellation = queue.cancel(jobID: jobID, index: index, now: now.inSeconds)
-            let status = queue.status(jobID: jobID) ?? JobStatus(jobID: jobID)
+            let status = queue.status(jobID: jobID) ?? JobStatus(jobID: JobID(jobID))
             var actions = notify(cancellation.results) + reply(.job(status))
             // Workers running a cancelled task stop it, and do not report it.
             var holders: [WorkerID] = []
@@ -90,7 +90,7 @@ extension BrokerStateMachine {
         case .retry(let jobID, let indices):
             guard queue.status(jobID: jobID) != nil else { return noJob(jobID) }
             let retried = queue.retry(jobID: jobID, indices: indices)
-            var actions = reply(.job(queue.status(jobID: jobID) ?? JobStatus(jobID: jobID)))
+            var actions = reply(.job(queue.status(jobID: jobID) ?? JobStatus(jobID: JobID(jobID))))
             if !retried.isEmpty { actions.changes.append(.retry(jobID: jobID, indices: retried)) }
             return actions + dispatch(now: now)
 

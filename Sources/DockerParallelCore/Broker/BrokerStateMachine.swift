@@ -233,8 +233,8 @@ package struct BrokerStateMachine: Sendable {
         var order: [String] = []
         var byJob: [String: [TaskResult]] = [:]
         for result in results {
-            if byJob[result.jobID] == nil { order.append(result.jobID) }
-            byJob[result.jobID, default: []].append(result)
+            if byJob[result.jobID.rawValue] == nil { order.append(result.jobID.rawValue) }
+            byJob[result.jobID.rawValue, default: []].append(result)
         }
         for jobID in order {
             guard let jobResults = byJob[jobID], let watchers = watchers[jobID], !watchers.isEmpty,

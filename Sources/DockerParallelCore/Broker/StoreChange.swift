@@ -29,8 +29,8 @@ package enum StoreChange: Sendable, Equatable {
     package var taskKey: TaskQueue.Key? {
         switch self {
         case .counters(let jobID, let index, _, _): TaskQueue.Key(jobID: jobID, index: index)
-        case .attempt(let record): TaskQueue.Key(jobID: record.jobID, index: record.index)
-        case .result(let result): TaskQueue.Key(jobID: result.jobID, index: result.index)
+        case .attempt(let record): TaskQueue.Key(jobID: record.jobID.rawValue, index: record.index)
+        case .result(let result): TaskQueue.Key(jobID: result.jobID.rawValue, index: result.index)
         case .submit, .forget, .retry: nil
         }
     }
@@ -59,7 +59,7 @@ package enum StoreChange: Sendable, Equatable {
             case .counters(let jobID, let index, _, _):
                 if !laterCounts.insert(TaskQueue.Key(jobID: jobID, index: index)).inserted { continue }
             case .result(let result):
-                laterCounts.insert(TaskQueue.Key(jobID: result.jobID, index: result.index))
+                laterCounts.insert(TaskQueue.Key(jobID: result.jobID.rawValue, index: result.index))
             case .forget, .retry:
                 laterAttempt.removeAll()
                 laterCounts.removeAll()

@@ -15,7 +15,7 @@ extension TaskQueue {
     package mutating func restore(
         jobID: String, options: JobOptions, tasks: [(index: Int, attempts: Int, failures: Int)], results: [TaskResult]
     ) {
-        var job = jobs.removeValue(forKey: jobID) ?? Job(options: options, status: JobStatus(jobID: jobID))
+        var job = jobs.removeValue(forKey: jobID) ?? Job(options: options, status: JobStatus(jobID: JobID(jobID)))
         let finished = Dictionary(results.map { ($0.index, $0) }, uniquingKeysWith: { first, _ in first })
         for task in tasks.sorted(by: { $0.index < $1.index }) {
             let key = Key(jobID: jobID, index: task.index)

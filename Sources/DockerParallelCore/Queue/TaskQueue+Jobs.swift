@@ -69,7 +69,7 @@ extension TaskQueue {
     package func status(jobID: String) -> JobStatus? { jobs[jobID]?.status }
 
     /// The counts of every job.
-    package var jobStatuses: [JobStatus] { jobs.values.map(\.status).sorted { $0.jobID < $1.jobID } }
+    package var jobStatuses: [JobStatus] { jobs.values.map(\.status).sorted { $0.jobID.rawValue < $1.jobID.rawValue } }
 
     /// The number of leases outstanding.
     package var leaseCount: Int { leases.count }

@@ -139,7 +139,7 @@ package struct TaskQueue: Sendable {
     /// - Returns: How many tasks were new and how many were duplicates.
     package mutating func submit(jobID: String, options: JobOptions, tasks: [TaskSpec]) -> (accepted: Int, duplicates: Int) {
         // Taken out while it changes, so that its arrays are not copied (written back below).
-        var job = jobs.removeValue(forKey: jobID) ?? Job(options: options, status: JobStatus(jobID: jobID))
+        var job = jobs.removeValue(forKey: jobID) ?? Job(options: options, status: JobStatus(jobID: JobID(jobID)))
         var accepted = 0
         for task in tasks {
             let key = Key(jobID: jobID, index: task.index)
@@ -269,7 +269,7 @@ package struct TaskQueue: Sendable {
                 queue.log(heldLease, leaseID: leaseID, outcome: outcome, ended: now, error: error)
             } else {
                 queue.attemptLog.append(AttemptRecord(
-                    jobID: jobID, index: index, attempt: 0, leaseID: nil, worker: worker.description, started: now,
+                    jobID: JobID(jobID), index: index, attempt: 0, leaseID: nil, worker: worker.description, started: now,
                     ended: now, outcome: outcome, error: error))
             }
         }
@@ -360,7 +360,7 @@ package struct TaskQueue: Sendable {
         _ lease: Lease, leaseID: UInt64, outcome: AttemptOutcome, ended: Double? = nil, error: String? = nil
     ) {
         attemptLog.append(AttemptRecord(
-            jobID: lease.key.jobID, index: lease.key.index, attempt: lease.attempt, leaseID: leaseID,
+            jobID: JobID(lease.key.jobID), index: lease.key.index, attempt: lease.attempt, leaseID: leaseID,
             worker: lease.workerName, started: lease.started, ended: ended, outcome: outcome, error: error))
     }
 
@@ -393,7 +393,7 @@ package struct TaskQueue: Sendable {
         }
         entry.state = .done
         let result = TaskResult(
-            jobID: key.jobID, index: key.index, status: status, attempts: entry.attempts,
+            jobID: JobID(key.jobID), index: key.index, status: status, attempts: entry.attempts,
             exitCode: report.exitCode, output: report.output, errorOutput: report.errorOutput, error: report.error)
         job.results[key.index] = result
         // The payload is no longer needed in memory; with a store it can be loaded again for a retry.

@@ -1,7 +1,7 @@
 /// Counts of a job's tasks by state.
 public struct JobStatus: Sendable, Codable, Equatable {
     /// The job.
-    public var jobID: String
+    public var jobID: JobID
     /// Tasks submitted.
     public var total: Int = 0
     /// Tasks waiting for a worker.
@@ -16,7 +16,7 @@ public struct JobStatus: Sendable, Codable, Equatable {
     public var cancelled: Int = 0
 
     /// Creates empty counts.
-    public init(jobID: String) { self.jobID = jobID }
+    public init(jobID: JobID) { self.jobID = jobID }
 
     /// Tasks with a committed result.
     public var finished: Int { succeeded + failed + cancelled }

@@ -59,7 +59,7 @@ public enum TaskStatus: String, Sendable, Codable {
 /// A task's committed result: exactly one per task.
 public struct TaskResult: Sendable, Codable, Equatable {
     /// The job.
-    public var jobID: String
+    public var jobID: JobID
     /// The task's index in the job.
     public var index: Int
     /// How it ended.
@@ -77,7 +77,7 @@ public struct TaskResult: Sendable, Codable, Equatable {
 
     /// Creates a result.
     public init(
-        jobID: String, index: Int, status: TaskStatus, attempts: Int, exitCode: Int32? = nil,
+        jobID: JobID, index: Int, status: TaskStatus, attempts: Int, exitCode: Int32? = nil,
         output: Data = Data(), errorOutput: Data = Data(), error: String? = nil
     ) {
         self.jobID = jobID
@@ -119,7 +119,7 @@ public enum AttemptOutcome: String, Sendable, Codable {
 /// One attempt at a task: who ran it, when, and how it ended.
 public struct AttemptRecord: Sendable, Codable, Equatable {
     /// The job.
-    public var jobID: String
+    public var jobID: JobID
     /// The task's index in the job.
     public var index: Int
     /// The attempt's number, from 1 (0 for a late report whose lease was already gone).
@@ -139,7 +139,7 @@ public struct AttemptRecord: Sendable, Codable, Equatable {
 
     /// Creates a record.
     public init(
-        jobID: String, index: Int, attempt: Int, leaseID: UInt64?, worker: String, started: Double,
+        jobID: JobID, index: Int, attempt: Int, leaseID: UInt64?, worker: String, started: Double,
         ended: Double? = nil, outcome: AttemptOutcome, error: String? = nil
     ) {
         self.jobID = jobID

@@ -74,7 +74,7 @@ struct SQLiteStore: BrokerStore {
                 let job: String = row["job"]
                 let exitCode: Int64? = row["exit_code"]
                 jobs[job]?.results.append(TaskResult(
-                    jobID: job, index: row["idx"], status: TaskStatus(rawValue: row["status"]) ?? .failed,
+                    jobID: JobID(job), index: row["idx"], status: TaskStatus(rawValue: row["status"]) ?? .failed,
                     attempts: row["attempts"], exitCode: exitCode.map { Int32(truncatingIfNeeded: $0) },
                     output: row["output"], errorOutput: row["error_output"], error: row["error"]))
             }
@@ -112,7 +112,7 @@ struct SQLiteStore: BrokerStore {
             return rows.map { row in
                 let lease: Int64? = row[0]
                 return AttemptRecord(
-                    jobID: row[1], index: row[2], attempt: row[3], leaseID: lease.map { UInt64($0) }, worker: row[4],
+                    jobID: JobID(row[1] as String), index: row[2], attempt: row[3], leaseID: lease.map { UInt64($0) }, worker: row[4],
                     started: row[5], ended: row[6], outcome: AttemptOutcome(rawValue: row[7]) ?? .lost, error: row[8])
             }
         }
@@ -158,12 +158,12 @@ struct SQLiteStore: BrokerStore {
                     try updateCounters.execute(db, .int(attempts), .int(failures), .text(jobID), .int(index))
                 case .result(let result):
                     try insertResult.execute(
-                        db, .text(result.jobID), .int(result.index), .text(result.status.rawValue), .int(result.attempts),
+                        db, .text(result.jobID.rawValue), .int(result.index), .text(result.status.rawValue), .int(result.attempts),
                         result.exitCode.map { .int(Int($0)) } ?? .null, .blob(result.output), .blob(result.errorOutput),
                         result.error.map { .text($0) } ?? .null)
                     if result.status == .succeeded {
                         // A failed task keeps its input, so that it can be retried.
-                        try dropInput.execute(db, .text(result.jobID), .int(result.index))
+                        try dropInput.execute(db, .text(result.jobID.rawValue), .int(result.index))
                     }
                 case .retry(let jobID, let indices):
                     for index in indices {
@@ -173,7 +173,7 @@ struct SQLiteStore: BrokerStore {
                     }
                 case .attempt(let record):
                     try insertAttempt.execute(
-                        db, record.leaseID.map { .int(Int(Int64(bitPattern: $0))) } ?? .null, .text(record.jobID), .int(record.index),
+                        db, record.leaseID.map { .int(Int(Int64(bitPattern: $0))) } ?? .null, .text(record.jobID.rawValue), .int(record.index),
                         .int(record.attempt), .text(record.worker), .double(record.started), record.ended.map { .double($0) } ?? .null,
                         .text(record.outcome.rawValue), record.error.map { .text($0) } ?? .null)
                 case .forget(let jobID):
