@@ -8,7 +8,7 @@
 /// The defaults never invent an answer that could pass for a real one: a requirement whose answer
 /// only the platform knows (``workerNumbers(context:)``, ``clusterExists(context:)``,
 /// ``clusterNames()``, ``reconnect(context:)``) throws a ``DockerParallelError`` with the code
-/// `.unsupported` when it is not implemented, naming the provider and the requirement.
+/// `.unsupported` when the provider lacks it, naming the provider and the requirement.
 /// `DockerCluster` degrades where it can (it counts the workers connected to the server instead
 /// of asking for worker numbers), and the conformance kit reports such a step as an unsupported
 /// optional requirement. ``serverStatus(context:)`` is the one exception, see its default.
