@@ -24,6 +24,7 @@
 @_exported import struct DockerParallelCore.TaskResult
 @_exported import enum DockerParallelCore.TaskStatus
 @_exported import struct DockerParallelCore.AttemptRecord
+@_exported import struct DockerParallelCore.LeaseID
 @_exported import enum DockerParallelCore.AttemptOutcome
 @_exported import struct DockerParallelCore.ServerReport
 

@@ -42,10 +42,10 @@ extension ClientMessage: WireMessage {
             writer.array(tasks) { $0.taskSpec($1) }
         case .heartbeat(let leaseIDs):
             writer.byte(Tag.heartbeat.rawValue)
-            writer.array(leaseIDs) { $0.varint($1) }
+            writer.array(leaseIDs) { $0.lease($1) }
         case .release(let leaseIDs):
             writer.byte(Tag.release.rawValue)
-            writer.array(leaseIDs) { $0.varint($1) }
+            writer.array(leaseIDs) { $0.lease($1) }
         default:
             return false
         }
@@ -66,9 +66,9 @@ extension ClientMessage: WireMessage {
         case .run?:
             return .run(jobID: try reader.string(), options: try reader.options(), tasks: try reader.array { try $0.taskSpec() })
         case .heartbeat?:
-            return .heartbeat(leaseIDs: try reader.array { try $0.varint() })
+            return .heartbeat(leaseIDs: try reader.array { try $0.lease() })
         case .release?:
-            return .release(leaseIDs: try reader.array { try $0.varint() })
+            return .release(leaseIDs: try reader.array { try $0.lease() })
         case nil:
             throw WireReader.malformed("unknown client message tag \(tag)")
         }
@@ -97,7 +97,7 @@ extension ServerMessage: WireMessage {
             writer.int(duplicates)
         case .abort(let leaseIDs):
             writer.byte(Tag.abort.rawValue)
-            writer.array(leaseIDs) { $0.varint($1) }
+            writer.array(leaseIDs) { $0.lease($1) }
         default:
             return false
         }
@@ -110,7 +110,7 @@ extension ServerMessage: WireMessage {
         case .results?: return .results(try reader.array { try $0.result() })
         case .job?: return .job(try reader.status())
         case .submitted?: return .submitted(accepted: try reader.int(), duplicates: try reader.int())
-        case .abort?: return .abort(leaseIDs: try reader.array { try $0.varint() })
+        case .abort?: return .abort(leaseIDs: try reader.array { try $0.lease() })
         case nil: throw WireReader.malformed("unknown server message tag \(tag)")
         }
     }

@@ -5,6 +5,10 @@ import NIOCore
 // The binary layout of the values inside messages.
 
 extension WireWriter {
+    mutating func lease(_ id: LeaseID) {
+        varint(id.rawValue)
+    }
+
     mutating func taskSpec(_ spec: TaskSpec) {
         int(spec.index)
         switch spec.kind {
@@ -58,7 +62,7 @@ extension WireWriter {
     }
 
     mutating func assignment(_ assignment: Assignment) {
-        varint(assignment.leaseID)
+        lease(assignment.leaseID)
         string(assignment.jobID)
         taskSpec(assignment.task)
         int(assignment.attempt)
@@ -66,7 +70,7 @@ extension WireWriter {
     }
 
     mutating func completion(_ completion: Completion) {
-        varint(completion.leaseID)
+        lease(completion.leaseID)
         string(completion.jobID)
         int(completion.index)
         report(completion.report)
@@ -74,6 +78,10 @@ extension WireWriter {
 }
 
 extension WireReader {
+    mutating func lease() throws -> LeaseID {
+        LeaseID(try varint())
+    }
+
     mutating func taskSpec() throws -> TaskSpec {
         let index = try int()
         let kind: TaskSpec.Kind
@@ -133,12 +141,12 @@ extension WireReader {
 
     mutating func assignment() throws -> Assignment {
         Assignment(
-            leaseID: try varint(), jobID: try string(), task: try taskSpec(), attempt: try int(),
+            leaseID: try lease(), jobID: try string(), task: try taskSpec(), attempt: try int(),
             timeout: try optional { try $0.double() })
     }
 
     mutating func completion() throws -> Completion {
-        Completion(leaseID: try varint(), jobID: try string(), index: try int(), report: try report())
+        Completion(leaseID: try lease(), jobID: try string(), index: try int(), report: try report())
     }
 }
 

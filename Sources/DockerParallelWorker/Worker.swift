@@ -112,7 +112,7 @@ public final class Worker: Service {
                     eventSink.yield(.tick)
                 }
             }
-            var attempts: [UInt64: Task<Void, Never>] = [:]
+            var attempts: [LeaseID: Task<Void, Never>] = [:]
             var actions = machine.connected(now: .zero)
             func perform(_ actions: [WorkerAction]) {
                 for action in actions {

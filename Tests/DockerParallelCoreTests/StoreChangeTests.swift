@@ -4,7 +4,7 @@ import Testing
 
 /// The pure rules by which a group commit skips rows a later change makes redundant.
 @Suite struct StoreChangeTests {
-    func attempt(_ lease: UInt64, index: Int = 0, _ outcome: AttemptOutcome) -> StoreChange {
+    func attempt(_ lease: LeaseID, index: Int = 0, _ outcome: AttemptOutcome) -> StoreChange {
         .attempt(AttemptRecord(jobID: "j", index: index, attempt: 1, leaseID: lease, worker: "w", started: 1, outcome: outcome))
     }
 

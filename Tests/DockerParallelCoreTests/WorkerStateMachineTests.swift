@@ -10,16 +10,16 @@ import Testing
             shutdownGracePeriod: grace))
     }
 
-    func assignment(_ lease: UInt64, swift: Bool = false) -> Assignment {
+    func assignment(_ lease: LeaseID, swift: Bool = false) -> Assignment {
         let kind: TaskSpec.Kind = swift ? .swift(name: "Square") : .command(argv: ["true"], environment: [:])
-        return Assignment(leaseID: lease, jobID: "j", task: TaskSpec(index: Int(lease), kind: kind), attempt: 1, timeout: nil)
+        return Assignment(leaseID: lease, jobID: "j", task: TaskSpec(index: Int(lease.rawValue), kind: kind), attempt: 1, timeout: nil)
     }
 
-    func completion(_ lease: UInt64) -> Completion {
-        Completion(leaseID: lease, jobID: "j", index: Int(lease), report: AttemptReport(succeeded: true, exitCode: 0))
+    func completion(_ lease: LeaseID) -> Completion {
+        Completion(leaseID: lease, jobID: "j", index: Int(lease.rawValue), report: AttemptReport(succeeded: true, exitCode: 0))
     }
 
-    func started(_ actions: [WorkerAction]) -> [UInt64] {
+    func started(_ actions: [WorkerAction]) -> [LeaseID] {
         actions.compactMap { if case .start(let assignment, _) = $0 { assignment.leaseID } else { nil } }
     }
 
@@ -55,7 +55,7 @@ import Testing
     @Test func shortTasksRaiseThePrefetchAndTheirReportsGoInBatches() {
         var worker = machine(slots: 1, prefetch: 1)
         _ = worker.connected(now: .zero)
-        _ = worker.assigned((1...5).map { assignment($0) }, now: .zero)
+        _ = worker.assigned((1...5).map { assignment(LeaseID($0)) }, now: .zero)
         // Tasks of 10 µs: the prefetch rises (more credit), and while tasks wait, reports wait.
         let first = worker.finished(completion(1), duration: .microseconds(10), now: .microseconds(10))
         #expect(sent(first).isEmpty)

@@ -27,7 +27,7 @@ extension MessageCoding {
         let clients: [ClientMessage] = [
             .credit(count: -1),
             .credit(count: Int.max),
-            .complete(leaseID: UInt64.max, jobID: "", index: 0, report: report),
+            .complete(leaseID: LeaseID(UInt64.max), jobID: "", index: 0, report: report),
             .completed([Completion(leaseID: 1, jobID: "j", index: Int.min, report: AttemptReport(succeeded: true))], credit: 3),
             .completed([], credit: 0),
             .submit(jobID: "j", options: JobOptions(maxAttempts: 5, failureRetries: 2, timeout: .milliseconds(250)), tasks: [
@@ -37,7 +37,7 @@ extension MessageCoding {
             ]),
             .run(jobID: "r", options: JobOptions(), tasks: [TaskSpec(index: 7, kind: .swift(name: "Square"), input: Data("7".utf8))]),
             .run(jobID: "empty", options: JobOptions(maxAttempts: 1), tasks: []),
-            .heartbeat(leaseIDs: [0, 127, 128, UInt64.max]),
+            .heartbeat(leaseIDs: [0, 127, 128, LeaseID(UInt64.max)]),
             .release(leaseIDs: []),
         ]
         for message in clients {

@@ -68,7 +68,7 @@ extension BrokerStateMachine {
             var actions = notify(cancellation.results) + reply(.job(status))
             // Workers running a cancelled task stop it, and do not report it.
             var holders: [WorkerID] = []
-            var byHolder: [WorkerID: [UInt64]] = [:]
+            var byHolder: [WorkerID: [LeaseID]] = [:]
             for (worker, leaseID) in cancellation.abortedLeases {
                 if byHolder[worker] == nil { holders.append(worker) }
                 byHolder[worker, default: []].append(leaseID)

@@ -39,7 +39,7 @@ package struct BrokerStateMachine: Sendable {
         /// Tasks the worker may still be sent.
         package var credit = 0
         /// Leases the worker holds.
-        package var leases: Set<UInt64> = []
+        package var leases: Set<LeaseID> = []
     }
 
     /// A peer watching a job, and the request its results answer.

@@ -48,7 +48,7 @@ package enum StoreChange: Sendable, Equatable {
     /// later entry replaces its earlier ones, and a task's later counts or its result replace
     /// its earlier counts. Barriers keep everything before them.
     package static func needed(_ changes: [StoreChange]) -> [Int] {
-        var laterAttempt: Set<UInt64> = []
+        var laterAttempt: Set<LeaseID> = []
         var laterCounts: Set<TaskQueue.Key> = []
         var kept: [Int] = []
         kept.reserveCapacity(changes.count)

@@ -46,13 +46,13 @@ package enum ClientMessage: Sendable, Codable, Equatable {
     /// A worker can take `count` more tasks.
     case credit(count: Int)
     /// A worker still runs these leases.
-    case heartbeat(leaseIDs: [UInt64])
+    case heartbeat(leaseIDs: [LeaseID])
     /// A worker's report of one attempt.
-    case complete(leaseID: UInt64, jobID: String, index: Int, report: AttemptReport)
+    case complete(leaseID: LeaseID, jobID: String, index: Int, report: AttemptReport)
     /// A worker's reports of several attempts, with the credit their freed slots give back.
     case completed([Completion], credit: Int)
     /// A worker hands these leases back unfinished.
-    case release(leaseIDs: [UInt64])
+    case release(leaseIDs: [LeaseID])
     /// Streams a job's results: those committed already, then each new one.
     case watch(jobID: String)
     /// Submits a whole job and watches it, in one message: no `submitted` reply, the results and
@@ -94,7 +94,7 @@ package enum ServerMessage: Sendable, Codable, Equatable {
     /// Tasks for a worker.
     case assign([Assignment])
     /// Leases a worker must stop running, without reporting them (their tasks were cancelled).
-    case abort(leaseIDs: [UInt64])
+    case abort(leaseIDs: [LeaseID])
     /// Results of a watched job.
     case results([TaskResult])
     /// The state of a job; sent after results while watching, and in reply to cancel.

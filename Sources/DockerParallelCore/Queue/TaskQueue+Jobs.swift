@@ -9,7 +9,7 @@ extension TaskQueue {
         /// The cancellation results committed.
         package var results: [TaskResult] = []
         /// Leases taken away from workers, which should stop running them.
-        package var abortedLeases: [(worker: WorkerID, leaseID: UInt64)] = []
+        package var abortedLeases: [(worker: WorkerID, leaseID: LeaseID)] = []
     }
 
     /// Cancels a job's unfinished tasks, or one task.

@@ -51,7 +51,7 @@ package struct TaskQueue: Sendable {
 
     enum State: Equatable {
         case queued
-        case leased(UInt64)
+        case leased(LeaseID)
         case done
     }
 
@@ -63,12 +63,12 @@ package struct TaskQueue: Sendable {
         var failureCount: Int32 = 0
 
         var state: State {
-            get { raw == 0 ? .queued : raw == .max ? .done : .leased(raw) }
+            get { raw == 0 ? .queued : raw == .max ? .done : .leased(LeaseID(raw)) }
             set {
                 switch newValue {
                 case .queued: raw = 0
                 case .done: raw = .max
-                case .leased(let id): raw = id
+                case .leased(let id): raw = id.rawValue
                 }
             }
         }
@@ -117,8 +117,8 @@ package struct TaskQueue: Sendable {
     package let residentLimit: Int?
     /// Attempts started or ended since the last ``takeAttemptLog()``.
     var attemptLog: [AttemptRecord] = []
-    var leases: [UInt64: Lease] = [:]
-    var leasesByWorker: [WorkerID: Set<UInt64>] = [:]
+    var leases: [LeaseID: Lease] = [:]
+    var leasesByWorker: [WorkerID: Set<LeaseID>] = [:]
     var nextLeaseID: UInt64 = 1
     /// Reports that arrived for tasks already finished (duplicates ignored).
     package private(set) var ignoredReports = 0
@@ -170,7 +170,7 @@ package struct TaskQueue: Sendable {
         while assignments.count < limit, let key = ready.popFirst() {
             guard var entry = entries[key], entry.state == .queued, let spec = payloads[key],
                   let options = jobs[key.jobID]?.options else { continue }
-            let leaseID = nextLeaseID
+            let leaseID = LeaseID(nextLeaseID)
             nextLeaseID += 1
             entry.state = .leased(leaseID)
             entry.attempts += 1
@@ -242,7 +242,7 @@ package struct TaskQueue: Sendable {
     }
 
     /// Extends the leases a worker holds.
-    package mutating func heartbeat(from worker: WorkerID, leaseIDs: [UInt64], now: Double) {
+    package mutating func heartbeat(from worker: WorkerID, leaseIDs: [LeaseID], now: Double) {
         for id in leaseIDs where leases[id]?.worker == worker {
             leases[id]?.deadline = now + leaseDuration
         }
@@ -256,7 +256,7 @@ package struct TaskQueue: Sendable {
     /// up, and otherwise puts the task back. A report for a finished task is ignored.
     /// - Returns: The committed result, if this report committed one.
     package mutating func complete(
-        from worker: WorkerID, leaseID: UInt64, jobID: String, index: Int, report: AttemptReport, now: Double = 0
+        from worker: WorkerID, leaseID: LeaseID, jobID: String, index: Int, report: AttemptReport, now: Double = 0
     ) -> TaskResult? {
         let key = Key(jobID: jobID, index: index)
         var heldLease: Lease?
@@ -310,7 +310,7 @@ package struct TaskQueue: Sendable {
 
     /// Puts a worker's leased tasks back at the front of the queue without counting an attempt
     /// (a worker that drains on SIGTERM hands its tasks back).
-    package mutating func release(from worker: WorkerID, leaseIDs: [UInt64], now: Double = 0) {
+    package mutating func release(from worker: WorkerID, leaseIDs: [LeaseID], now: Double = 0) {
         for id in leaseIDs {
             guard let lease = leases[id], lease.worker == worker else { continue }
             log(lease, leaseID: id, outcome: .released, ended: now)
@@ -342,7 +342,7 @@ package struct TaskQueue: Sendable {
 
     // MARK: Internals
 
-    mutating func dropLease(_ id: UInt64) {
+    mutating func dropLease(_ id: LeaseID) {
         guard let lease = leases.removeValue(forKey: id) else { return }
         leasesByWorker[lease.worker]?.remove(id)
     }
@@ -357,14 +357,14 @@ package struct TaskQueue: Sendable {
     }
 
     mutating func log(
-        _ lease: Lease, leaseID: UInt64, outcome: AttemptOutcome, ended: Double? = nil, error: String? = nil
+        _ lease: Lease, leaseID: LeaseID, outcome: AttemptOutcome, ended: Double? = nil, error: String? = nil
     ) {
         attemptLog.append(AttemptRecord(
             jobID: JobID(lease.key.jobID), index: lease.key.index, attempt: lease.attempt, leaseID: leaseID,
             worker: lease.workerName, started: lease.started, ended: ended, outcome: outcome, error: error))
     }
 
-    mutating func loseLease(_ id: UInt64, reason: String, now: Double) -> TaskResult? {
+    mutating func loseLease(_ id: LeaseID, reason: String, now: Double) -> TaskResult? {
         guard let lease = leases[id] else { return nil }
         log(lease, leaseID: id, outcome: .lost, ended: now, error: reason)
         dropLease(id)

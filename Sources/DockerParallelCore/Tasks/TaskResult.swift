@@ -32,7 +32,7 @@ package struct AttemptReport: Sendable, Codable, Equatable {
 /// A worker's report of one attempt under its lease.
 package struct Completion: Sendable, Codable, Equatable {
     /// The lease the attempt ran under.
-    package var leaseID: UInt64
+    package var leaseID: LeaseID
     /// The job.
     package var jobID: String
     /// The task's index in the job.
@@ -41,7 +41,7 @@ package struct Completion: Sendable, Codable, Equatable {
     package var report: AttemptReport
 
     /// Creates a completion.
-    package init(leaseID: UInt64, jobID: String, index: Int, report: AttemptReport) {
+    package init(leaseID: LeaseID, jobID: String, index: Int, report: AttemptReport) {
         self.leaseID = leaseID
         self.jobID = jobID
         self.index = index
@@ -125,7 +125,7 @@ public struct AttemptRecord: Sendable, Codable, Equatable {
     /// The attempt's number, from 1 (0 for a late report whose lease was already gone).
     public var attempt: Int
     /// The lease it ran under, if it still had one.
-    public var leaseID: UInt64?
+    public var leaseID: LeaseID?
     /// The worker that ran it.
     public var worker: String
     /// When it was leased, in seconds since 1970.
@@ -139,7 +139,7 @@ public struct AttemptRecord: Sendable, Codable, Equatable {
 
     /// Creates a record.
     public init(
-        jobID: JobID, index: Int, attempt: Int, leaseID: UInt64?, worker: String, started: Double,
+        jobID: JobID, index: Int, attempt: Int, leaseID: LeaseID?, worker: String, started: Double,
         ended: Double? = nil, outcome: AttemptOutcome, error: String? = nil
     ) {
         self.jobID = jobID

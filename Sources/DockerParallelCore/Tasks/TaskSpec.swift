@@ -93,7 +93,7 @@ public struct JobOptions: Sendable, Codable, Equatable {
 /// A task handed to a worker under a lease.
 package struct Assignment: Sendable, Codable, Equatable {
     /// The lease; the worker names it in heartbeats and its report.
-    package var leaseID: UInt64
+    package var leaseID: LeaseID
     /// The job the task belongs to.
     package var jobID: String
     /// The task.
@@ -104,7 +104,7 @@ package struct Assignment: Sendable, Codable, Equatable {
     package var timeout: Double?
 
     /// Creates an assignment.
-    package init(leaseID: UInt64, jobID: String, task: TaskSpec, attempt: Int, timeout: Double?) {
+    package init(leaseID: LeaseID, jobID: String, task: TaskSpec, attempt: Int, timeout: Double?) {
         self.leaseID = leaseID
         self.jobID = jobID
         self.task = task

@@ -40,7 +40,7 @@ package struct WorkerStateMachine: Sendable {
 
     package let configuration: Configuration
     /// Leases the worker holds: waiting, running, or finished and not yet reported.
-    package private(set) var held: Set<UInt64> = []
+    package private(set) var held: Set<LeaseID> = []
     /// Assignments waiting for a free slot, in the order they came.
     package private(set) var waiting = Deque<Assignment>()
     /// Attempts running now.
@@ -79,7 +79,7 @@ package struct WorkerStateMachine: Sendable {
     }
 
     /// The server took leases back (their tasks were cancelled): they stop and are not reported.
-    package mutating func aborted(_ leaseIDs: [UInt64], now: Duration) -> [WorkerAction] {
+    package mutating func aborted(_ leaseIDs: [LeaseID], now: Duration) -> [WorkerAction] {
         let aborted = Set(leaseIDs)
         held.subtract(aborted)
         waiting.removeAll { aborted.contains($0.leaseID) }
@@ -173,7 +173,7 @@ package enum WorkerAction: Sendable, Equatable {
     /// Start an attempt; `inline`: on the connection's own thread (a Swift task of microseconds).
     case start(Assignment, inline: Bool)
     /// Cancel these leases' running attempts.
-    case cancel([UInt64])
+    case cancel([LeaseID])
     /// Close the connection (a drain is done).
     case close
 }

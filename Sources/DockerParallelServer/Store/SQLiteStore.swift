@@ -112,7 +112,7 @@ struct SQLiteStore: BrokerStore {
             return rows.map { row in
                 let lease: Int64? = row[0]
                 return AttemptRecord(
-                    jobID: JobID(row[1] as String), index: row[2], attempt: row[3], leaseID: lease.map { UInt64($0) }, worker: row[4],
+                    jobID: JobID(row[1] as String), index: row[2], attempt: row[3], leaseID: lease.map { LeaseID(UInt64($0)) }, worker: row[4],
                     started: row[5], ended: row[6], outcome: AttemptOutcome(rawValue: row[7]) ?? .lost, error: row[8])
             }
         }
@@ -173,7 +173,7 @@ struct SQLiteStore: BrokerStore {
                     }
                 case .attempt(let record):
                     try insertAttempt.execute(
-                        db, record.leaseID.map { .int(Int(Int64(bitPattern: $0))) } ?? .null, .text(record.jobID.rawValue), .int(record.index),
+                        db, record.leaseID.map { .int(Int(Int64(bitPattern: $0.rawValue))) } ?? .null, .text(record.jobID.rawValue), .int(record.index),
                         .int(record.attempt), .text(record.worker), .double(record.started), record.ended.map { .double($0) } ?? .null,
                         .text(record.outcome.rawValue), record.error.map { .text($0) } ?? .null)
                 case .forget(let jobID):
