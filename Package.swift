@@ -138,7 +138,7 @@ let package = Package(
             path: "Examples/Squares"
         ),
         // DockerParallel's side of the benchmark harness (bench/run).
-        .executableTarget(name: "dockerparallel-bench", dependencies: ["DockerParallel", "DockerEngineProvider"]),
+        .executableTarget(name: "dockerparallel-bench", dependencies: ["DockerParallel", "DockerParallelCore", "DockerEngineProvider"]),
         .testTarget(name: "DockerParallelCoreTests", dependencies: ["DockerParallelCore"]),
         .testTarget(
             name: "DockerParallelWireTests",

@@ -3,6 +3,7 @@ import Glibc
 #endif
 import DockerEngineProvider
 import DockerParallel
+import DockerParallelCore
 import Foundation
 
 /// Does nothing: the tiny task.

@@ -57,7 +57,7 @@ public enum EnvironmentKey {
     public static let workerName = "DOCKERPARALLEL_WORKER_NAME"
     /// `0` makes the server write every batch of changes on its committer's thread, never a
     /// small one on its event loop (slower: for measuring what the event loop's writes save).
-    public static let storeWritesOnEventLoop = "DOCKERPARALLEL_STORE_WRITES_ON_EVENT_LOOP"
+    package static let storeWritesOnEventLoop = "DOCKERPARALLEL_STORE_WRITES_ON_EVENT_LOOP"
 }
 
 extension WorkerContainer {
