@@ -71,10 +71,15 @@ extension DockerEngineProvider {
             return try JSONDecoder().decode(
                 ContainerCreated.self, from: try await engine.send(.POST, "/containers/create", query: ["name": name], json: body)
             ).Id
+        } catch let error as RESTError where error.status == 409 {
+            throw NameInUse()
         } catch let error as RESTError {
             throw DockerParallelError(.providerFailed, "cannot create the container \(name): \(error.message)")
         }
     }
+
+    /// A container with that name exists already (another process created it first).
+    struct NameInUse: Error {}
 
     func start(_ id: String, name: String) async throws {
         do {

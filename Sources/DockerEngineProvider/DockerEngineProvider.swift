@@ -101,6 +101,10 @@ public actor DockerEngineProvider: CloudProvider {
         var port = context.configuration.serverPort
         if let existing = try await inspect(name) {
             if existing.State.Running { return }
+            if !Self.isDead(existing.State.Status) {
+                // Created but not started: another process is starting it.
+                return try await waitForServer(existing.Id, name: name)
+            }
             // A server container that died: replace it, on the same port, with the same store.
             if port == 0, let old = existing.Config.Labels?[Label.port].flatMap(Int.init) { port = old }
             try await remove(existing.Id)
@@ -118,14 +122,34 @@ public actor DockerEngineProvider: CloudProvider {
             Label.queue: context.configuration.jobQueueName, Label.role: "server", Label.port: String(port),
             Label.staticData: try JSONEncoder().encode(staticData).base64EncodedString(),
         ]
-        let id = try await create(
-            name: name, container: container, environment: environment, labels: labels, hardware: hardware,
-            binds: ["\(Self.volumeName(context)):/workspace/store"], publishing: port)
+        let id: String
+        do {
+            id = try await create(
+                name: name, container: container, environment: environment, labels: labels, hardware: hardware,
+                binds: ["\(Self.volumeName(context)):/workspace/store"], publishing: port)
+        } catch is NameInUse {
+            // Another process created it first (two restarting the cluster at once): one server.
+            guard let other = try await inspect(name) else {
+                throw DockerParallelError(.serverStartFailed, "the server container \(name) was created and removed by another process")
+            }
+            return try await waitForServer(other.Id, name: name)
+        }
         try await start(id, name: name)
-        // Ready once it listens; a container that exits first is an error with its log.
+        try await waitForServer(id, name: name)
+        context.logger.debug("started the server container", metadata: ["id": "\(id.prefix(12))", "port": "\(port)"])
+    }
+
+    /// Waits until a server container listens on its port; one that exits first is an error
+    /// with its log.
+    private func waitForServer(_ id: String, name: String) async throws {
         let deadline = ContinuousClock.now + configuration.startTimeout
-        while !(await isListening(try await inspect(id), port: port)) {
-            if let state = try await inspect(id), !state.State.Running {
+        while true {
+            guard let state = try await inspect(id) else {
+                throw DockerParallelError(.serverStartFailed, "the server container \(name) was removed while it started")
+            }
+            let port = state.Config.Labels?[Label.port].flatMap(Int.init) ?? 0
+            if await isListening(state, port: port) { return }
+            if Self.isDead(state.State.Status) {
                 throw DockerParallelError(
                     .serverStartFailed,
                     "the server container \(name) exited with status \(state.State.ExitCode) at start-up. Its log says:\n\(try await logTail(id))")
@@ -137,9 +161,9 @@ public actor DockerEngineProvider: CloudProvider {
             }
             try await Task.sleep(for: .milliseconds(50))
         }
-        context.logger.debug("started the server container", metadata: ["id": "\(id.prefix(12))", "port": "\(port)"])
     }
 
+    /// Stops and removes the server container, and with it the static data on its labels.
     public func stopServer(context: ClusterContext) async throws {
         guard let existing = try await inspect(Self.serverName(context)) else { return }
         try await stopAndRemove(existing.Id)
@@ -233,6 +257,13 @@ public actor DockerEngineProvider: CloudProvider {
             throw DockerParallelError(
                 .clusterNotFound, "no server container of the cluster '\(name)' is on the Docker engine at \(configuration.host)")
         }
+        return try JSONDecoder().decode(StaticData.self, from: data)
+    }
+
+    /// The static data on the server container's labels, running or dead.
+    public func storedStaticData(context: ClusterContext) async throws -> StaticData? {
+        guard let server = try await inspect(Self.serverName(context)),
+              let text = server.Config.Labels?[Label.staticData], let data = Data(base64Encoded: text) else { return nil }
         return try JSONDecoder().decode(StaticData.self, from: data)
     }
 

@@ -108,6 +108,43 @@ extension DockerCluster {
         }
     }
 
+    /// The provider's static data of this cluster; `nil` when it has none or keeps none.
+    func storedStaticData() async throws -> StaticData? {
+        do {
+            return try await provider.storedStaticData(context: context())
+        } catch let error as DockerParallelError where error.code == .unsupported {
+            logger.debug("\(error.message); a restarted server gets this handle's settings")
+            return nil
+        }
+    }
+
+    /// Whether the provider forgot the server's static data, as it does when the server is
+    /// stopped on purpose; `false` when it keeps none anyway.
+    func wasStoppedOnPurpose() async throws -> Bool {
+        do {
+            return try await provider.storedStaticData(context: context()) == nil
+        } catch let error as DockerParallelError where error.code == .unsupported {
+            return false
+        }
+    }
+
+    /// A server that died restarts with the identity it had: the password that its workers and
+    /// clients hold, its port and settings (the worker number stays this handle's).
+    func adoptStoredIdentity() async throws {
+        guard let stored = try await storedStaticData() else { return }
+        guard stored.workerContainerName == workerContainer.name else {
+            throw DockerParallelError(
+                .invalidState,
+                "The cluster '\(configuration.jobQueueName)' was started with the worker container \(stored.workerContainerName), not \(workerContainer.name): stop it with `dockerparallel down --name \(configuration.jobQueueName)` to start it anew")
+        }
+        var adopted = stored.configuration
+        adopted.expectedWorkerNumber = configuration.expectedWorkerNumber
+        if adopted != configuration {
+            say("Restarting the server of '\(configuration.jobQueueName)' with the password, port and settings it had")
+            configuration = adopted
+        }
+    }
+
     func step(_ ignoreErrors: Bool, _ body: () async throws -> Void) async throws {
         do {
             try await body()

@@ -18,7 +18,7 @@ public actor DockerCluster {
     /// The container the server runs.
     public private(set) var serverContainer: any WorkerContainer
     /// The cluster's settings.
-    public private(set) var configuration: ClusterConfiguration
+    public internal(set) var configuration: ClusterConfiguration
     /// Where the server is and what the provider last reported.
     public internal(set) var runtime: ClusterRuntime
     /// The original's verbosity, a convenience over ``logger``'s level: 0 warnings only,
@@ -149,6 +149,7 @@ public actor DockerCluster {
         if runtime.serverFromOtherSource { return }
         if isServerRunning { try await updateServerStatus() }
         guard !isServerRunning else { return }
+        try await adoptStoredIdentity()
         say("Deploying server container")
         let container = serverContainer.configuredAsServer(configuration: configuration)
         try await provider.runServer(context: context(), container: container, hardware: configuration.serverHardware)
@@ -206,10 +207,18 @@ public actor DockerCluster {
     }
 
     /// Refreshes the server's status, restarts the server if it died (its durable store lets it
-    /// resume), and re-deploys workers that died.
+    /// resume, and it keeps its password and port, so that its workers and clients carry on),
+    /// and re-deploys workers that died. A server stopped on purpose (``stopServer()``,
+    /// `dockerparallel down`, from any process) is not restarted.
     public func update() async throws {
         let wasRunning = isServerRunning
         try await updateServerStatus()
+        if (wasRunning || serverLost) && !isServerRunning, try await wasStoppedOnPurpose() {
+            say("The server was stopped on purpose; not restarting it")
+            serverLost = false
+            throw DockerParallelError(
+                .serverNotRunning, "The server of '\(configuration.jobQueueName)' was stopped: start the cluster again to use it")
+        }
         if (wasRunning || serverLost) && !isServerRunning {
             // Remembered until a restart succeeds, so that a failed restart is tried again.
             serverLost = true
@@ -270,6 +279,14 @@ public actor DockerCluster {
         runtime.serverEndpoints = try await provider.serverEndpoints(context: context())
         configuration.expectedWorkerNumber = try await countWorkers().total
         _ = try await client()
+    }
+
+    /// The configuration stored with the cluster's server when it last started, running or
+    /// died; `nil` when none is stored (never started, stopped on purpose, or cleaned up), or
+    /// when the provider keeps none.
+    public func storedConfiguration() async throws -> ClusterConfiguration? {
+        try await initializeProvider()
+        return try await storedStaticData()?.configuration
     }
 
     /// Frees what the provider keeps for this cluster.

@@ -67,6 +67,7 @@ public enum DockerParallelMain {
             storePath: environment[EnvironmentKey.storePath].flatMap { $0.isEmpty ? nil : $0 },
             unixSocketPath: environment[EnvironmentKey.unixSocketPath].flatMap { $0.isEmpty ? nil : $0 })
         configuration.writesSmallBatchesOnEventLoop = environment[EnvironmentKey.storeWritesOnEventLoop] != "0"
+        configuration.preferredPort = try integer(EnvironmentKey.preferredPort, in: environment)
         try await runServer(
             configuration: configuration, endpointFile: environment[EnvironmentKey.endpointFile],
             ownerProcessID: try integer(EnvironmentKey.ownerProcessID, in: environment).map { pid_t($0) }, logger: logger)

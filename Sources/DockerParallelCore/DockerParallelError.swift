@@ -39,6 +39,8 @@ public struct DockerParallelError: Error, Sendable, CustomStringConvertible {
         public static let timedOut = Code("timedOut")
         /// The cluster is in a state where the operation is not allowed.
         public static let invalidState = Code("invalidState")
+        /// The server's disk is full: it takes no new work until space returns.
+        public static let storageFull = Code("storageFull")
     }
 
     /// The kind of problem.

@@ -52,23 +52,43 @@ final class Broker: Sendable {
     /// Creates a broker.
     /// - Parameters:
     ///   - store: Where changes are kept (`nil`: in memory only).
-    ///   - onStoreFailure: Called when a write fails; the server should stop.
+    ///   - reserve: Space on the store's disk given back when it fills.
+    ///   - history: How many servers started on the store before, and when the first did.
+    ///   - onStoreFailure: Called when a write fails for another reason than a full disk; the
+    ///     server should stop.
     init(
-        configuration: ServerConfiguration, queue: TaskQueue, store: (any BrokerStore)?, logger: Logger,
+        configuration: ServerConfiguration, queue: TaskQueue, store: (any BrokerStore)?, reserve: StorageReserve? = nil,
+        history: (restarts: Int, firstStarted: Double?) = (0, nil), logger: Logger,
         onStoreFailure: @escaping @Sendable (any Error) -> Void
     ) {
         self.configuration = configuration
         self.logger = logger
-        let machine = BrokerStateMachine(
-            configuration: .init(
-                jobQueueName: configuration.jobQueueName, password: configuration.password,
-                leaseDuration: configuration.leaseDuration, isDurable: store != nil,
-                wallClockAtStart: Date().timeIntervalSince1970),
-            queue: queue)
-        self.state = NIOLockedValueBox(State(machine: machine))
+        var machineConfiguration = BrokerStateMachine.Configuration(
+            jobQueueName: configuration.jobQueueName, password: configuration.password,
+            leaseDuration: configuration.leaseDuration, isDurable: store != nil,
+            wallClockAtStart: Date().timeIntervalSince1970)
+        machineConfiguration.restarts = history.restarts
+        machineConfiguration.firstStarted = history.firstStarted
+        self.state = NIOLockedValueBox(State(machine: BrokerStateMachine(configuration: machineConfiguration, queue: queue)))
         self.committer = GroupCommitter(
-            store: store, writesSmallBatchesOnEventLoop: configuration.writesSmallBatchesOnEventLoop, onFailure: onStoreFailure)
+            store: store, reserve: reserve, writesSmallBatchesOnEventLoop: configuration.writesSmallBatchesOnEventLoop,
+            onFailure: onStoreFailure)
         committer.onLoaded { [unowned self] payloads in self.loaded(payloads) }
+        committer.onStorageChange { [unowned self] reason in self.storageChanged(full: reason) }
+        committer.prepareReserve()
+        if let reason = committer.storageFullReason { storageChanged(full: reason) }
+    }
+
+    /// The store's disk filled up, or has room again: new jobs are refused meanwhile.
+    func storageChanged(full reason: String?) {
+        state.withLockedValue { $0.machine.storageChanged(full: reason) }
+        if let reason {
+            logger.warning(
+                "the store's disk is full: taking no new tasks until there is room; the tasks taken run on",
+                metadata: ["error": "\(reason)"])
+        } else {
+            logger.notice("the store's disk has room again: taking new tasks")
+        }
     }
 
     /// The time since the broker started; read under the lock, so that the machine's time

@@ -33,8 +33,24 @@ public final class BrokerServer: Service {
         let logger = self.logger
         var queue = TaskQueue(leaseDuration: configuration.leaseDuration.inSeconds)
         var store: (any BrokerStore)?
+        var reserve: StorageReserve?
+        var history: (restarts: Int, firstStarted: Double?) = (0, nil)
+        // One server per store: a second one (two processes restarting the cluster at once)
+        // stops here, before it reads anything.
+        let storeLock = try configuration.storePath.map { try StoreLock(storePath: $0) }
+        defer { storeLock?.release() }
         if let path = configuration.storePath {
-            let opened = try SQLiteStore(path: path)
+            let spare = StorageReserve(path: path + ".reserve", size: configuration.storageReserve)
+            reserve = spare
+            let opened: SQLiteStore
+            do {
+                opened = try SQLiteStore(path: path)
+            } catch where SQLiteStore.isFull(error) {
+                // Restarted on a full disk: the reserve makes room to open the store.
+                spare.release()
+                opened = try SQLiteStore(path: path)
+            }
+            history = (opened.restarts, opened.firstStarted)
             // With a store, queued payloads beyond the resident limit wait on disk.
             queue = TaskQueue(leaseDuration: configuration.leaseDuration.inSeconds, residentLimit: configuration.residentTaskLimit)
             let jobs = try opened.load()
@@ -44,14 +60,18 @@ public final class BrokerServer: Service {
             // Leases given but not stored before a crash must not be given again: workers may still
             // report them. Numbering starts past both the stored ones and the clock (microseconds).
             queue.resumeLeaseNumbering(after: max(try opened.lastLeaseID(), UInt64(Date().timeIntervalSince1970 * 1_000_000)))
-            logger.info("opened the broker's store", metadata: ["path": "\(path)", "jobs": "\(jobs.count)"])
+            logger.info(
+                "opened the broker's store",
+                metadata: ["path": "\(path)", "jobs": "\(jobs.count)", "restarts": "\(opened.restarts)"])
             store = opened
         }
         // Every open connection, so that stopping the server closes them all.
         let connections = NIOLockedValueBox<[ObjectIdentifier: any Channel]>([:])
         let storeFailed = NIOLockedValueBox<(any Error)?>(nil)
         let serverChannel = NIOLockedValueBox<(any Channel)?>(nil)
-        let broker = Broker(configuration: configuration, queue: queue, store: store, logger: logger) { error in
+        let broker = Broker(
+            configuration: configuration, queue: queue, store: store, reserve: reserve, history: history, logger: logger
+        ) { error in
             logger.error("the broker's store failed; stopping so that a restart resumes from it", metadata: ["error": "\(error)"])
             storeFailed.withLockedValue { $0 = error }
             serverChannel.withLockedValue { $0 }?.close(promise: nil)
@@ -70,15 +90,19 @@ public final class BrokerServer: Service {
                 try channel.pipeline.syncOperations.addHandler(BrokerConnectionHandler(broker: broker, logger: logger))
             }
         }
+        let bootstrap = ServerBootstrap(group: loop)
+            .serverChannelOption(.backlog, value: 256)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelOption(.tcpOption(.tcp_nodelay), value: 1)
+            .childChannelInitializer(initializer)
         let channel: any Channel
         do {
-            channel = try await ServerBootstrap(group: loop)
-                .serverChannelOption(.backlog, value: 256)
-                .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-                .childChannelOption(.tcpOption(.tcp_nodelay), value: 1)
-                .childChannelInitializer(initializer)
-                .bind(host: configuration.host, port: configuration.port)
-                .get()
+            if let preferred = configuration.preferredPort, preferred != configuration.port,
+               let bound = try? await bootstrap.bind(host: configuration.host, port: preferred).get() {
+                channel = bound
+            } else {
+                channel = try await bootstrap.bind(host: configuration.host, port: configuration.port).get()
+            }
         } catch let error as IOError where error.errnoCode == EADDRINUSE {
             throw DockerParallelError(
                 .serverStartFailed,
@@ -138,5 +162,33 @@ public final class BrokerServer: Service {
         if let error = storeFailed.withLockedValue({ $0 }) {
             throw DockerParallelError(.providerFailed, "the broker's store failed: \(error)", underlying: nil)
         }
+    }
+}
+
+/// An exclusive lock on a store, held while a server serves it (a `flock` on `<store>.lock`,
+/// released by the kernel if the server dies).
+struct StoreLock {
+    private let descriptor: Int32
+
+    /// Takes the lock.
+    /// - Throws: `.serverStartFailed` when another server holds it.
+    init(storePath: String) throws {
+        let path = storePath + ".lock"
+        descriptor = open(path, O_CREAT | O_RDWR | O_CLOEXEC, 0o600)
+        guard descriptor >= 0 else {
+            throw DockerParallelError(
+                .serverStartFailed, "cannot open \(path): \(String(cString: strerror(errno))). Check the folder exists and is writable.")
+        }
+        guard flock(descriptor, LOCK_EX | LOCK_NB) == 0 else {
+            close(descriptor)
+            throw DockerParallelError(
+                .serverStartFailed,
+                "another server already serves the store \(storePath): a cluster has one server. Connect to that one, or stop it first.")
+        }
+    }
+
+    /// Lets the lock go.
+    func release() {
+        close(descriptor)
     }
 }

@@ -6,6 +6,9 @@ public struct ServerConfiguration: Sendable {
     public var host: String
     /// The port to bind; 0 picks a free one.
     public var port: Int
+    /// A port to try first, falling back to ``port`` when it is taken: a restarted server asks
+    /// for the one it had, so that its peers find it where it was.
+    public var preferredPort: Int?
     /// The password every connection must present.
     public var password: ServerPassword
     /// The job queue name, reported in status.
@@ -27,6 +30,10 @@ public struct ServerConfiguration: Sendable {
     /// blocking SQLite write on the loop, and the faster path for a lone change: see
     /// ``GroupCommitter`` and the benchmark's durable round-trip rows.
     public var writesSmallBatchesOnEventLoop: Bool = true
+    /// Bytes kept free on the store's disk for the tasks already taken (default 16 MiB): when
+    /// the disk fills, the server gives them back and takes no new tasks until it has room for
+    /// them twice over again (see ``StorageReserve``).
+    public var storageReserve: Int = 16 * 1_048_576
 
     /// Creates a configuration.
     /// - Parameters:

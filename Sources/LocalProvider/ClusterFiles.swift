@@ -25,12 +25,30 @@ struct ClusterFiles {
     }
     var serverLog: String { "\(directory)/server.log" }
     var staticDataFile: String { "\(directory)/static.json" }
+    /// Held while a server is started or stopped.
+    var lockFile: String { "\(directory)/cluster.lock" }
     var store: String { "\(directory)/broker.sqlite" }
     var workersDirectory: String { "\(directory)/workers" }
 
     func create() throws {
         try FileManager.default.createDirectory(
             atPath: workersDirectory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+    }
+
+    /// Runs `body` holding the cluster's lock (an exclusive `flock`, released if this process dies),
+    /// which every process that starts or stops the server takes.
+    func withLock<T>(_ body: () throws -> T) throws -> T {
+        let descriptor = open(lockFile, O_CREAT | O_RDWR | O_CLOEXEC, 0o600)
+        guard descriptor >= 0 else {
+            throw DockerParallelError(.providerFailed, "cannot open \(lockFile): \(String(cString: strerror(errno)))")
+        }
+        defer { close(descriptor) }
+        while flock(descriptor, LOCK_EX) != 0 {
+            guard errno == EINTR else {
+                throw DockerParallelError(.providerFailed, "cannot lock \(lockFile): \(String(cString: strerror(errno)))")
+            }
+        }
+        return try body()
     }
 
     func write(_ text: String, to path: String) throws {

@@ -81,25 +81,43 @@ public actor LocalProvider: CloudProvider {
     }
 
     public func runServer(context: ClusterContext, container: any WorkerContainer, hardware: Hardware) async throws {
-        let files = ClusterFiles(directory: clusterDirectory(for: context.configuration.jobQueueName))
-        if let pid = files.serverPID, ProcessControl.isAlive(pid) { return }
+        let name = context.configuration.jobQueueName
+        let files = ClusterFiles(directory: clusterDirectory(for: name))
         try files.create()
-        try files.writeStaticData(context.staticData)
-        var environment = container.environment
-        files.remove(files.endpoint)
-        environment[EnvironmentKey.host] = configuration.host
-        environment[EnvironmentKey.endpointFile] = files.endpoint
-        environment[EnvironmentKey.unixSocketPath] = files.socket ?? ""
-        environment[EnvironmentKey.storePath] = configuration.durable ? files.store : ""
-        if context.stopClusterOnExit { environment[EnvironmentKey.ownerProcessID] = String(getpid()) }
-        let pid = try ProcessControl.spawnDetached(executable: container.image, environment: environment, logFile: files.serverLog)
-        try files.write(String(pid), to: files.serverPIDFile)
-        context.logger.debug("started the server process", metadata: ["pid": "\(pid)"])
+        // Under the cluster's lock, so that two processes restarting it at once start one server.
+        try files.withLock {
+            if let pid = files.serverPID, ProcessControl.isAlive(pid) { return }
+            try files.writeStaticData(context.staticData)
+            var environment = container.environment
+            // A restarted server asks for the port it had, so that peers find it where it was.
+            if context.configuration.serverPort == 0, let previous = files.serverEndpoint?.port {
+                environment[EnvironmentKey.preferredPort] = String(previous)
+            }
+            files.remove(files.endpoint)
+            environment[EnvironmentKey.host] = configuration.host
+            environment[EnvironmentKey.endpointFile] = files.endpoint
+            environment[EnvironmentKey.unixSocketPath] = files.socket ?? ""
+            environment[EnvironmentKey.storePath] = configuration.durable ? files.store : ""
+            if context.stopClusterOnExit { environment[EnvironmentKey.ownerProcessID] = String(getpid()) }
+            // What `ps` shows: which process this is, and of which cluster (never the password).
+            let pid = try ProcessControl.spawnDetached(
+                executable: container.image, arguments: ["server", "--name", name], environment: environment,
+                logFile: files.serverLog)
+            try files.write(String(pid), to: files.serverPIDFile)
+            context.logger.debug("started the server process", metadata: ["pid": "\(pid)"])
+        }
     }
 
+    /// Stops the server on purpose: its static data goes first, so that nothing restarts it,
+    /// then the server and its workers.
     public func stopServer(context: ClusterContext) async throws {
         let files = ClusterFiles(directory: clusterDirectory(for: context.configuration.jobQueueName))
-        if let pid = files.serverPID { await ProcessControl.terminate(pid, grace: configuration.stopGracePeriod.inSeconds) }
+        guard FileManager.default.fileExists(atPath: files.directory) else { return }
+        let pid = try files.withLock { () -> pid_t? in
+            files.remove(files.staticDataFile)
+            return files.serverPID
+        }
+        if let pid { await ProcessControl.terminate(pid, grace: configuration.stopGracePeriod.inSeconds) }
         files.remove(files.serverPIDFile)
         files.remove(files.endpoint)
         // Workers cannot do anything without their server.
@@ -161,9 +179,12 @@ public actor LocalProvider: CloudProvider {
             environment[EnvironmentKey.readyFile] = worker.readyFile
             // A restarted server may listen elsewhere: workers look here before each reconnect.
             environment[EnvironmentKey.endpointFile] = files.endpoint
-            environment[EnvironmentKey.workerName] = "\(context.configuration.jobQueueName)-worker-\(number)"
+            let workerName = "\(context.configuration.jobQueueName)-worker-\(number)"
+            environment[EnvironmentKey.workerName] = workerName
             if context.stopClusterOnExit { environment[EnvironmentKey.ownerProcessID] = String(getpid()) }
-            let pid = try ProcessControl.spawnDetached(executable: container.image, environment: environment, logFile: worker.logFile)
+            let pid = try ProcessControl.spawnDetached(
+                executable: container.image, arguments: ["worker", "--name", workerName], environment: environment,
+                logFile: worker.logFile)
             try files.write("\(pid) \(slots)", to: worker.pidFile)
             live.append(.init(directory: files.workersDirectory, number: number, pid: pid, slots: slots))
         }
@@ -211,6 +232,10 @@ public actor LocalProvider: CloudProvider {
                 "The cluster with the job queue name '\(name)' is not running. Start it with `dockerparallel up --name \(name)`.")
         }
         return data
+    }
+
+    public func storedStaticData(context: ClusterContext) async throws -> StaticData? {
+        ClusterFiles(directory: clusterDirectory(for: context.configuration.jobQueueName)).staticData
     }
 
     public func cleanup(context: ClusterContext, deep: Bool) async throws {

@@ -4,12 +4,17 @@ import Foundation
 
 struct Up: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Start a named cluster that outlives this command (processes here, or Docker containers).")
+        abstract: "Start a named cluster that outlives this command (processes here, or Docker containers).",
+        discussion: """
+            On a cluster whose server died, `up` restarts it with the password, port and settings \
+            it had, so that its workers and clients carry on, and its tasks and results are kept; \
+            without --workers it keeps the workers it has. On a running cluster it does nothing.
+            """)
 
     @OptionGroup var cluster: ClusterOptions
 
-    @Option(help: "Workers to start.")
-    var workers: Int = 1
+    @Option(help: "Workers to start (default 1; on a cluster that is restarted, the workers it had).")
+    var workers: Int?
 
     @Option(help: "The server's port (0 picks a free one).")
     var port: Int = ClusterConfiguration.defaultServerPort
@@ -18,25 +23,37 @@ struct Up: AsyncParsableCommand {
     var slotsPerProcess: Int = 1
 
     mutating func validate() throws {
-        guard workers >= 0 else { throw ValidationError("--workers must be 0 or more") }
+        guard (workers ?? 0) >= 0 else { throw ValidationError("--workers must be 0 or more") }
         guard (0...65535).contains(port) else { throw ValidationError("--port must be between 0 and 65535") }
         guard slotsPerProcess >= 1 else { throw ValidationError("--slots-per-process must be at least 1") }
     }
 
     func run() async throws {
-        let configuration = ClusterConfiguration(expectedWorkerNumber: workers, serverPort: port)
         try ClusterConfiguration.validate(jobQueueName: cluster.name)
         let handle = try DockerCluster(
             provider: cluster.provider,
             workerContainer: cluster.platform.workerContainer(slots: slotsPerProcess),
-            configuration: { var c = configuration; c.jobQueueName = cluster.name; return c }(),
+            configuration: ClusterConfiguration(jobQueueName: cluster.name, expectedWorkerNumber: workers ?? 1, serverPort: port),
             verbosity: cluster.verbose ? 2 : 1, stopClusterOnExit: false, logger: CLIEnvironment.messageLogger)
         if try await handle.clusterExists() {
-            throw CLIError("a cluster named '\(cluster.name)' is already running; use `dockerparallel scale` to change its workers, or `down` to stop it")
+            let reconnected = try await cluster.reconnected()
+            print("Cluster '\(cluster.name)' is already running; `dockerparallel scale N --name \(cluster.name)` changes its workers.")
+            print(try await StatusReport.render(reconnected))
+            return
+        }
+        // A server that died: restarted as it was, with the workers it has (or had).
+        let stored = try await handle.storedConfiguration()
+        if let stored, workers == nil {
+            let live = (try? await handle.workerNumbers().total) ?? 0
+            try await handle.setWorkerNumber(live > 0 ? live : stored.expectedWorkerNumber)
         }
         do {
             try await handle.startCluster()
         } catch {
+            guard stored == nil else {
+                throw CLIError(
+                    "could not restart cluster '\(cluster.name)': \(error). Its tasks and results are kept: fix the cause and run `dockerparallel up --name \(cluster.name)` again")
+            }
             try? await handle.stopCluster(ignoreErrors: true, cleanup: true)
             throw CLIError("could not start cluster '\(cluster.name)': \(error)")
         }
@@ -118,18 +135,38 @@ enum StatusReport {
         let runtime = await cluster.runtime
         let numbers = try await cluster.workerNumbers()
         var lines = ["Cluster:        \(configuration.jobQueueName)"]
+        let report = try? await cluster.serverReport()
         if let endpoint = runtime.serverEndpoints?.endpoint(sameLAN: configuration.serverClientSameLAN) {
-            lines.append("Server status:  Running at \(endpoint)")
+            lines.append("Server status:  Running at \(endpoint)\(report.map { ", up \(Self.duration($0.uptime))" } ?? "")")
         } else {
             lines.append("Server status:  Stopped")
         }
+        if let report, let first = report.firstStarted {
+            let restarts = report.restarts == 1 ? "1 time" : "\(report.restarts) times"
+            lines.append("Restarts:       \(restarts) since it first started at \(Self.timestamp(first))")
+        }
         lines.append("Worker number:  \(numbers)")
-        if let report = try? await cluster.serverReport() {
+        if let report {
             lines.append("Connected:      \(report.workers.count) worker process(es), \(report.workerSlots) slot(s)")
             for job in report.jobs {
                 lines.append("Job \(job.jobID): \(job.finished)/\(job.total) done, \(job.running) running, \(job.queued) queued, \(job.failed) failed, \(job.cancelled) cancelled")
             }
         }
         return lines.joined(separator: "\n")
+    }
+
+    /// `2h 05m`, `3m 07s` or `12s`.
+    static func duration(_ duration: Duration) -> String {
+        let seconds = Int(duration.inSeconds)
+        if seconds >= 3600 { return String(format: "%dh %02dm", seconds / 3600, seconds % 3600 / 60) }
+        if seconds >= 60 { return String(format: "%dm %02ds", seconds / 60, seconds % 60) }
+        return "\(seconds)s"
+    }
+
+    /// A time in the local time zone, to the second.
+    static func timestamp(_ date: Date) -> String {
+        let formatter = DateFormatter()
+        formatter.dateFormat = "yyyy-MM-dd HH:mm:ss"
+        return formatter.string(from: date)
     }
 }

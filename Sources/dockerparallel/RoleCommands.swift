@@ -57,6 +57,9 @@ struct WorkerCommand: AsyncParsableCommand {
     @Option(help: "Tasks run at once.")
     var slots: Int = 1
 
+    @Option(help: "The worker's name, shown in status (default: host name and process id).")
+    var name: String?
+
     func run() async throws {
         let environment = ProcessInfo.processInfo.environment
         guard let password = environment[EnvironmentKey.password], !password.isEmpty else {
@@ -64,7 +67,7 @@ struct WorkerCommand: AsyncParsableCommand {
         }
         let configuration = WorkerConfiguration(
             server: Endpoint(host: host, port: port), password: ServerPassword(password),
-            name: "\(ProcessInfo.processInfo.hostName)-\(getpid())", slots: slots, registry: BuiltinTasks.registry)
+            name: name ?? "\(ProcessInfo.processInfo.hostName)-\(getpid())", slots: slots, registry: BuiltinTasks.registry)
         try await DockerParallelMain.runWorker(
             configuration: configuration, readyFile: nil, ownerProcessID: nil,
             logger: DockerParallelMain.makeLogger(label: "dockerparallel.worker", environment: environment))

@@ -90,18 +90,21 @@ struct Run: AsyncParsableCommand {
         }
         let failures: [TaskResult]
         let taskInputs = inputs
+        let submitted = SubmittedJob()
         do {
             failures = try await withThrowingTaskGroup(of: [TaskResult]?.self) { group in
-                if ephemeralState != nil {
-                    // Restart the server or workers that die while the job runs.
-                    group.addTask {
-                        await handle.supervise()
-                        return nil
-                    }
+                // Restart the server or workers that die while the job runs; a named cluster's
+                // server restarts with its password and port, and one stopped on purpose
+                // (`down`) stays stopped.
+                group.addTask {
+                    await handle.supervise()
+                    return nil
                 }
                 let showProgress = !noProgress && isatty(2) == 1
                 group.addTask {
-                    try await Self.execute(template: template, inputs: taskInputs, options: options, on: handle, showProgress: showProgress)
+                    try await Self.execute(
+                        template: template, inputs: taskInputs, options: options, on: handle, showProgress: showProgress,
+                        submitted: submitted)
                 }
                 defer { group.cancelAll() }
                 while let next = try await group.next() {
@@ -111,6 +114,11 @@ struct Run: AsyncParsableCommand {
             }
         } catch {
             if ephemeralState != nil { await Self.close(handle) }
+            if let name = cluster, let jobID = submitted.value {
+                // The job stays on the cluster, and its workers go on with it.
+                throw CLIError(
+                    "\(error)\nThe job \(jobID) stays on the cluster '\(name)' and its workers go on with it: collect its results with `dockerparallel results --name \(name) --job \(jobID)`.")
+            }
             throw error
         }
         if let ephemeralState {
@@ -131,13 +139,26 @@ struct Run: AsyncParsableCommand {
 
     /// Submits, prints outputs in input order as they become printable, returns the failures.
     private static func execute(
-        template: CommandTemplate, inputs: [String], options: JobOptions, on cluster: DockerCluster, showProgress: Bool
+        template: CommandTemplate, inputs: [String], options: JobOptions, on cluster: DockerCluster, showProgress: Bool,
+        submitted: SubmittedJob
     ) async throws -> [TaskResult] {
         let job = try await cluster.submitCommands(template, inputs: inputs, options: options)
+        submitted.value = job.id
         let progress = ProgressBar(total: inputs.count, enabled: showProgress)
         let failures = try await JobOutput.printInOrder(try await job.results(progress: { progress.update($0) }), progress: progress)
         try? await cluster.forget(jobID: job.id)
         return failures
+    }
+}
+
+/// The id of the job `run` submitted, once it has.
+final class SubmittedJob: @unchecked Sendable {
+    private let lock = NSLock()
+    private var jobID: JobID?
+
+    var value: JobID? {
+        get { lock.withLock { jobID } }
+        set { lock.withLock { jobID = newValue } }
     }
 }
 

@@ -1,3 +1,5 @@
+import Foundation
+
 extension BrokerStateMachine {
     /// Handles one message from an authenticated peer.
     mutating func handle(
@@ -13,14 +15,18 @@ extension BrokerStateMachine {
             return reply(.error(code: .protocolViolation, message: "hello was already sent on this connection"))
 
         case .submit(let jobID, let options, let tasks):
-            if let refusal = Self.refusal(jobID: jobID, options: options) { return reply(refusal) }
+            if let refusal = Self.refusal(jobID: jobID, options: options) ?? storageRefusal { return reply(refusal) }
             let outcome = queue.submit(jobID: jobID, options: options, tasks: tasks)
             var actions = reply(.submitted(accepted: outcome.accepted, duplicates: outcome.duplicates))
             actions.changes.append(.submit(jobID: jobID, options: options, tasks: tasks))
             return actions + dispatch(now: now)
 
         case .run(let jobID, let options, let tasks):
-            if let refusal = Self.refusal(jobID: jobID, options: options) { return reply(refusal) }
+            // A run sent again after a lost connection may find its job accepted already.
+            let known = queue.status(jobID: jobID) != nil
+            if let refusal = Self.refusal(jobID: jobID, options: options) ?? (known ? nil : storageRefusal) {
+                return reply(refusal)
+            }
             _ = queue.submit(jobID: jobID, options: options, tasks: tasks)
             recordRun(jobID, by: id)
             var actions = BrokerActions(changes: [.submit(jobID: jobID, options: options, tasks: tasks)])
@@ -100,8 +106,18 @@ extension BrokerStateMachine {
 
         case .status:
             return reply(.status(ServerReport(
-                jobQueueName: configuration.jobQueueName, uptime: now, workers: workerReports,
+                jobQueueName: configuration.jobQueueName, uptime: now, restarts: configuration.restarts,
+                firstStarted: configuration.firstStarted.map(Date.init(timeIntervalSince1970:)), workers: workerReports,
                 jobs: queue.jobStatuses)))
+        }
+    }
+
+    /// Why no new job can be taken while the store's disk is full, or `nil`.
+    private var storageRefusal: ServerMessage? {
+        storageFull.map { reason in
+            .error(
+                code: .storageFull,
+                message: "the server's disk is full (\(reason)), so it takes no new tasks: free space where it keeps its store, then submit again. The tasks it already took run on and lose nothing.")
         }
     }
 

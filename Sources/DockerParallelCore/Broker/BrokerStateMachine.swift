@@ -18,6 +18,10 @@ package struct BrokerStateMachine: Sendable {
         /// The wall-clock time (seconds since 1970) at which the broker's time 0 was, for the
         /// attempt log.
         package var wallClockAtStart: Double
+        /// How many times a server started on this store before this one (reported in status).
+        package var restarts = 0
+        /// When a server first started on this store (seconds since 1970), if it has one.
+        package var firstStarted: Double?
 
         package init(
             jobQueueName: String, password: ServerPassword, leaseDuration: Duration, isDurable: Bool,
@@ -74,6 +78,8 @@ package struct BrokerStateMachine: Sendable {
     /// unless that peer has gone (its client then collects the job another way).
     private var runs: [String: PeerID] = [:]
     private var nextPeer: UInt64 = 1
+    /// Why the store cannot write (its disk is full), while it cannot: no new job is taken then.
+    package private(set) var storageFull: String?
 
     /// Creates a machine over a queue (restored from the store, or empty).
     package init(configuration: Configuration, queue: TaskQueue) {
@@ -123,6 +129,13 @@ package struct BrokerStateMachine: Sendable {
         workerOrder.removeAll { $0 == id }
         let failed = queue.workerLost(id.worker, now: now.inSeconds)
         return finish(notify(failed) + dispatch(now: now))
+    }
+
+    /// The store's disk filled up (`reason` says how), or has space again (`nil`). While it is
+    /// full, submits and new runs are refused with `.storageFull`; what was taken runs on, and
+    /// its changes wait in memory until they can be written.
+    package mutating func storageChanged(full reason: String?) {
+        storageFull = reason
     }
 
     /// Leases whose time is up go back to the queue (or fail, out of attempts).

@@ -7,7 +7,7 @@
 ///
 /// The defaults never invent an answer that could pass for a real one: a requirement whose answer
 /// only the platform knows (``workerNumbers(context:)``, ``clusterExists(context:)``,
-/// ``clusterNames()``, ``reconnect(context:)``) throws a ``DockerParallelError`` with the code
+/// ``clusterNames()``, ``reconnect(context:)``, ``storedStaticData(context:)``) throws a ``DockerParallelError`` with the code
 /// `.unsupported` when the provider lacks it, naming the provider and the requirement.
 /// `DockerCluster` degrades where it can (it counts the workers connected to the server instead
 /// of asking for worker numbers), and the conformance kit reports such a step as an unsupported
@@ -16,13 +16,17 @@ public protocol CloudProvider: Sendable {
     /// Prepares the platform (networks, roles). Called once per cluster object, lazily, before any other call.
     func initialize(context: ClusterContext) async throws
 
-    /// Starts the server container, storing `context.staticData` with it.
+    /// Starts the server container, storing `context.staticData` with it; does nothing when it
+    /// runs already. Two processes that call it at once, for the same cluster, end with one
+    /// server: the one that loses waits for the other's, or returns.
     /// - Parameters:
     ///   - container: The server container, its environment already configured.
     ///   - hardware: What the server asks for.
     func runServer(context: ClusterContext, container: any WorkerContainer, hardware: Hardware) async throws
 
-    /// Stops the server container. Stopping a stopped server is not an error.
+    /// Stops the server container on purpose, and forgets its static data (see
+    /// ``storedStaticData(context:)``), so that nothing restarts it. Stopping a stopped server
+    /// is not an error.
     func stopServer(context: ClusterContext) async throws
 
     /// Reports whether the server is starting, running or stopped.
@@ -62,6 +66,16 @@ public protocol CloudProvider: Sendable {
     /// - Throws: `.unsupported` by default; `.clusterNotFound` when there is no such cluster.
     func reconnect(context: ClusterContext) async throws -> StaticData
 
+    /// The static data stored with this cluster's server when it was last started, whether that
+    /// server runs now or died; `nil` when there is none: never started, stopped on purpose
+    /// (``stopServer(context:)`` forgets it), or cleaned up.
+    ///
+    /// A server that died is restarted with it, so that the cluster keeps its identity: the
+    /// password that its workers and clients hold, its port and its settings.
+    /// - Throws: `.unsupported` by default: a restarted server then gets the settings of the
+    ///   handle that restarts it.
+    func storedStaticData(context: ClusterContext) async throws -> StaticData?
+
     /// Frees what the provider created; `deep` also removes shared resources (networks, roles).
     func cleanup(context: ClusterContext, deep: Bool) async throws
 }
@@ -97,6 +111,11 @@ extension CloudProvider {
     /// Throws `.unsupported`: this provider cannot reconnect.
     public func reconnect(context: ClusterContext) async throws -> StaticData {
         throw Self.unsupported("reconnect(context:)")
+    }
+
+    /// Throws `.unsupported`: only the platform keeps what it stored with a server.
+    public func storedStaticData(context: ClusterContext) async throws -> StaticData? {
+        throw Self.unsupported("storedStaticData(context:)")
     }
 
     /// Does nothing.

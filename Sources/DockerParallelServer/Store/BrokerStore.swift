@@ -24,4 +24,7 @@ protocol BrokerStore: Sendable {
     func attempts(jobID: String, index: Int?) throws -> [AttemptRecord]
     /// Makes the changes durable, in order, atomically.
     func write(_ changes: [StoreChange]) throws
+    /// Whether `write` failed because the disk is full: nothing was written, and the same write
+    /// may succeed once there is space.
+    func isFull(_ error: any Error) -> Bool
 }

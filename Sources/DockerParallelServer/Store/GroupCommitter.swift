@@ -33,17 +33,34 @@ final class GroupCommitter: Sendable {
     /// How many changes may wait at once.
     static let maximumWaiting = 65_536
     private let onFailure: @Sendable (any Error) -> Void
+    /// Space given back when the disk fills, so that what was taken can still be stored.
+    private let reserve: StorageReserve?
+    /// Why the store cannot write now (its disk is full), while it cannot.
+    private let storageFull = NIOLockedValueBox<String?>(nil)
+    private let storageHandler = NIOLockedValueBox<(@Sendable (String?) -> Void)?>(nil)
+    /// How long a write that found the disk full waits before it is tried again.
+    static let retryWhenFull = DispatchTimeInterval.milliseconds(250)
     /// Whether an event loop writes a small batch itself (see ``startWriting()``).
     private let writesSmallBatchesOnEventLoop: Bool
 
     /// Creates a committer; with no store, outputs are performed at once.
+    /// - Parameters:
+    ///   - reserve: Space to give back when the disk fills (see ``StorageReserve``).
+    ///   - onFailure: Called when a write fails for another reason than a full disk; the
+    ///     server should stop.
     init(
-        store: (any BrokerStore)?, writesSmallBatchesOnEventLoop: Bool = true,
+        store: (any BrokerStore)?, reserve: StorageReserve? = nil, writesSmallBatchesOnEventLoop: Bool = true,
         onFailure: @escaping @Sendable (any Error) -> Void
     ) {
         self.store = store
+        self.reserve = reserve
         self.writesSmallBatchesOnEventLoop = writesSmallBatchesOnEventLoop
         self.onFailure = onFailure
+    }
+
+    /// Sets what hears that the disk filled up (with why) or has room again (`nil`).
+    func onStorageChange(_ handler: @escaping @Sendable (String?) -> Void) {
+        storageHandler.withLockedValue { $0 = handler }
     }
 
     /// Sets what receives payloads loaded from the store.
@@ -137,6 +154,17 @@ final class GroupCommitter: Sendable {
                 try write(batch.changes, barrier: batch.afterWrite.contains { $0.readsAttempts })
                 Self.perform(batch.outputs)
                 for work in batch.afterWrite { perform(work) }
+            } catch let error where store?.isFull(error) ?? false {
+                // Nothing was written, and nothing that waits for it is done: the batch goes
+                // back in front of what came since, and is tried again until there is space.
+                pending.withLockedValue { pending in
+                    pending.changes = batch.changes + pending.changes
+                    pending.outputs = batch.outputs + pending.outputs
+                    pending.afterWrite = batch.afterWrite + pending.afterWrite
+                }
+                diskFilled(error)
+                queue.asyncAfter(deadline: .now() + Self.retryWhenFull) { self.drain() }
+                return
             } catch {
                 // Nothing is acknowledged that is not durable: the waiting peers get no answer
                 // and the server stops, so that a restart resumes from what was stored.
@@ -182,10 +210,12 @@ final class GroupCommitter: Sendable {
     private func write(_ changes: [StoreChange], barrier: Bool) throws {
         guard let store else { return }
         let now = DispatchTime.now()
-        let (all, since) = waiting.withLockedValue { waiting in
+        let (before, beforeSince) = waiting.withLockedValue { waiting in
             defer { waiting.changes = []; waiting.since = [] }
-            return (waiting.changes + changes, waiting.since + Array(repeating: now, count: changes.count))
+            return (waiting.changes, waiting.since)
         }
+        let all = before + changes
+        let since = beforeSince + Array(repeating: now, count: changes.count)
         let flushAll = barrier || changes.contains { $0.isBarrier }
         let limit = now.uptimeNanoseconds - Self.nanoseconds(Self.maximumWait)
         let needed = StoreChange.needed(all)
@@ -208,7 +238,16 @@ final class GroupCommitter: Sendable {
                 toWrite.append(change)
             }
         }
-        try store.write(toWrite)
+        do {
+            try store.write(toWrite)
+        } catch {
+            // Nothing was written: what waited waits on; the caller keeps `changes`.
+            waiting.withLockedValue { waiting in
+                waiting.changes = before + waiting.changes
+                waiting.since = beforeSince + waiting.since
+            }
+            throw error
+        }
         waiting.withLockedValue { waiting in
             waiting.changes = toWait
             waiting.since = toWaitSince
@@ -220,8 +259,56 @@ final class GroupCommitter: Sendable {
         do {
             try write([], barrier: true)
         } catch {
+            failed(error)
+        }
+    }
+
+    /// A write of waiting changes failed: they wait on while the disk is full; the server
+    /// stops for any other failure.
+    private func failed(_ error: any Error) {
+        if store?.isFull(error) ?? false {
+            diskFilled(error)
+        } else {
             onFailure(error)
         }
+    }
+
+    /// The disk is full: the first time, the reserve goes, the broker stops taking new tasks,
+    /// and the disk is watched until it has room again.
+    private func diskFilled(_ error: any Error) {
+        let reason = "\(error)"
+        let first = storageFull.withLockedValue { full -> Bool in
+            defer { full = reason }
+            return full == nil
+        }
+        guard first else { return }
+        reserve?.release()
+        storageHandler.withLockedValue { $0 }?(reason)
+        watchForRoom()
+    }
+
+    /// Until the disk has room for the reserve twice over, looks again every half second; then
+    /// makes the reserve again and lets the broker take new tasks.
+    private func watchForRoom() {
+        queue.asyncAfter(deadline: .now() + .milliseconds(500)) {
+            guard self.reserve?.refill() ?? true else {
+                self.watchForRoom()
+                return
+            }
+            self.storageFull.withLockedValue { $0 = nil }
+            self.storageHandler.withLockedValue { $0 }?(nil)
+        }
+    }
+
+    /// Whether the disk is full now, and why: for the server's start.
+    var storageFullReason: String? { storageFull.withLockedValue { $0 } }
+
+    /// Makes the reserve at start-up; without room for it, the server starts as if the disk
+    /// had just filled.
+    func prepareReserve() {
+        guard let reserve, !reserve.refill() else { return }
+        storageFull.withLockedValue { $0 = "less than \(2 * reserve.size / 1_048_576) MiB free on the store's disk" }
+        watchForRoom()
     }
 
     /// When changes wait and no batch follows, writes them once they are old enough.
@@ -237,7 +324,7 @@ final class GroupCommitter: Sendable {
             do {
                 try self.write([], barrier: false)
             } catch {
-                self.onFailure(error)
+                self.failed(error)
             }
             self.scheduleWaitingWrite()
         }

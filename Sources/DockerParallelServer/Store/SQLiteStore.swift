@@ -9,6 +9,10 @@ import GRDBSQLite
 /// power loss may lose the last batches.
 struct SQLiteStore: BrokerStore {
     private let database: DatabaseQueue
+    /// How many servers started on this store before this one.
+    let restarts: Int
+    /// When the first server started on this store (seconds since 1970).
+    let firstStarted: Double
 
     /// Opens or creates the database at `path`.
     /// - Throws: `.serverStartFailed` naming the file when it cannot be opened.
@@ -38,12 +42,19 @@ struct SQLiteStore: BrokerStore {
                         worker TEXT NOT NULL, started REAL NOT NULL, ended REAL, outcome TEXT NOT NULL, error TEXT);
                     CREATE UNIQUE INDEX IF NOT EXISTS attempts_by_lease ON attempts(lease);
                     CREATE INDEX IF NOT EXISTS attempts_by_task ON attempts(job, idx);
+                    CREATE TABLE IF NOT EXISTS starts(at REAL NOT NULL);
                     """)
                 // Attempts that ran when the server stopped can only have been lost.
                 try db.execute(
                     sql: "UPDATE attempts SET outcome = 'lost', ended = ?, error = ? WHERE outcome = 'running'",
                     arguments: [Date().timeIntervalSince1970, "the server stopped while it ran"])
+                try db.execute(sql: "INSERT INTO starts(at) VALUES (?)", arguments: [Date().timeIntervalSince1970])
             }
+            let starts = try database.read { db in
+                try Row.fetchOne(db, sql: "SELECT count(*), min(at) FROM starts")
+            }
+            restarts = max(0, (starts?[0] as Int? ?? 1) - 1)
+            firstStarted = starts?[1] as Double? ?? Date().timeIntervalSince1970
         } catch {
             throw DockerParallelError(
                 .serverStartFailed,
@@ -116,6 +127,16 @@ struct SQLiteStore: BrokerStore {
                     started: row[5], ended: row[6], outcome: AttemptOutcome(rawValue: row[7]) ?? .lost, error: row[8])
             }
         }
+    }
+
+    /// SQLite reports a full disk (`ENOSPC`, a quota) as `SQLITE_FULL`, and rolls the
+    /// transaction back.
+    func isFull(_ error: any Error) -> Bool { Self.isFull(error) }
+
+    /// Whether an error, or the error under a ``DockerParallelError``, is SQLite's full disk.
+    static func isFull(_ error: (any Error)?) -> Bool {
+        if let error = error as? DockerParallelError { return isFull(error.underlying) }
+        return (error as? DatabaseError)?.resultCode == .SQLITE_FULL
     }
 
     func write(_ changes: [StoreChange]) throws {

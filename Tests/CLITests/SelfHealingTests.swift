@@ -1,0 +1,165 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import DockerParallelTestKit
+import Foundation
+import Testing
+
+/// A named cluster whose server dies heals: `up` (or `run`'s own supervision) restarts it with
+/// its password and port, so that its workers and clients carry on and nothing is lost.
+@Suite(.timeLimit(.minutes(3))) struct SelfHealingTests {
+    /// The command of the operator scenario: a task that takes a little while, printing its input.
+    static let command = ["sh", "-c", "sleep 0.002; echo {}"]
+    static let count = 2_000
+
+    /// The issue's scenario, with the operator's `up` as the only step: a job submitted to a
+    /// named cluster, its server killed mid-job, `up`, and the same worker processes finish it.
+    @Test func anOperatorsUpBringsBackAKilledServerWithItsWorkers() async throws {
+        let cli = try CLI()
+        defer { cli.tearDown() }
+        let up = try await cli.run(["up", "--name", "heal-up", "--port", "0", "--workers", "3"])
+        #expect(up.status == 0, "\(up.errorOutput)")
+        let folder = "\(cli.home)/clusters/heal-up"
+        let port = try #require(up.output.firstMatch(of: /Running at 127\.0\.0\.1:(\d+)/).flatMap { Int($0.1) })
+        try await waitUntil("three workers connect") {
+            try await cli.run(["status", "--name", "heal-up"]).output.contains("Connected:      3 worker process(es)")
+        }
+        let workers = Set(workerProcessIDs(in: "\(folder)/workers"))
+        let submit = try await cli.run(["submit", "--name", "heal-up", "--"] + Self.command + [":::"] + (1...Self.count).map(String.init))
+        #expect(submit.status == 0, "\(submit.errorOutput)")
+        let jobID = submit.output.trimmingCharacters(in: .whitespacesAndNewlines)
+
+        // Killed mid-job: some results are in, many tasks are not.
+        try await waitUntil("a hundred tasks are done") { try await Self.finished(cli, "heal-up") >= 100 }
+        let server = try #require(Self.serverPID(folder))
+        #expect(kill(server, SIGKILL) == 0)
+        try await waitUntil("the server is gone") { isGone(server) }
+
+        let again = try await cli.run(["up", "--name", "heal-up"])
+        #expect(again.status == 0, "\(again.errorOutput)")
+        // The same port, and the same worker processes, connected again with the same password.
+        #expect(again.output.contains("Running at 127.0.0.1:\(port)"), "\(again.output)")
+        try await waitUntil("the three workers connect again") {
+            try await cli.run(["status", "--name", "heal-up"]).output.contains("Connected:      3 worker process(es)")
+        }
+        #expect(Set(workerProcessIDs(in: "\(folder)/workers")) == workers)
+        #expect(workers.allSatisfy { !isGone($0) })
+
+        let results = try await cli.run(["results", "--name", "heal-up", "--job", jobID])
+        #expect(results.status == 0, "\(results.errorOutput)")
+        #expect(results.output == (1...Self.count).map { "\($0)\n" }.joined())
+        let status = try await cli.run(["status", "--name", "heal-up"])
+        #expect(status.output.contains("Restarts:       1 time since it first started at"), "\(status.output)")
+    }
+
+    /// `run --cluster` carries on when its cluster's server is killed: its supervision and an
+    /// operator's `up`, at the same time, restart one server between them, and the run prints
+    /// every output once, in order.
+    @Test func aRunOnANamedClusterSurvivesItsServerBeingKilled() async throws {
+        let cli = try CLI()
+        defer { cli.tearDown() }
+        let up = try await cli.run(["up", "--name", "heal-run", "--port", "0", "--workers", "3"])
+        #expect(up.status == 0, "\(up.errorOutput)")
+        let folder = "\(cli.home)/clusters/heal-run"
+        let (process, output, errorOutput) = try cli.start(
+            ["run", "--cluster", "heal-run", "--no-progress", "--"] + Self.command + [":::"] + (1...Self.count).map(String.init))
+        let reader = StreamReader(output)
+        let errorReader = StreamReader(errorOutput)
+        try await waitUntil("a hundred outputs are printed") { reader.text.count(where: { $0 == "\n" }) >= 100 || reader.isDone }
+        let server = try #require(Self.serverPID(folder))
+        #expect(kill(server, SIGKILL) == 0)
+        try await waitUntil("the server is gone") { isGone(server) }
+        // The operator's `up`, racing the run's own restart of the server.
+        async let operators = [cli.run(["up", "--name", "heal-run"]), cli.run(["up", "--name", "heal-run"])]
+        for outcome in try await operators { #expect(outcome.status == 0, "\(outcome.errorOutput)") }
+
+        try await waitUntil("the run ends", timeout: 120) { reader.isDone && errorReader.isDone }
+        try await waitUntil("the process exits") { !process.isRunning }
+        #expect(process.terminationStatus == 0, "\(errorReader.text)")
+        #expect(reader.text == (1...Self.count).map { "\($0)\n" }.joined())
+        #expect(serverProcesses(of: "heal-run").count == 1, "server processes: \(serverProcesses(of: "heal-run"))")
+    }
+
+    /// Several processes restarting a dead server at once end with one server.
+    @Test func concurrentRestartsEndWithOneServer() async throws {
+        let cli = try CLI()
+        defer { cli.tearDown() }
+        let up = try await cli.run(["up", "--name", "heal-race", "--port", "0", "--workers", "1"])
+        #expect(up.status == 0, "\(up.errorOutput)")
+        let server = try #require(Self.serverPID("\(cli.home)/clusters/heal-race"))
+        #expect(kill(server, SIGKILL) == 0)
+        try await waitUntil("the server is gone") { isGone(server) }
+        let outcomes = try await withThrowingTaskGroup(of: CLI.Outcome.self) { group in
+            for _ in 0..<4 { group.addTask { try await cli.run(["up", "--name", "heal-race"]) } }
+            return try await group.reduce(into: []) { $0.append($1) }
+        }
+        for outcome in outcomes { #expect(outcome.status == 0, "\(outcome.errorOutput)") }
+        #expect(serverProcesses(of: "heal-race").count == 1, "server processes: \(serverProcesses(of: "heal-race"))")
+        #expect(try await cli.run(["run", "--cluster", "heal-race", "--", "echo", ":::", "one"]).output == "one\n")
+    }
+
+    /// A client killed mid-job leaves its job running on the cluster's workers, to be collected
+    /// by another process.
+    @Test func aKilledRunLeavesItsJobRunningOnTheCluster() async throws {
+        let cli = try CLI()
+        defer { cli.tearDown() }
+        let up = try await cli.run(["up", "--name", "heal-client", "--port", "0", "--workers", "2"])
+        #expect(up.status == 0, "\(up.errorOutput)")
+        let count = 300
+        let (process, output, _) = try cli.start(
+            ["run", "--cluster", "heal-client", "--no-progress", "--"] + Self.command + [":::"] + (1...count).map(String.init))
+        let reader = StreamReader(output)
+        try await waitUntil("ten outputs are printed") { reader.text.count(where: { $0 == "\n" }) >= 10 }
+        kill(process.processIdentifier, SIGKILL)
+        try await waitUntil("the run is gone") { !process.isRunning }
+        let listing = try await cli.run(["results", "--name", "heal-client"])
+        let jobID = try #require(listing.output.split(separator: "\t").first.map(String.init), "\(listing.output)")
+        let results = try await cli.run(["results", "--name", "heal-client", "--job", jobID])
+        #expect(results.status == 0, "\(results.errorOutput)")
+        #expect(results.output == (1...count).map { "\($0)\n" }.joined())
+    }
+
+    /// What `ps` shows: which process is the server and which a worker, and of which cluster.
+    @Test func psTellsServersFromWorkersAndNamesTheirCluster() async throws {
+        let cli = try CLI()
+        defer { cli.tearDown() }
+        let up = try await cli.run(["up", "--name", "titled", "--port", "0", "--workers", "2"])
+        #expect(up.status == 0, "\(up.errorOutput)")
+        let ps = Process()
+        ps.executableURL = URL(fileURLWithPath: "/bin/ps")
+        ps.arguments = ["-eww", "-o", "pid,args"]
+        let pipe = Pipe()
+        ps.standardOutput = pipe
+        try ps.run()
+        let text = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        ps.waitUntilExit()
+        let server = try #require(Self.serverPID("\(cli.home)/clusters/titled"))
+        let lines = text.split(separator: "\n")
+        let serverLine = try #require(lines.first { $0.trimmingCharacters(in: .whitespaces).hasPrefix("\(server) ") })
+        #expect(serverLine.hasSuffix("dockerparallel server --name titled"), "\(serverLine)")
+        for pid in workerProcessIDs(in: "\(cli.home)/clusters/titled/workers") {
+            let line = try #require(lines.first { $0.trimmingCharacters(in: .whitespaces).hasPrefix("\(pid) ") })
+            #expect(line.contains("dockerparallel worker --name titled-worker-"), "\(line)")
+        }
+    }
+
+    static func serverPID(_ folder: String) -> Int32? {
+        (try? String(contentsOfFile: "\(folder)/server.pid", encoding: .utf8)).flatMap { Int32($0) }
+    }
+
+    /// Tasks done of the cluster's jobs, as `status` shows them.
+    static func finished(_ cli: CLI, _ name: String) async throws -> Int {
+        let status = try await cli.run(["status", "--name", name]).output
+        return status.firstMatch(of: /Job \S+: (\d+)\//).flatMap { Int($0.1) } ?? 0
+    }
+}
+
+/// The live processes whose command line says they are the server of this cluster.
+func serverProcesses(of name: String) -> [Int32] {
+    let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
+    return entries.compactMap(Int32.init).filter { pid in
+        guard !isGone(pid), let data = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline") else { return false }
+        let arguments = data.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
+        return arguments.dropFirst().starts(with: ["server", "--name", name])
+    }
+}
