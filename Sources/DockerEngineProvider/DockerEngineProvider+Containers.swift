@@ -91,6 +91,17 @@ extension DockerEngineProvider {
         }
     }
 
+    /// Renames a container; one already renamed, or gone, is left as it is.
+    func rename(_ id: String, to name: String) async throws {
+        do {
+            try await engine.send(.POST, "/containers/\(id)/rename", query: ["name": name])
+        } catch let error as RESTError where error.status == 404 || error.status == 409
+            || (error.status == 400 && error.message.contains("same name"))
+        {
+            // Gone, or renamed by another process first.
+        }
+    }
+
     func stopAndRemove(_ id: String) async throws {
         do {
             try await engine.send(

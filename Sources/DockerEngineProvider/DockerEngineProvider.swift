@@ -99,19 +99,41 @@ public actor DockerEngineProvider: CloudProvider {
     public func runServer(context: ClusterContext, container: any WorkerContainer, hardware: Hardware) async throws {
         let name = Self.serverName(context)
         var port = context.configuration.serverPort
-        if let existing = try await inspect(name) {
-            if existing.State.Running { return }
-            if !Self.isDead(existing.State.Status) {
-                // Created but not started: another process is starting it.
-                return try await waitForServer(existing.Id, name: name)
+        // Another process may be replacing the same dead container (two restarting the cluster
+        // at once): whoever creates the name first starts the server, the others wait for it.
+        let deadline = ContinuousClock.now + configuration.startTimeout
+        while true {
+            if let existing = try await inspect(name) {
+                if existing.State.Running { return }
+                if existing.State.Status == "created" || existing.State.Status == "restarting" {
+                    return try await waitForServer(existing.Id, name: name)
+                }
+                // A server container that died: replaced, on the same port, with the same store.
+                // It steps aside under a name of its own and stays until its successor runs, so
+                // that its static data (the cluster's identity) can be read all along.
+                if port == 0, let old = existing.Config.Labels?[Label.port].flatMap(Int.init) { port = old }
+                try await rename(existing.Id, to: "\(name)-dead-\(existing.Id.prefix(12))")
             }
-            // A server container that died: replace it, on the same port, with the same store.
-            if port == 0, let old = existing.Config.Labels?[Label.port].flatMap(Int.init) { port = old }
-            try await remove(existing.Id)
+            do {
+                try await createServer(context: context, name: name, container: container, hardware: hardware, port: port)
+                try await removeDeadServers(context, name: name)
+                return
+            } catch is NameInUse {
+                // The dead one is still being removed, or another process created the new one.
+                guard ContinuousClock.now < deadline else {
+                    throw DockerParallelError(.timedOut, "the server container \(name) could not be replaced within \(configuration.startTimeout)")
+                }
+                try await Task.sleep(for: .milliseconds(100))
+            }
         }
+    }
+
+    private func createServer(
+        context: ClusterContext, name: String, container: any WorkerContainer, hardware: Hardware, port: Int
+    ) async throws {
         try await requireImage(container.image)
         try await ensureNetwork(context)
-        if port == 0 { port = try await Self.freePort(on: configuration.serverAddress) }
+        let port = port == 0 ? try await Self.freePort(on: configuration.serverAddress) : port
         var environment = container.environment
         environment[EnvironmentKey.host] = configuration.networkMode == "host" ? configuration.serverAddress : "0.0.0.0"
         environment[EnvironmentKey.port] = String(port)
@@ -122,18 +144,9 @@ public actor DockerEngineProvider: CloudProvider {
             Label.queue: context.configuration.jobQueueName, Label.role: "server", Label.port: String(port),
             Label.staticData: try JSONEncoder().encode(staticData).base64EncodedString(),
         ]
-        let id: String
-        do {
-            id = try await create(
-                name: name, container: container, environment: environment, labels: labels, hardware: hardware,
-                binds: ["\(Self.volumeName(context)):/workspace/store"], publishing: port)
-        } catch is NameInUse {
-            // Another process created it first (two restarting the cluster at once): one server.
-            guard let other = try await inspect(name) else {
-                throw DockerParallelError(.serverStartFailed, "the server container \(name) was created and removed by another process")
-            }
-            return try await waitForServer(other.Id, name: name)
-        }
+        let id = try await create(
+            name: name, container: container, environment: environment, labels: labels, hardware: hardware,
+            binds: ["\(Self.volumeName(context)):/workspace/store"], publishing: port)
         try await start(id, name: name)
         try await waitForServer(id, name: name)
         context.logger.debug("started the server container", metadata: ["id": "\(id.prefix(12))", "port": "\(port)"])
@@ -165,8 +178,16 @@ public actor DockerEngineProvider: CloudProvider {
 
     /// Stops and removes the server container, and with it the static data on its labels.
     public func stopServer(context: ClusterContext) async throws {
-        guard let existing = try await inspect(Self.serverName(context)) else { return }
-        try await stopAndRemove(existing.Id)
+        let name = Self.serverName(context)
+        if let existing = try await inspect(name) { try await stopAndRemove(existing.Id) }
+        try await removeDeadServers(context, name: name)
+    }
+
+    /// Removes the dead server containers that stepped aside for a successor.
+    private func removeDeadServers(_ context: ClusterContext, name: String) async throws {
+        for server in try await list(context, role: "server") where server.name != name && Self.isDead(server.State) {
+            try await remove(server.Id)
+        }
     }
 
     public func serverStatus(context: ClusterContext) async throws -> ServerStatus {
@@ -260,10 +281,14 @@ public actor DockerEngineProvider: CloudProvider {
         return try JSONDecoder().decode(StaticData.self, from: data)
     }
 
-    /// The static data on the server container's labels, running or dead.
+    /// The static data on the server container's labels, running or dead (or one that died and
+    /// is being replaced).
     public func storedStaticData(context: ClusterContext) async throws -> StaticData? {
-        guard let server = try await inspect(Self.serverName(context)),
-              let text = server.Config.Labels?[Label.staticData], let data = Data(base64Encoded: text) else { return nil }
+        var text = try await inspect(Self.serverName(context))?.Config.Labels?[Label.staticData]
+        if text == nil {
+            text = try await list(context, role: "server").lazy.compactMap { $0.Labels?[Label.staticData] }.first
+        }
+        guard let text, let data = Data(base64Encoded: text) else { return nil }
         return try JSONDecoder().decode(StaticData.self, from: data)
     }
 

@@ -28,13 +28,19 @@ public struct ConformanceKit: Sendable {
         public var timeout: Duration
         /// The base configuration; the kit sets the worker number and hardware itself.
         public var configuration: ClusterConfiguration
+        /// Kills the server of the cluster with this configuration the way the platform loses
+        /// one (SIGKILL, `docker kill`): with it, step 18 checks that a new handle restarts the
+        /// server with its identity and that its workers and job carry on. `nil` skips the step.
+        public var killServer: (@Sendable (ClusterConfiguration) async throws -> Void)?
 
         /// Creates options.
         public init(
             workerNumber: Int = 5, testReconnect: Bool = true, testJobs: Bool = true, jobSize: Int = 200,
             timeout: Duration = .seconds(60),
-            configuration: ClusterConfiguration = ClusterConfiguration(jobQueueName: "DockerParallelConformance")
+            configuration: ClusterConfiguration = ClusterConfiguration(jobQueueName: "DockerParallelConformance"),
+            killServer: (@Sendable (ClusterConfiguration) async throws -> Void)? = nil
         ) {
+            self.killServer = killServer
             self.workerNumber = workerNumber
             self.testReconnect = testReconnect
             self.testJobs = testJobs
@@ -68,6 +74,7 @@ public struct ConformanceKit: Sendable {
         if options.testJobs {
             try await realJob(run)
             try await killedWorker(run)
+            if let killServer = options.killServer { try await killedServer(run, killServer) }
         }
     }
 
@@ -199,6 +206,48 @@ public struct ConformanceKit: Sendable {
                 try check(attemptsOfKilled >= 2, "the killed task reports \(attemptsOfKilled) attempt(s), expected at least 2")
                 // A platform may take a moment to see the worker gone: update() as a supervisor would.
                 try await waitForWorkers(cluster, total: configuration.expectedWorkerNumber, updating: true)
+            }
+        }
+    }
+
+    private func killedServer(_ run: StepRunner, _ killServer: @escaping @Sendable (ClusterConfiguration) async throws -> Void) async throws {
+        try await run.step(18, "a server killed mid-job restarts from a new handle with its password and port; its workers and job carry on") {
+            let configuration = jobConfiguration()
+            let cluster = try makeCluster(configuration)
+            try await withStoppedCluster(cluster) {
+                try await cluster.startCluster()
+                try await waitForWorkers(cluster, total: configuration.expectedWorkerNumber)
+                let before = await cluster.configuration
+                let endpoints = await cluster.runtime.serverEndpoints
+                let count = 40
+                let job = try await cluster.submitCommands(
+                    try CommandTemplate(["sh", "-c", "sleep 0.05; echo {}"]), inputs: (0..<count).map(String.init))
+                try await waitUntil("some tasks are done", timeout: options.timeout.inSeconds) { try await job.status().finished >= 4 }
+                try await killServer(before)
+                // A new handle with a new password, as `dockerparallel up` makes one, restarts it.
+                var fresh = before
+                fresh.serverPassword = .random()
+                let restarter = try makeCluster(fresh)
+                try await waitUntil("the provider sees the server stopped", timeout: options.timeout.inSeconds) {
+                    try await !restarter.clusterExists()
+                }
+                try await restarter.startServer()
+                try check(
+                    await restarter.configuration.serverPassword == before.serverPassword,
+                    "the restarted server has a new password: its workers and clients cannot connect")
+                let after = await restarter.runtime.serverEndpoints
+                try check(after?.publicEndpoint?.port == endpoints?.publicEndpoint?.port, "the server moved from \(String(describing: endpoints)) to \(String(describing: after))")
+                var seen: Set<Int> = []
+                for try await result in try await job.results() {
+                    try check(result.status == .succeeded, "task \(result.index) \(result.status): \(result.error ?? "")")
+                    try check(seen.insert(result.index).inserted, "task \(result.index) has two results")
+                }
+                try check(seen.count == count, "got \(seen.count) results for \(count) tasks")
+                // The workers reconnected by themselves: none was started again.
+                try await expectWorkers(cluster, total: configuration.expectedWorkerNumber)
+                let report = try await cluster.serverReport()
+                try check(report.workerSlots == configuration.expectedWorkerNumber, "\(report.workerSlots) worker slots reconnected, expected \(configuration.expectedWorkerNumber)")
+                try check(report.restarts >= 1, "the server reports \(report.restarts) restarts")
             }
         }
     }

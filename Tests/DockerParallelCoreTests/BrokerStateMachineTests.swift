@@ -54,6 +54,39 @@ import Testing
         }
     }
 
+    // MARK: A full disk
+
+    /// While the store's disk is full, a new job is refused with a reason that names the fix,
+    /// the work taken goes on, and a run sent again for a job it took is still answered.
+    @Test func aFullDiskRefusesNewJobsButNotTheWorkItTook() {
+        var broker = machine(durable: true)
+        let client = connect(&broker, .client, name: "client")
+        let worker = connect(&broker, .worker, name: "worker", slots: 1)
+        _ = broker.received(.run(jobID: "taken", options: JobOptions(), tasks: commands(2)), requestID: 2, from: client, now: .zero)
+        broker.storageChanged(full: "database or disk is full")
+
+        let refused = broker.received(.submit(jobID: "new", options: JobOptions(), tasks: commands(1)), requestID: 3, from: client, now: .zero)
+        guard case .error(let code, let message)? = refused.durable.first?.message else {
+            Issue.record("a submit on a full disk was not refused: \(refused)")
+            return
+        }
+        #expect(code == .storageFull)
+        #expect(message.contains("disk is full (database or disk is full)"))
+        #expect(message.contains("free space"))
+        #expect(refused.changes.isEmpty)
+        #expect(broker.queue.status(jobID: "new") == nil)
+
+        // The taken job's tasks still go out, and its run, sent again, is no new job.
+        let dispatched = broker.received(.credit(count: 1), requestID: 0, from: worker, now: .zero)
+        #expect(assigned(dispatched)[worker]?.count == 1)
+        let again = broker.received(.run(jobID: "taken", options: JobOptions(), tasks: commands(2)), requestID: 4, from: client, now: .zero)
+        #expect(!again.durable.contains { if case .error = $0.message { true } else { false } })
+
+        broker.storageChanged(full: nil)
+        let accepted = broker.received(.submit(jobID: "new", options: JobOptions(), tasks: commands(1)), requestID: 5, from: client, now: .zero)
+        #expect(accepted.durable.first?.message == .submitted(accepted: 1, duplicates: 0))
+    }
+
     // MARK: Hello
 
     @Test func aWrongPasswordIsRefusedAndClosedAndNothingElseIsRead() {

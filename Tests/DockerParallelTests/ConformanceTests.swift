@@ -1,5 +1,9 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import DockerParallel
 import DockerParallelTestKit
+import Foundation
 import Testing
 
 @Suite(.timeLimit(.minutes(5))) struct ConformanceTests {
@@ -8,7 +12,13 @@ import Testing
             let kit = ConformanceKit(
                 provider: LocalProvider(configuration: .init(stateDirectory: state)),
                 workerContainer: LocalProcessContainer(executable: Binaries.dockerparallel),
-                options: .init(workerNumber: 3, configuration: ClusterConfiguration(jobQueueName: "conformance", serverPort: 0)))
+                options: .init(
+                    workerNumber: 3, configuration: ClusterConfiguration(jobQueueName: "conformance", serverPort: 0),
+                    killServer: { configuration in
+                        let file = "\(state)/\(configuration.jobQueueName)/server.pid"
+                        let pid = try #require(Int32(try String(contentsOfFile: file, encoding: .utf8)))
+                        kill(pid, SIGKILL)
+                    }))
             let started = ContinuousClock.now
             try await kit.run { step in
                 // Shown in the test log, so that a slow or stuck step can be told apart.

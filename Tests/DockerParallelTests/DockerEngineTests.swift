@@ -16,7 +16,11 @@ struct DockerEngineTests {
         let kit = ConformanceKit(
             provider: try DockerTesting.provider(),
             workerContainer: DockerWorkerContainer(image: image),
-            options: .init(workerNumber: 3, configuration: ClusterConfiguration(jobQueueName: "conformance-docker", serverPort: 0)))
+            options: .init(
+                workerNumber: 3, configuration: ClusterConfiguration(jobQueueName: "conformance-docker", serverPort: 0),
+                killServer: { configuration in
+                    _ = try DockerTesting.docker(["kill", "dockerparallel-\(configuration.jobQueueName)-server"])
+                }))
         let started = ContinuousClock.now
         try await kit.run { step in print("docker conformance (+\(ContinuousClock.now - started)): \(step)") }
         #expect(try DockerTesting.containers(of: "conformance-docker").isEmpty, "the kit's cluster left containers behind")
@@ -73,6 +77,43 @@ struct DockerEngineTests {
         #expect(try DockerTesting.docker(["volume", "ls", "-q", "--filter", "name=dockerparallel-map-docker-store"]).isEmpty)
     }
 
+    /// Two processes restarting a killed server container at once (a `run`'s supervision and an
+    /// operator's `up`) end with one server container, with the cluster's password and port.
+    @Test func concurrentRestartsOfAKilledServerContainerEndWithOne() async throws {
+        let image = try await DockerTesting.images.cli()
+        let configuration = ClusterConfiguration(jobQueueName: "race-docker", expectedWorkerNumber: 1, serverPort: 0)
+        let cluster = try DockerCluster(
+            provider: try DockerTesting.provider(), workerContainer: DockerWorkerContainer(image: image),
+            configuration: configuration, verbosity: 0)
+        defer { DockerTesting.removeVolume(of: "race-docker") }
+        try await cluster.withStarted { cluster in
+            let port = await cluster.runtime.serverEndpoints?.publicEndpoint?.port
+            try DockerTesting.docker(["kill", "dockerparallel-race-docker-server"])
+            // Handles of other processes: new passwords, as a fresh `up` would have.
+            let restarters = try (0..<3).map { _ in
+                try DockerCluster(
+                    provider: try DockerTesting.provider(), workerContainer: DockerWorkerContainer(image: image),
+                    configuration: ClusterConfiguration(jobQueueName: "race-docker", expectedWorkerNumber: 1, serverPort: 0),
+                    verbosity: 0, stopClusterOnExit: false)
+            }
+            try await waitUntil("the server container is seen stopped") { try await !restarters[0].clusterExists() }
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for restarter in restarters { group.addTask { try await restarter.startServer() } }
+                group.addTask { try await cluster.update() }
+                try await group.waitForAll()
+            }
+            let servers = try DockerTesting.docker([
+                "ps", "-aq", "--filter", "label=dockerparallel.role=server", "--filter", "label=dockerparallel.queue=race-docker",
+            ]).split(separator: "\n")
+            #expect(servers.count == 1, "server containers: \(servers)")
+            for restarter in restarters {
+                #expect(await restarter.configuration.serverPassword == configuration.serverPassword)
+                #expect(await restarter.runtime.serverEndpoints?.publicEndpoint?.port == port)
+            }
+            #expect(try await cluster.map(["a", "b"], using: BuiltinEcho.self) == ["a", "b"])
+        }
+    }
+
     /// `docker kill` on a worker container mid-job: its tasks run elsewhere, `update()` replaces it.
     @Test func aKilledWorkerContainerLosesNoTask() async throws {
         let image = try await DockerTesting.images.cli()
@@ -126,7 +167,7 @@ struct DockerEngineTests {
             verbosity: 0)
         try await cluster.withStarted { cluster in
             // Swift tasks from the added program, and `sleep` from the base image.
-            #expect(try await cluster.map([3, 4], using: Square.self) == [9, 16])
+            #expect(try await cluster.map(["a", "b"], using: BuiltinEcho.self) == ["a", "b"])
             for try await result in try await cluster.submitCommands(try CommandTemplate(["sh", "-c", "sleep 0; echo ok"]), inputs: ["x"]).results() {
                 #expect(result.output == Data("ok\n".utf8), "\(result.error ?? "")")
             }
