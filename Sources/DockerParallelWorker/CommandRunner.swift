@@ -41,18 +41,34 @@ enum CommandRunner {
         }
     }
 
+    /// The descriptors a command takes while it starts: two pipes.
+    static let descriptorsPerCommand = 4
+    /// The descriptors a command leaves free for the worker itself: its runtime opens files now and
+    /// then (libdispatch reads `/proc` and stops the whole process when it cannot), and a worker
+    /// that reconnects needs a socket.
+    static let reservedDescriptors = 8
+
     private static func runBlocking(
         argv: [String], environment: [String: String], timeout: Double?, processID: NIOLockedValueBox<ChildState>
     ) -> AttemptReport {
-        var stdoutPipe: [Int32] = [0, 0]
-        var stderrPipe: [Int32] = [0, 0]
         // Pipes are made close-on-exec and the child spawned under one lock, so that a command
         // started at the same time on another slot never inherits this command's pipes.
         spawnLock.lock()
         var spawnLocked = true
         defer { if spawnLocked { spawnLock.unlock() } }
-        guard pipe(&stdoutPipe) == 0, pipe(&stderrPipe) == 0 else {
-            return AttemptReport(succeeded: false, error: "cannot create pipes: \(String(cString: strerror(errno)))")
+        // A command that would leave the worker without descriptors is not started: the task
+        // fails with the reason, and the worker goes on.
+        if let usage = ChildProcess.descriptorUsage(), usage.free < descriptorsPerCommand + reservedDescriptors {
+            return cannotStart(ChildProcess.Errno(EMFILE), usage: usage)
+        }
+        var stdoutPipe: [Int32] = [-1, -1]
+        var stderrPipe: [Int32] = [-1, -1]
+        guard pipe(&stdoutPipe) == 0 else { return cannotStart(ChildProcess.Errno(errno)) }
+        guard pipe(&stderrPipe) == 0 else {
+            let failure = ChildProcess.Errno(errno)
+            close(stdoutPipe[0])
+            close(stdoutPipe[1])
+            return cannotStart(failure)
         }
         for fd in stdoutPipe + stderrPipe { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
         let spawned = ChildProcess.spawn(
@@ -69,10 +85,15 @@ enum CommandRunner {
         case .failure(let error):
             close(stdoutPipe[0])
             close(stderrPipe[0])
-            let reason = error.code == ENOENT
-                ? "command not found: '\(argv[0])' is not on the worker's PATH"
-                : "cannot run '\(argv[0])': \(error)"
-            return AttemptReport(succeeded: false, permanent: true, error: reason)
+            switch error.code {
+            case ENOENT:
+                return AttemptReport(
+                    succeeded: false, permanent: true, error: "command not found: '\(argv[0])' is not on the worker's PATH")
+            case EMFILE, ENFILE, ENOMEM, EAGAIN:
+                return cannotStart(error)
+            default:
+                return AttemptReport(succeeded: false, permanent: true, error: "cannot run '\(argv[0])': \(error)")
+            }
         }
         // A cancellation that came before the child existed kills it now.
         if processID.withLockedValue({ state in
@@ -130,10 +151,61 @@ enum CommandRunner {
         if !exited {
             return AttemptReport(
                 succeeded: false, exitCode: exitCode, output: output, errorOutput: errorOutput,
-                error: "killed by signal \(status & 0x7f)")
+                error: killed(by: status & 0x7f))
         }
         return AttemptReport(
             succeeded: exitCode == 0, exitCode: exitCode, output: output, errorOutput: errorOutput,
             error: exitCode == 0 ? nil : "exited with status \(exitCode)")
+    }
+
+    /// A command the worker could not start for want of a resource: the task fails, saying which
+    /// and what to do; not permanently, since another worker, or this one later, may have room.
+    static func cannotStart(_ error: ChildProcess.Errno, usage: ChildProcess.DescriptorUsage? = nil) -> AttemptReport {
+        let reason: String
+        switch error.code {
+        case EMFILE:
+            let counts = (usage ?? ChildProcess.descriptorUsage()).map {
+                " (the worker has \($0.open) files open of its limit of \($0.limit), and keeps \(reservedDescriptors) for itself)"
+            } ?? ""
+            reason = "could not start: too many open files (EMFILE)\(counts): raise the worker's open-file limit (ulimit -n, or the container's nofile limit) or give it fewer slots"
+        case ENFILE:
+            reason = "could not start: the system's table of open files is full (ENFILE): run fewer processes on the worker's machine or raise its fs.file-max"
+        case ENOMEM:
+            reason = "could not start: out of memory (ENOMEM): give the worker more memory or run fewer tasks on it at once"
+        case EAGAIN:
+            reason = "could not start: the worker cannot make another process (EAGAIN): raise its process limit (ulimit -u, or the container's pids limit) or give it more memory"
+        default:
+            reason = "could not start: \(error)"
+        }
+        return AttemptReport(succeeded: false, error: reason)
+    }
+
+    /// What a command that a signal ended is told, naming the signal and, for SIGKILL, the
+    /// likeliest sender.
+    static func killed(by signal: Int32) -> String {
+        switch signal {
+        case SIGKILL:
+            return "killed by signal 9 (SIGKILL), as the kernel's out-of-memory killer does: if the command may have run out of memory, give the worker more memory or run fewer tasks on it at once"
+        case SIGSEGV:
+            return "crashed: killed by signal \(signal) (SIGSEGV, an invalid memory access)"
+        case SIGBUS:
+            return "crashed: killed by signal \(signal) (SIGBUS, a bad memory access)"
+        case SIGILL:
+            return "crashed: killed by signal \(signal) (SIGILL, an illegal instruction or a failed check)"
+        case SIGFPE:
+            return "crashed: killed by signal \(signal) (SIGFPE, an arithmetic error)"
+        case SIGABRT:
+            return "aborted: killed by signal \(signal) (SIGABRT)"
+        case SIGTERM:
+            return "killed by signal \(signal) (SIGTERM)"
+        case SIGINT:
+            return "killed by signal \(signal) (SIGINT)"
+        case SIGPIPE:
+            return "killed by signal \(signal) (SIGPIPE, it wrote to a closed pipe)"
+        case SIGXCPU:
+            return "killed by signal \(signal) (SIGXCPU, its CPU time limit ran out)"
+        default:
+            return "killed by signal \(signal)"
+        }
     }
 }

@@ -319,6 +319,28 @@ import Testing
         #expect(expired.changes.contains { if case .attempt(let record) = $0 { record.started >= 1_000 } else { false } })
     }
 
+    /// A worker whose lease expired went silent: its task goes to another worker, not back to
+    /// it, and it gets tasks again once it reports.
+    @Test func aSilentWorkerGetsNoTaskBackUntilItSpeaks() {
+        var broker = machine(lease: .seconds(2))
+        let client = connect(&broker, .client, name: "c")
+        let alpha = connect(&broker, .worker, name: "alpha", slots: 2)
+        _ = broker.received(.credit(count: 2), requestID: 0, from: alpha, now: .zero)
+        let first = assigned(broker.received(.submit(jobID: "j", options: JobOptions(), tasks: commands(1)), requestID: 2, from: client, now: .zero))
+        let lease = try! #require(first[alpha]?.first?.leaseID)
+        // Alpha had credit to spare, but is silent: its expired task waits for another worker.
+        #expect(assigned(broker.expireLeases(now: .seconds(3))).isEmpty)
+        #expect(broker.peer(alpha)?.leases.isEmpty == true)
+        let beta = connect(&broker, .worker, name: "beta", slots: 1)
+        #expect(assigned(broker.received(.credit(count: 1), requestID: 0, from: beta, now: .seconds(4)))[beta]?.map(\.attempt) == [2])
+        // Alpha's late report brings its credit back.
+        _ = broker.received(
+            .completed([Completion(leaseID: lease, jobID: "j", index: 0, report: success())], credit: 1), requestID: 0, from: alpha,
+            now: .seconds(5))
+        let next = broker.received(.submit(jobID: "k", options: JobOptions(), tasks: commands(1)), requestID: 3, from: client, now: .seconds(5))
+        #expect(assigned(next)[alpha]?.count == 1)
+    }
+
     @Test func aLostWorkersTasksRunElsewhere() {
         var broker = machine()
         let client = connect(&broker, .client, name: "c")

@@ -139,8 +139,23 @@ package struct BrokerStateMachine: Sendable {
     }
 
     /// Leases whose time is up go back to the queue (or fail, out of attempts).
+    ///
+    /// A worker whose leases expired has gone silent (a partition, a stopped process): it keeps
+    /// none of them and gets no more tasks until it speaks again (its next report brings credit).
     package mutating func expireLeases(now: Duration) -> BrokerActions {
+        let leased = queue.leaseCount
         let failed = queue.expireLeases(now: now.inSeconds)
+        if queue.leaseCount < leased {
+            for id in workerOrder {
+                guard let held = peers[id]?.leases, !held.isEmpty else { continue }
+                let expired = held.filter { !queue.isLeased($0) }
+                guard !expired.isEmpty else { continue }
+                update(id) { peer in
+                    peer.leases.subtract(expired)
+                    peer.credit = 0
+                }
+            }
+        }
         return finish(notify(failed) + dispatch(now: now))
     }
 

@@ -232,6 +232,9 @@ package struct TaskQueue: Sendable {
     /// Queued tasks whose payload is only in the store.
     package var spilledCount: Int { spilled.count + loading }
 
+    /// Whether a lease is still held (not ended, expired or taken back).
+    package func isLeased(_ id: LeaseID) -> Bool { leases[id] != nil }
+
     // MARK: Attempt log
 
     /// The attempts started or ended since the last call, in order, with times in the clock the

@@ -108,6 +108,47 @@ package enum ChildProcess {
         }
     }
 
+    /// How many descriptors this process has open, of how many its open-file limit allows.
+    package struct DescriptorUsage: Sendable, Equatable {
+        /// Open descriptors numbered below the limit (only those take a place the limit counts).
+        package var open: Int
+        /// The soft `RLIMIT_NOFILE`.
+        package var limit: Int
+        /// The descriptors that can still be opened.
+        package var free: Int { max(0, limit - open) }
+    }
+
+    /// This process's open descriptors and its open-file limit, from `/proc/self/fd`; `nil` where
+    /// there is no such folder, or when the limit is unlimited. A process that cannot open the folder
+    /// for lack of a descriptor is reported full.
+    package static func descriptorUsage() -> DescriptorUsage? {
+        var limits = rlimit()
+        #if os(Linux)
+        guard getrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &limits) == 0 else { return nil }
+        #else
+        guard getrlimit(RLIMIT_NOFILE, &limits) == 0 else { return nil }
+        #endif
+        guard limits.rlim_cur < rlim_t(Int32.max) else { return nil }  // RLIM_INFINITY is larger
+        let limit = Int(limits.rlim_cur)
+        guard let directory = opendir("/proc/self/fd") else {
+            return errno == EMFILE || errno == ENFILE ? DescriptorUsage(open: limit, limit: limit) : nil
+        }
+        defer { closedir(directory) }
+        let own = dirfd(directory)
+        var open = 0
+        while let entry = readdir(directory) {
+            let fd = withUnsafeBytes(of: entry.pointee.d_name) { name -> Int? in
+                name.prefix { $0 != 0 }.reduce(Int?(0)) { value, byte in
+                    guard let value, byte >= 48, byte <= 57 else { return nil }
+                    return value * 10 + Int(byte - 48)
+                }
+            }
+            if let fd, fd < limit, fd != Int(own) { open += 1 }
+        }
+        // The folder's own descriptor is free again once it is closed.
+        return DescriptorUsage(open: open, limit: limit)
+    }
+
     /// An `errno` value with its message.
     package struct Errno: Error, Sendable, Equatable, CustomStringConvertible {
         /// The value.
