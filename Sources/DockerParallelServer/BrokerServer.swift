@@ -177,7 +177,8 @@ struct StoreLock {
         descriptor = open(path, O_CREAT | O_RDWR | O_CLOEXEC, 0o600)
         guard descriptor >= 0 else {
             throw DockerParallelError(
-                .serverStartFailed, "cannot open \(path): \(String(cString: strerror(errno))). Check the folder exists and is writable.")
+                .serverStartFailed,
+                "cannot open the broker's database at \(storePath): its lock file \(path): \(String(cString: strerror(errno))). Check the folder exists and is writable.")
         }
         guard flock(descriptor, LOCK_EX | LOCK_NB) == 0 else {
             close(descriptor)

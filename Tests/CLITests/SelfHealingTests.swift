@@ -105,15 +105,19 @@ import Testing
         defer { cli.tearDown() }
         let up = try await cli.run(["up", "--name", "heal-client", "--port", "0", "--workers", "2"])
         #expect(up.status == 0, "\(up.errorOutput)")
-        let count = 300
+        // Slow enough (at least 5 s) that the run is killed long before its job ends.
+        let count = 200
         let (process, output, _) = try cli.start(
-            ["run", "--cluster", "heal-client", "--no-progress", "--"] + Self.command + [":::"] + (1...count).map(String.init))
+            ["run", "--cluster", "heal-client", "--no-progress", "--", "sh", "-c", "sleep 0.05; echo {}", ":::"]
+                + (1...count).map(String.init))
         let reader = StreamReader(output)
-        try await waitUntil("ten outputs are printed") { reader.text.count(where: { $0 == "\n" }) >= 10 }
-        kill(process.processIdentifier, SIGKILL)
+        try await waitUntil("ten outputs are printed") { reader.text.count(where: { $0 == "\n" }) >= 10 || reader.isDone }
+        #expect(kill(process.processIdentifier, SIGKILL) == 0)
         try await waitUntil("the run is gone") { !process.isRunning }
+        #expect(process.terminationReason == .uncaughtSignal, "the run ended by itself before it was killed")
         let listing = try await cli.run(["results", "--name", "heal-client"])
         let jobID = try #require(listing.output.split(separator: "\t").first.map(String.init), "\(listing.output)")
+        #expect(listing.output.contains("/\(count) done"), "\(listing.output)")
         let results = try await cli.run(["results", "--name", "heal-client", "--job", jobID])
         #expect(results.status == 0, "\(results.errorOutput)")
         #expect(results.output == (1...count).map { "\($0)\n" }.joined())
