@@ -85,6 +85,9 @@ extension DockerEngineProvider {
         do {
             // Starting a started container answers 304: safe to send again.
             try await engine.send(.POST, "/containers/\(id)/start", isIdempotent: true)
+        } catch let error as RESTError where error.status == 304 {
+            // Started already (by another process).
+            _ = error
         } catch let error as RESTError {
             try? await remove(id)
             throw DockerParallelError(.providerFailed, "cannot start the container \(name): \(error.message)")

@@ -102,10 +102,17 @@ public actor DockerEngineProvider: CloudProvider {
         // Another process may be replacing the same dead container (two restarting the cluster
         // at once): whoever creates the name first starts the server, the others wait for it.
         let deadline = ContinuousClock.now + configuration.startTimeout
+        if context.isRestart, try await storedStaticData(context: context) == nil {
+            throw DockerParallelError(
+                .serverNotRunning, "the server of '\(context.configuration.jobQueueName)' was stopped on purpose while it was being restarted")
+        }
         while true {
             if let existing = try await inspect(name) {
                 if existing.State.Running { return }
                 if existing.State.Status == "created" || existing.State.Status == "restarting" {
+                    // Another process is starting it, or died before it could: starting a
+                    // started container is harmless, and one that cannot start is removed.
+                    try await start(existing.Id, name: name)
                     return try await waitForServer(existing.Id, name: name)
                 }
                 // A server container that died: replaced, on the same port, with the same store.

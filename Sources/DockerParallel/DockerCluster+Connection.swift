@@ -43,6 +43,12 @@ extension DockerCluster {
                 return try await operation(try await client())
             } catch let error as DockerParallelError where Self.serverRetryCodes.contains(error.code) {
                 guard ContinuousClock.now < deadline else { throw error }
+                // A server stopped on purpose (`down`, from any process) is not coming back.
+                if !runtime.serverFromOtherSource, (try? await wasStoppedOnPurpose()) == true {
+                    throw DockerParallelError(
+                        .serverNotRunning,
+                        "the cluster '\(configuration.jobQueueName)' was stopped (`dockerparallel down` or stopCluster()) while this job used it")
+                }
                 say("Lost the server (\(error.message)); waiting for it to come back", level: 2)
                 connection?.close()
                 connection = nil

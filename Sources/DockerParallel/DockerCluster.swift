@@ -145,6 +145,12 @@ public actor DockerCluster {
 
     /// Starts the server unless it runs already.
     public func startServer() async throws {
+        try await startServer(isRestart: false)
+    }
+
+    /// Starts the server unless it runs already; a restart starts it only while its static data
+    /// is stored (see ``ClusterContext/isRestart``).
+    func startServer(isRestart: Bool) async throws {
         try await initializeProvider()
         if runtime.serverFromOtherSource { return }
         if isServerRunning { try await updateServerStatus() }
@@ -152,8 +158,10 @@ public actor DockerCluster {
         try await adoptStoredIdentity()
         say("Deploying server container")
         let container = serverContainer.configuredAsServer(configuration: configuration)
-        try await provider.runServer(context: context(), container: container, hardware: configuration.serverHardware)
-        runtime.serverEndpoints = try await provider.serverEndpoints(context: context())
+        var context = context()
+        context.isRestart = isRestart
+        try await provider.runServer(context: context, container: container, hardware: configuration.serverHardware)
+        runtime.serverEndpoints = try await provider.serverEndpoints(context: self.context())
     }
 
     /// Stops the server, unless it comes from another source.
@@ -211,32 +219,42 @@ public actor DockerCluster {
     /// and re-deploys workers that died. A server stopped on purpose (``stopServer()``,
     /// `dockerparallel down`, from any process) is not restarted.
     public func update() async throws {
+        try await update(restoringWorkers: true)
+    }
+
+    /// ``update()``, optionally leaving the worker number alone (a supervisor that does not own
+    /// the cluster must not undo a `scale` made elsewhere).
+    func update(restoringWorkers: Bool) async throws {
         let wasRunning = isServerRunning
         try await updateServerStatus()
-        if (wasRunning || serverLost) && !isServerRunning, try await wasStoppedOnPurpose() {
-            say("The server was stopped on purpose; not restarting it")
-            serverLost = false
-            throw DockerParallelError(
-                .serverNotRunning, "The server of '\(configuration.jobQueueName)' was stopped: start the cluster again to use it")
-        }
         if (wasRunning || serverLost) && !isServerRunning {
-            // Remembered until a restart succeeds, so that a failed restart is tried again.
+            // Remembered until the server is back or known to be stopped on purpose, so that a
+            // failed restart, or a failed look at the provider, is tried again.
             serverLost = true
+            if try await wasStoppedOnPurpose() {
+                serverLost = false
+                say("The server was stopped on purpose; not restarting it")
+                throw DockerParallelError(
+                    .serverNotRunning, "The server of '\(configuration.jobQueueName)' was stopped: start the cluster again to use it")
+            }
             say("The server had stopped; restarting it")
-            try await startServer()
+            try await startServer(isRestart: true)
             serverLost = false
         }
-        try await setWorkerNumber(configuration.expectedWorkerNumber)
+        if restoringWorkers { try await setWorkerNumber(configuration.expectedWorkerNumber) }
     }
 
     /// Keeps the cluster whole until the calling task is cancelled: every `interval` it
     /// calls ``update()``, which restarts a server that died and re-deploys workers that died.
     /// A failing update is reported as a message and tried again at the next turn.
-    public func supervise(every interval: Duration = .milliseconds(500)) async {
+    /// - Parameters:
+    ///   - restoringWorkers: Whether it also re-deploys workers to the expected number (default);
+    ///     `false` restarts only the server, for a process that uses a cluster another one owns.
+    public func supervise(every interval: Duration = .milliseconds(500), restoringWorkers: Bool = true) async {
         while !Task.isCancelled {
             do {
                 try await Task.sleep(for: interval)
-                try await update()
+                try await update(restoringWorkers: restoringWorkers)
             } catch is CancellationError {
                 return
             } catch {

@@ -73,8 +73,8 @@ final class Broker: Sendable {
         self.committer = GroupCommitter(
             store: store, reserve: reserve, writesSmallBatchesOnEventLoop: configuration.writesSmallBatchesOnEventLoop,
             onFailure: onStoreFailure)
-        committer.onLoaded { [unowned self] payloads in self.loaded(payloads) }
-        committer.onStorageChange { [unowned self] reason in self.storageChanged(full: reason) }
+        committer.onLoaded { [weak self] payloads in self?.loaded(payloads) }
+        committer.onStorageChange { [weak self] reason in self?.storageChanged(full: reason) }
         committer.prepareReserve()
         if let reason = committer.storageFullReason { storageChanged(full: reason) }
     }

@@ -157,7 +157,14 @@ public final class BrokerServer: Service {
         for connection in open { try? await connection.closeFuture.get() }
         // The last changes are stored before `run` returns, so that a new server on the same
         // store starts from all of them.
-        await broker.committer.flush()
+        let unwritten = await broker.committer.flush()
+        broker.committer.close()
+        if unwritten > 0 {
+            logger.error(
+                "stopping with changes the full disk did not take: the tasks they concern run again after a restart",
+                metadata: ["changes": "\(unwritten)"])
+            storeFailed.withLockedValue { $0 = $0 ?? DockerParallelError(.storageFull, "\(unwritten) changes could not be stored: the disk is full") }
+        }
         logger.debug("server stopped")
         if let error = storeFailed.withLockedValue({ $0 }) {
             throw DockerParallelError(.providerFailed, "the broker's store failed: \(error)", underlying: nil)

@@ -79,9 +79,18 @@ struct ClusterFiles {
         try write(String(decoding: encoded, as: UTF8.self), to: staticDataFile)
     }
 
-    var staticData: StaticData? {
-        guard let data = FileManager.default.contents(atPath: staticDataFile) else { return nil }
-        return try? JSONDecoder().decode(StaticData.self, from: data)
+    var staticData: StaticData? { try? storedStaticData() }
+
+    /// The static data; `nil` when there is no file (never started, or stopped on purpose).
+    /// - Throws: `.providerFailed` when the file is there but cannot be read.
+    func storedStaticData() throws -> StaticData? {
+        guard FileManager.default.fileExists(atPath: staticDataFile) else { return nil }
+        do {
+            return try JSONDecoder().decode(StaticData.self, from: Data(contentsOf: URL(fileURLWithPath: staticDataFile)))
+        } catch {
+            throw DockerParallelError(
+                .providerFailed, "cannot read the cluster's static data in \(staticDataFile): \(error). Restore the file, or stop the cluster with `dockerparallel down`.")
+        }
     }
 
     func workers() -> [WorkerProcess] {

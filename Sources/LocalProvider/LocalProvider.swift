@@ -87,6 +87,10 @@ public actor LocalProvider: CloudProvider {
         // Under the cluster's lock, so that two processes restarting it at once start one server.
         try files.withLock {
             if let pid = files.serverPID, ProcessControl.isAlive(pid) { return }
+            if context.isRestart, try files.storedStaticData() == nil {
+                throw DockerParallelError(
+                    .serverNotRunning, "the server of '\(name)' was stopped on purpose while it was being restarted")
+            }
             try files.writeStaticData(context.staticData)
             var environment = container.environment
             // A restarted server asks for the port it had, so that peers find it where it was.
@@ -235,7 +239,7 @@ public actor LocalProvider: CloudProvider {
     }
 
     public func storedStaticData(context: ClusterContext) async throws -> StaticData? {
-        ClusterFiles(directory: clusterDirectory(for: context.configuration.jobQueueName)).staticData
+        try ClusterFiles(directory: clusterDirectory(for: context.configuration.jobQueueName)).storedStaticData()
     }
 
     public func cleanup(context: ClusterContext, deep: Bool) async throws {

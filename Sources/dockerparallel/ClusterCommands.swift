@@ -43,6 +43,8 @@ struct Up: AsyncParsableCommand {
         }
         // A server that died: restarted as it was, with the workers it has (or had).
         let stored = try await handle.storedConfiguration()
+        // What was there before this command (a store, a state folder) is never removed by it.
+        let existedBefore = ((try? await handle.provider.clusterNames()) ?? [cluster.name]).contains(cluster.name)
         if let stored, workers == nil {
             let live = (try? await handle.workerNumbers().total) ?? 0
             try await handle.setWorkerNumber(live > 0 ? live : stored.expectedWorkerNumber)
@@ -50,9 +52,12 @@ struct Up: AsyncParsableCommand {
         do {
             try await handle.startCluster()
         } catch {
-            guard stored == nil else {
+            guard stored == nil, !existedBefore else {
+                // A restart that failed leaves the cluster as it was (its identity, its workers),
+                // for the next `up`; a new server on an old store is stopped, the store kept.
+                if stored == nil { try? await handle.stopCluster(ignoreErrors: true, cleanup: false) }
                 throw CLIError(
-                    "could not restart cluster '\(cluster.name)': \(error). Its tasks and results are kept: fix the cause and run `dockerparallel up --name \(cluster.name)` again")
+                    "could not start cluster '\(cluster.name)': \(error). Its stored tasks and results are kept: fix the cause and run `dockerparallel up --name \(cluster.name)` again")
             }
             try? await handle.stopCluster(ignoreErrors: true, cleanup: true)
             throw CLIError("could not start cluster '\(cluster.name)': \(error)")

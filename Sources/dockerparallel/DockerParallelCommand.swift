@@ -73,6 +73,9 @@ struct ClusterOptions: ParsableArguments {
         do {
             try await cluster.reconnect()
         } catch let error as DockerParallelError where error.code == .clusterNotFound {
+            if (try? await cluster.storedConfiguration()) != nil {
+                throw CLIError("the server of the cluster '\(name)' has stopped; its tasks and results are kept. `dockerparallel up --name \(name)` restarts it with its password and port, and its workers reconnect.")
+            }
             throw CLIError("no cluster named '\(name)' is running. Start it with `dockerparallel up --name \(name)` (a cluster whose server died resumes its stored jobs), or list clusters with `dockerparallel list`.")
         }
         return cluster

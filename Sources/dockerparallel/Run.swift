@@ -97,7 +97,8 @@ struct Run: AsyncParsableCommand {
                 // server restarts with its password and port, and one stopped on purpose
                 // (`down`) stays stopped.
                 group.addTask {
-                    await handle.supervise()
+                    // A named cluster's workers are its owner's (`scale`): only its server is kept.
+                    await handle.supervise(restoringWorkers: ephemeralState != nil)
                     return nil
                 }
                 let showProgress = !noProgress && isatty(2) == 1

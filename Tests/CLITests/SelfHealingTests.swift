@@ -34,6 +34,9 @@ import Testing
         let server = try #require(Self.serverPID(folder))
         #expect(kill(server, SIGKILL) == 0)
         try await waitUntil("the server is gone") { isGone(server) }
+        let stopped = try await cli.run(["status", "--name", "heal-up"])
+        #expect(stopped.status != 0)
+        #expect(stopped.errorOutput.contains("has stopped; its tasks and results are kept. `dockerparallel up --name heal-up` restarts it"), "\(stopped.errorOutput)")
 
         let again = try await cli.run(["up", "--name", "heal-up"])
         #expect(again.status == 0, "\(again.errorOutput)")
@@ -121,6 +124,51 @@ import Testing
         let results = try await cli.run(["results", "--name", "heal-client", "--job", jobID])
         #expect(results.status == 0, "\(results.errorOutput)")
         #expect(results.output == (1...count).map { "\($0)\n" }.joined())
+    }
+
+    /// A `run --cluster` keeps the server, not the worker number: a `scale` from elsewhere holds.
+    @Test func aRunLeavesTheWorkerNumberToTheClustersOwner() async throws {
+        let cli = try CLI()
+        defer { cli.tearDown() }
+        let up = try await cli.run(["up", "--name", "heal-scale", "--port", "0", "--workers", "1"])
+        #expect(up.status == 0, "\(up.errorOutput)")
+        let count = 100
+        let (process, output, errorOutput) = try cli.start(
+            ["run", "--cluster", "heal-scale", "--no-progress", "--", "sh", "-c", "sleep 0.03; echo {}", ":::"]
+                + (1...count).map(String.init))
+        let reader = StreamReader(output)
+        let errorReader = StreamReader(errorOutput)
+        try await waitUntil("ten outputs are printed") { reader.text.count(where: { $0 == "\n" }) >= 10 || reader.isDone }
+        let scale = try await cli.run(["scale", "3", "--name", "heal-scale"])
+        #expect(scale.status == 0, "\(scale.errorOutput)")
+        try await waitUntil("the run ends", timeout: 60) { reader.isDone && errorReader.isDone }
+        try await waitUntil("the process exits") { !process.isRunning }
+        #expect(process.terminationStatus == 0, "\(errorReader.text)")
+        let status = try await cli.run(["status", "--name", "heal-scale"])
+        #expect(status.output.contains("Worker number:  3 / 3 / 0"), "\(status.output)")
+    }
+
+    /// `down` while a `run --cluster` uses the cluster: the run's supervision does not bring the
+    /// server back, and the run fails, saying so.
+    @Test func aClusterStoppedWhileARunUsesItStaysStopped() async throws {
+        let cli = try CLI()
+        defer { cli.tearDown() }
+        let up = try await cli.run(["up", "--name", "heal-down", "--port", "0", "--workers", "1"])
+        #expect(up.status == 0, "\(up.errorOutput)")
+        let (process, output, errorOutput) = try cli.start(
+            ["run", "--cluster", "heal-down", "--no-progress", "--", "sh", "-c", "sleep 0.05; echo {}", ":::"]
+                + (1...400).map(String.init))
+        let reader = StreamReader(output)
+        let errorReader = StreamReader(errorOutput)
+        try await waitUntil("five outputs are printed") { reader.text.count(where: { $0 == "\n" }) >= 5 }
+        let down = try await cli.run(["down", "--name", "heal-down"])
+        #expect(down.status == 0, "\(down.errorOutput)")
+        try await waitUntil("the run ends", timeout: 30) { reader.isDone && errorReader.isDone }
+        try await waitUntil("the process exits") { !process.isRunning }
+        #expect(process.terminationStatus != 0)
+        #expect(errorReader.text.contains("the cluster 'heal-down' was stopped"), "\(errorReader.text)")
+        #expect(serverProcesses(of: "heal-down").isEmpty, "a server came back after down: \(serverProcesses(of: "heal-down"))")
+        #expect(!FileManager.default.fileExists(atPath: "\(cli.home)/clusters/heal-down/static.json"))
     }
 
     /// What `ps` shows: which process is the server and which a worker, and of which cluster.

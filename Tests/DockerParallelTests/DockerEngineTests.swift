@@ -167,7 +167,7 @@ struct DockerEngineTests {
             verbosity: 0)
         try await cluster.withStarted { cluster in
             // Swift tasks from the added program, and `sleep` from the base image.
-            #expect(try await cluster.map(["a", "b"], using: BuiltinEcho.self) == ["a", "b"])
+            #expect(try await cluster.map([3, 4], using: Square.self) == [9, 16])
             for try await result in try await cluster.submitCommands(try CommandTemplate(["sh", "-c", "sleep 0; echo ok"]), inputs: ["x"]).results() {
                 #expect(result.output == Data("ok\n".utf8), "\(result.error ?? "")")
             }

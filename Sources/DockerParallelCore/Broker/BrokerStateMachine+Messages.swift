@@ -15,7 +15,11 @@ extension BrokerStateMachine {
             return reply(.error(code: .protocolViolation, message: "hello was already sent on this connection"))
 
         case .submit(let jobID, let options, let tasks):
-            if let refusal = Self.refusal(jobID: jobID, options: options) ?? storageRefusal { return reply(refusal) }
+            // A job's later batches, or a submit sent again, are no new job.
+            let known = queue.status(jobID: jobID) != nil
+            if let refusal = Self.refusal(jobID: jobID, options: options) ?? (known ? nil : storageRefusal) {
+                return reply(refusal)
+            }
             let outcome = queue.submit(jobID: jobID, options: options, tasks: tasks)
             var actions = reply(.submitted(accepted: outcome.accepted, duplicates: outcome.duplicates))
             actions.changes.append(.submit(jobID: jobID, options: options, tasks: tasks))

@@ -44,6 +44,8 @@ package struct BrokerStateMachine: Sendable {
         package var credit = 0
         /// Leases the worker holds.
         package var leases: Set<LeaseID> = []
+        /// The credit of a worker gone silent (its leases expired), set aside until it speaks again.
+        package var creditWhileSilent: Int?
     }
 
     /// A peer watching a job, and the request its results answer.
@@ -141,7 +143,7 @@ package struct BrokerStateMachine: Sendable {
     /// Leases whose time is up go back to the queue (or fail, out of attempts).
     ///
     /// A worker whose leases expired has gone silent (a partition, a stopped process): it keeps
-    /// none of them and gets no more tasks until it speaks again (its next report brings credit).
+    /// none of them and gets no more tasks until it speaks again; its credit waits until then.
     package mutating func expireLeases(now: Duration) -> BrokerActions {
         let leased = queue.leaseCount
         let failed = queue.expireLeases(now: now.inSeconds)
@@ -152,6 +154,7 @@ package struct BrokerStateMachine: Sendable {
                 guard !expired.isEmpty else { continue }
                 update(id) { peer in
                     peer.leases.subtract(expired)
+                    peer.creditWhileSilent = (peer.creditWhileSilent ?? 0) + peer.credit
                     peer.credit = 0
                 }
             }
@@ -172,6 +175,13 @@ package struct BrokerStateMachine: Sendable {
         if refused.contains(id) { return BrokerActions() }
         if awaitingHello.contains(id) { return hello(message, requestID: requestID, from: id) }
         guard let role = peers[id]?.role else { return BrokerActions() }
+        if let saved = peers[id]?.creditWhileSilent {
+            // A silent worker speaks again: its credit comes back.
+            update(id) { peer in
+                peer.credit += saved
+                peer.creditWhileSilent = nil
+            }
+        }
         var actions = handle(message, requestID: requestID, from: id, role: role, now: now)
         if message.isSubmit, configuration.isDurable {
             // The connection reads nothing more until this submit is stored, or refused.

@@ -14,6 +14,10 @@ public struct ClusterContext: Sendable {
     public var verbosity: Int
     /// Where the provider logs.
     public var logger: Logger
+    /// Whether ``CloudProvider/runServer(context:container:hardware:)`` restarts a server that
+    /// died: it then starts one only while the server's static data is still stored, so that a
+    /// server stopped on purpose meanwhile (by another process) stays stopped.
+    public var isRestart = false
 
     /// Creates a context.
     public init(

@@ -38,6 +38,11 @@ final class GroupCommitter: Sendable {
     /// Why the store cannot write now (its disk is full), while it cannot.
     private let storageFull = NIOLockedValueBox<String?>(nil)
     private let storageHandler = NIOLockedValueBox<(@Sendable (String?) -> Void)?>(nil)
+    /// A batch that found the disk full, tried again on its own (before what came since) until
+    /// it is written. Only the committer's queue touches it.
+    private let stuck = NIOLockedValueBox<Pending?>(nil)
+    /// Set once the server stops: retries and the watch for room end.
+    private let closed = NIOLockedValueBox(false)
     /// How long a write that found the disk full waits before it is tried again.
     static let retryWhenFull = DispatchTimeInterval.milliseconds(250)
     /// Whether an event loop writes a small batch itself (see ``startWriting()``).
@@ -134,14 +139,24 @@ final class GroupCommitter: Sendable {
         }
     }
 
-    /// Waits until everything enqueued so far is stored and performed.
-    func flush() async {
+    /// Writes everything enqueued so far, and performs what waited for it.
+    /// - Returns: How many changes could not be written (the disk is full).
+    func flush() async -> Int {
         await withCheckedContinuation { continuation in
             queue.async {
+                self.drain()
                 self.writeWaiting()
-                continuation.resume()
+                let unwritten = (self.stuck.withLockedValue { $0?.changes.count } ?? 0)
+                    + self.pending.withLockedValue { $0.changes.count }
+                    + self.waiting.withLockedValue { $0.changes.count }
+                continuation.resume(returning: unwritten)
             }
         }
+    }
+
+    /// Ends the retries of a full disk and the watch for room: the server stopped.
+    func close() {
+        closed.withLockedValue { $0 = true }
     }
 
     /// Writes what is pending, batch after batch, until nothing is; after `batches` batches
@@ -155,15 +170,14 @@ final class GroupCommitter: Sendable {
                 Self.perform(batch.outputs)
                 for work in batch.afterWrite { perform(work) }
             } catch let error where store?.isFull(error) ?? false {
-                // Nothing was written, and nothing that waits for it is done: the batch goes
-                // back in front of what came since, and is tried again until there is space.
-                pending.withLockedValue { pending in
-                    pending.changes = batch.changes + pending.changes
-                    pending.outputs = batch.outputs + pending.outputs
-                    pending.afterWrite = batch.afterWrite + pending.afterWrite
-                }
+                // Nothing was written, and nothing that waits for it is done: the batch is tried
+                // again on its own, before what came since, until there is space.
+                stuck.withLockedValue { $0 = batch }
                 diskFilled(error)
-                queue.asyncAfter(deadline: .now() + Self.retryWhenFull) { self.drain() }
+                queue.asyncAfter(deadline: .now() + Self.retryWhenFull) { [weak self] in
+                    guard let self, !self.closed.withLockedValue({ $0 }) else { return }
+                    self.drain()
+                }
                 return
             } catch {
                 // Nothing is acknowledged that is not durable: the waiting peers get no answer
@@ -181,16 +195,19 @@ final class GroupCommitter: Sendable {
 
     /// Whether nothing is pending; writing then stops.
     private func isIdle() -> Bool {
-        pending.withLockedValue { pending in
+        if stuck.withLockedValue({ $0 != nil }) { return false }
+        return pending.withLockedValue { pending in
             let idle = pending.changes.isEmpty && pending.outputs.isEmpty && pending.afterWrite.isEmpty
             if idle { pending.draining = false }
             return idle
         }
     }
 
-    /// Takes everything pending; `nil`, and writing stops, when nothing is.
+    /// Takes the batch that found the disk full, else everything pending; `nil`, and writing
+    /// stops, when nothing is.
     private func takeBatch() -> Pending? {
-        pending.withLockedValue { pending -> Pending? in
+        if let batch = stuck.withLockedValue({ stuck in defer { stuck = nil }; return stuck }) { return batch }
+        return pending.withLockedValue { pending -> Pending? in
             if pending.changes.isEmpty && pending.outputs.isEmpty && pending.afterWrite.isEmpty {
                 pending.draining = false
                 return nil
@@ -290,7 +307,8 @@ final class GroupCommitter: Sendable {
     /// Until the disk has room for the reserve twice over, looks again every half second; then
     /// makes the reserve again and lets the broker take new tasks.
     private func watchForRoom() {
-        queue.asyncAfter(deadline: .now() + .milliseconds(500)) {
+        queue.asyncAfter(deadline: .now() + .milliseconds(500)) { [weak self] in
+            guard let self, !self.closed.withLockedValue({ $0 }) else { return }
             guard self.reserve?.refill() ?? true else {
                 self.watchForRoom()
                 return
@@ -319,7 +337,8 @@ final class GroupCommitter: Sendable {
             return true
         }
         guard schedule else { return }
-        queue.asyncAfter(deadline: .now() + Self.maximumWait) {
+        queue.asyncAfter(deadline: .now() + Self.maximumWait) { [weak self] in
+            guard let self, !self.closed.withLockedValue({ $0 }) else { return }
             self.waiting.withLockedValue { $0.timerSet = false }
             do {
                 try self.write([], barrier: false)

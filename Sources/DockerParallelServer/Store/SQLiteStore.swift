@@ -44,11 +44,18 @@ struct SQLiteStore: BrokerStore {
                     CREATE INDEX IF NOT EXISTS attempts_by_task ON attempts(job, idx);
                     CREATE TABLE IF NOT EXISTS starts(at REAL NOT NULL);
                     """)
-                // Attempts that ran when the server stopped can only have been lost.
-                try db.execute(
-                    sql: "UPDATE attempts SET outcome = 'lost', ended = ?, error = ? WHERE outcome = 'running'",
-                    arguments: [Date().timeIntervalSince1970, "the server stopped while it ran"])
-                try db.execute(sql: "INSERT INTO starts(at) VALUES (?)", arguments: [Date().timeIntervalSince1970])
+            }
+            do {
+                try database.write { db in
+                    // Attempts that ran when the server stopped can only have been lost.
+                    try db.execute(
+                        sql: "UPDATE attempts SET outcome = 'lost', ended = ?, error = ? WHERE outcome = 'running'",
+                        arguments: [Date().timeIntervalSince1970, "the server stopped while it ran"])
+                    try db.execute(sql: "INSERT INTO starts(at) VALUES (?)", arguments: [Date().timeIntervalSince1970])
+                }
+            } catch where Self.isFull(error) {
+                // On a full disk the server still starts: the attempt log and the count of
+                // starts are brought up to date at its next start.
             }
             let starts = try database.read { db in
                 try Row.fetchOne(db, sql: "SELECT count(*), min(at) FROM starts")
