@@ -211,11 +211,13 @@ public actor DockerEngineProvider: CloudProvider {
             throw DockerParallelError(
                 .serverStartFailed, "the server container of '\(context.configuration.jobQueueName)' is not running")
         }
-        let published = Endpoint(host: configuration.serverAddress, port: port)
+        // Off the host network, or on a host address off loopback, the server speaks TLS.
+        let offLoopback = !usesHostNetwork || !TransportSecurity.isLoopback(configuration.serverAddress)
+        let published = Endpoint(host: configuration.serverAddress, port: port, usesTLS: offLoopback)
         guard !usesHostNetwork, let address = server.address(on: configuration.networkMode) else {
             return ServerEndpoints(publicEndpoint: published, privateEndpoint: published)
         }
-        return ServerEndpoints(publicEndpoint: published, privateEndpoint: Endpoint(host: address, port: port))
+        return ServerEndpoints(publicEndpoint: published, privateEndpoint: Endpoint(host: address, port: port, usesTLS: true))
     }
 
     public func setWorkerNumber(

@@ -24,7 +24,8 @@ extension DockerCluster {
                 .serverNotRunning, "The server of '\(configuration.jobQueueName)' is not running: start the cluster first")
         }
         let hello = Hello(role: .client, password: configuration.serverPassword.value, name: "client-\(ProcessInfo.processInfo.processIdentifier)")
-        let connection = try await PeerConnection.connect(to: endpoint, hello: hello, on: eventLoop)
+        let connection = try await PeerConnection.connect(
+            to: endpoint, hello: hello, on: eventLoop, certificateAuthority: configuration.transportSecurity.certificateAuthority)
         self.connection = connection
         return connection
     }

@@ -156,6 +156,10 @@ public actor DockerCluster {
         if isServerRunning { try await updateServerStatus() }
         guard !isServerRunning else { return }
         try await adoptStoredIdentity()
+        if configuration.transportSecurity.mode == .tls, !configuration.transportSecurity.hasServerCertificate {
+            // The cluster's own authority, made once and kept with its static data.
+            configuration.transportSecurity = try ClusterCertificates.make(jobQueueName: configuration.jobQueueName)
+        }
         say("Deploying server container")
         let container = serverContainer.configuredAsServer(configuration: configuration)
         var context = context()

@@ -68,6 +68,9 @@ public enum DockerParallelMain {
             unixSocketPath: environment[EnvironmentKey.unixSocketPath].flatMap { $0.isEmpty ? nil : $0 })
         configuration.writesSmallBatchesOnEventLoop = environment[EnvironmentKey.storeWritesOnEventLoop] != "0"
         configuration.preferredPort = try integer(EnvironmentKey.preferredPort, in: environment)
+        configuration.tlsCertificateChain = environment[EnvironmentKey.tlsCertificate].flatMap { $0.isEmpty ? nil : $0 }
+        configuration.tlsPrivateKey = environment[EnvironmentKey.tlsPrivateKey].flatMap { $0.isEmpty ? nil : ServerPassword($0) }
+        configuration.allowsPlainTextOffLoopback = environment[EnvironmentKey.insecurePlainText] == "1"
         try await runServer(
             configuration: configuration, endpointFile: environment[EnvironmentKey.endpointFile],
             ownerProcessID: try integer(EnvironmentKey.ownerProcessID, in: environment).map { pid_t($0) }, logger: logger)
@@ -98,8 +101,10 @@ public enum DockerParallelMain {
         }
         let name = environment[EnvironmentKey.workerName] ?? "\(ProcessInfo.processInfo.hostName)-\(getpid())"
         var configuration = WorkerConfiguration(
-            server: Endpoint(host: host, port: port), password: ServerPassword(password), name: name,
+            server: Endpoint(host: host, port: port, usesTLS: environment[EnvironmentKey.tls] == "1"),
+            password: ServerPassword(password), name: name,
             slots: try integer(EnvironmentKey.slots, in: environment) ?? 1, registry: registry)
+        configuration.certificateAuthority = environment[EnvironmentKey.tlsCertificateAuthority].flatMap { $0.isEmpty ? nil : $0 }
         if let endpointFile = environment[EnvironmentKey.endpointFile] {
             configuration.serverLocator = { readEndpoint(endpointFile) }
         }

@@ -21,8 +21,13 @@ final class BrokerConnectionHandler: ChannelInboundHandler {
         self.logger = logger
     }
 
+    /// Added once the connection's first bytes said what it speaks: it is active already.
+    func handlerAdded(context: ChannelHandlerContext) {
+        if context.channel.isActive, peer == nil { peer = broker.opened(context.channel) }
+    }
+
     func channelActive(context: ChannelHandlerContext) {
-        peer = broker.opened(context.channel)
+        if peer == nil { peer = broker.opened(context.channel) }
         context.fireChannelActive()
     }
 

@@ -5,6 +5,7 @@ import Logging
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
+import NIOSSL
 import ServiceLifecycle
 
 /// The DockerParallel server: one port, authenticated connections from clients and workers,
@@ -77,6 +78,8 @@ public final class BrokerServer: Service {
             serverChannel.withLockedValue { $0 }?.close(promise: nil)
         }
         let maximumFrameLength = configuration.maximumFrameLength
+        let tls = try Self.tlsContext(configuration, logger: logger)
+        let allowsPlainText = configuration.allowsPlainTextOffLoopback
         // Every connection on one event loop: the broker's events run under one lock anyway,
         // and a frame for another connection is then written without waking another thread
         // (a round trip took 450 µs instead of 600 µs here).
@@ -86,8 +89,13 @@ public final class BrokerServer: Service {
             connections.withLockedValue { $0[id] = channel }
             channel.closeFuture.whenComplete { _ in _ = connections.withLockedValue { $0.removeValue(forKey: id) } }
             return channel.eventLoop.makeCompletedFuture {
-                try channel.pipeline.syncOperations.addFrameCodec(maximumLength: maximumFrameLength)
-                try channel.pipeline.syncOperations.addHandler(BrokerConnectionHandler(broker: broker, logger: logger))
+                // What the connection speaks is known from its first byte.
+                try channel.pipeline.syncOperations.addHandler(ConnectionSniffer(
+                    tls: tls, allowsPlainTextOffLoopback: allowsPlainText, logger: logger
+                ) { pipeline in
+                    try pipeline.addFrameCodec(maximumLength: maximumFrameLength)
+                    try pipeline.addHandler(BrokerConnectionHandler(broker: broker, logger: logger))
+                })
             }
         }
         let bootstrap = ServerBootstrap(group: loop)
@@ -131,7 +139,9 @@ public final class BrokerServer: Service {
         serverChannel.withLockedValue { $0 = channel }
         let port = channel.localAddress?.port ?? configuration.port
         logger.debug("server listening", metadata: ["host": "\(configuration.host)", "port": "\(port)"])
-        onBound(Endpoint(host: configuration.host, port: port, unixSocketPath: socketChannel == nil ? nil : configuration.unixSocketPath))
+        onBound(Endpoint(
+            host: configuration.host, port: port, unixSocketPath: socketChannel == nil ? nil : configuration.unixSocketPath,
+            usesTLS: tls != nil && !TransportSecurity.isLoopback(configuration.host)))
 
         // Restored tasks wait on disk; the first load brings them in.
         broker.loaded([])
@@ -168,6 +178,37 @@ public final class BrokerServer: Service {
         logger.debug("server stopped")
         if let error = storeFailed.withLockedValue({ $0 }) {
             throw DockerParallelError(.providerFailed, "the broker's store failed: \(error)", underlying: nil)
+        }
+    }
+}
+
+extension BrokerServer {
+    /// The TLS context of a server with a certificate; `nil` without one, which only a server on
+    /// loopback, or one opted out of TLS, may be.
+    static func tlsContext(_ configuration: ServerConfiguration, logger: Logger) throws -> NIOSSLContext? {
+        let offLoopback = !TransportSecurity.isLoopback(configuration.host)
+        guard let chain = configuration.tlsCertificateChain, let key = configuration.tlsPrivateKey else {
+            if offLoopback {
+                guard configuration.allowsPlainTextOffLoopback else {
+                    throw DockerParallelError(
+                        .serverStartFailed,
+                        "the server listens on \(configuration.host), off loopback, without a TLS certificate: give it one (DOCKERPARALLEL_TLS_CERTIFICATE and DOCKERPARALLEL_TLS_KEY; a DockerCluster makes its own), or opt out of TLS with DOCKERPARALLEL_INSECURE_PLAINTEXT=1")
+                }
+                logger.warning("INSECURE: serving plain text off loopback: anyone on the network path can read the cluster password and its tasks")
+            }
+            return nil
+        }
+        if configuration.allowsPlainTextOffLoopback {
+            logger.warning("INSECURE: peers off loopback may connect in plain text: anyone on the network path can read the cluster password and its tasks")
+        }
+        do {
+            let certificates = try NIOSSLCertificate.fromPEMBytes(Array(chain.utf8))
+            let privateKey = try NIOSSLPrivateKey(bytes: Array(key.value.utf8), format: .pem)
+            let tls = TLSConfiguration.makeServerConfiguration(
+                certificateChain: certificates.map { .certificate($0) }, privateKey: .privateKey(privateKey))
+            return try NIOSSLContext(configuration: tls)
+        } catch {
+            throw DockerParallelError(.serverStartFailed, "the server's TLS certificate or key cannot be used: \(error)")
         }
     }
 }

@@ -30,6 +30,14 @@ public struct ServerConfiguration: Sendable {
     /// blocking SQLite write on the loop, and the faster path for a lone change: see
     /// ``GroupCommitter`` and the benchmark's durable round-trip rows.
     public var writesSmallBatchesOnEventLoop: Bool = true
+    /// The certificate chain (PEM) the server presents over TLS; with ``tlsPrivateKey``, peers
+    /// off this machine must use TLS.
+    public var tlsCertificateChain: String?
+    /// The private key (PEM) of ``tlsCertificateChain``.
+    public var tlsPrivateKey: ServerPassword?
+    /// Serve plain text to peers off this machine too: an explicit, loud opt-out of TLS. Without
+    /// it, a server that binds anything but loopback refuses to start without a certificate.
+    public var allowsPlainTextOffLoopback = false
     /// Bytes kept free on the store's disk for the tasks already taken (default 16 MiB): when
     /// the disk fills, the server gives them back and takes no new tasks until it has room for
     /// them twice over again (see ``StorageReserve``).

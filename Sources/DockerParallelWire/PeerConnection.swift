@@ -4,6 +4,7 @@ import Logging
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
+import NIOSSL
 
 /// A client's or worker's authenticated connection to the server.
 ///
@@ -16,6 +17,8 @@ package final class PeerConnection: Sendable {
         var pending: [UInt32: @Sendable (Result<ServerMessage, any Error>) -> Void] = [:]
         var streams: [UInt32: AsyncThrowingStream<ServerMessage, any Error>.Continuation] = [:]
         var closed = false
+        /// The error that closed the connection, if one did (a failed TLS handshake).
+        var closeReason: String?
         var pushHandler: (@Sendable (ServerMessage?) -> Void)?
     }
 
@@ -43,8 +46,11 @@ package final class PeerConnection: Sendable {
     ///   - timeout: Seconds to wait for the connection and the server's welcome.
     ///   - eventLoop: The loop that serves the connection (default: one of the shared loops).
     /// - Throws: `.connectionFailed` when nothing answers, `.authenticationFailed` on a wrong password.
+    ///   - certificateAuthority: The authority (PEM) to trust for a server that speaks TLS; `nil`
+    ///     trusts the system's authorities and checks the server's host name.
     package static func connect(
-        to endpoint: Endpoint, hello: Hello, timeout: Double = 10, on eventLoop: (any EventLoop)? = nil
+        to endpoint: Endpoint, hello: Hello, timeout: Double = 10, on eventLoop: (any EventLoop)? = nil,
+        certificateAuthority: String? = nil
     ) async throws -> PeerConnection {
         let group: any EventLoopGroup = eventLoop ?? MultiThreadedEventLoopGroup.singleton
         let bootstrap = ClientBootstrap(group: group).connectTimeout(.milliseconds(Int64(timeout * 1000)))
@@ -66,13 +72,28 @@ package final class PeerConnection: Sendable {
                 .connectionFailed,
                 "cannot connect to the DockerParallel server at \(endpoint): \(error). Is the cluster's server running?")
         }
+        // TLS over the network; the unix socket stays on this machine.
+        let tls = try endpoint.usesTLS && !(channel.localAddress?.protocol == .unix)
+            ? Self.tlsContext(trusting: certificateAuthority, endpoint: endpoint) : nil
         let connection = PeerConnection(channel: channel)
         try await channel.eventLoop.submit {
+            if let tls {
+                let hostname = certificateAuthority == nil && !Self.isAddress(endpoint.host) ? endpoint.host : nil
+                try channel.pipeline.syncOperations.addHandler(try NIOSSLClientHandler(context: tls, serverHostname: hostname))
+            }
             try channel.pipeline.syncOperations.addFrameCodec()
             try channel.pipeline.syncOperations.addHandler(PeerHandler(connection: connection))
         }.get()
         do {
-            let reply = try await connection.request(.hello(hello), timeout: timeout)
+            let reply: ServerMessage
+            do {
+                reply = try await connection.request(.hello(hello), timeout: timeout)
+            } catch let error as DockerParallelError where tls != nil && error.code == .connectionFailed {
+                throw DockerParallelError(
+                    .connectionFailed,
+                    "the TLS handshake with the server at \(endpoint) failed (\(connection.closeReason ?? error.message)): its certificate is not one this cluster's authority signed, or it does not speak TLS",
+                    underlying: error)
+            }
             guard case .welcome(let leaseDuration) = reply else {
                 throw DockerParallelError(.protocolViolation, "the server answered hello with \(reply)")
             }
@@ -82,6 +103,31 @@ package final class PeerConnection: Sendable {
             connection.close()
             throw error
         }
+    }
+
+    /// A TLS client context that trusts `authority` (PEM) alone, pinned, or the system's
+    /// authorities when it is `nil`.
+    static func tlsContext(trusting authority: String?, endpoint: Endpoint) throws -> NIOSSLContext {
+        var configuration = TLSConfiguration.makeClientConfiguration()
+        if let authority {
+            do {
+                configuration.trustRoots = .certificates(try NIOSSLCertificate.fromPEMBytes(Array(authority.utf8)))
+            } catch {
+                throw DockerParallelError(.invalidArgument, "the cluster's certificate authority cannot be read: \(error)")
+            }
+            // The authority signs this cluster's server alone; platforms choose its addresses.
+            configuration.certificateVerification = .noHostnameVerification
+        }
+        do {
+            return try NIOSSLContext(configuration: configuration)
+        } catch {
+            throw DockerParallelError(.connectionFailed, "cannot set up TLS for \(endpoint): \(error)")
+        }
+    }
+
+    /// Whether a host is an IP address rather than a name.
+    static func isAddress(_ host: String) -> Bool {
+        host.contains(":") || host.split(separator: ".").allSatisfy { Int($0) != nil }
     }
 
     /// Sends a request and waits for its reply.
@@ -174,6 +220,15 @@ package final class PeerConnection: Sendable {
     /// Whether the connection is still open.
     package var isOpen: Bool { !state.withLockedValue { $0.closed } }
 
+    /// The error that closed the connection, if one did.
+    package var closeReason: String? { state.withLockedValue { $0.closeReason } }
+
+    fileprivate func failed(_ error: any Error) {
+        state.withLockedValue { state in
+            if state.closeReason == nil { state.closeReason = "\(error)" }
+        }
+    }
+
     /// Completes when the connection has closed.
     package func closed() async {
         try? await channel.closeFuture.get()
@@ -247,6 +302,7 @@ private final class PeerHandler: ChannelInboundHandler, Sendable {
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        connection.failed(error)
         context.close(promise: nil)
     }
 }

@@ -66,7 +66,8 @@ public final class Worker: Service {
         while true {
             if let located = configuration.serverLocator?() { server = located }
             do {
-                return try await PeerConnection.connect(to: server, hello: hello)
+                return try await PeerConnection.connect(
+                    to: server, hello: hello, certificateAuthority: configuration.certificateAuthority)
             } catch let error as DockerParallelError where error.code == .authenticationFailed || error.code == .protocolViolation {
                 throw error
             } catch {

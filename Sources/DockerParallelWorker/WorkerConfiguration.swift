@@ -9,6 +9,8 @@ public struct WorkerConfiguration: Sendable {
     public var serverLocator: (@Sendable () -> Endpoint?)?
     /// The cluster password.
     public var password: ServerPassword
+    /// The certificate authority (PEM) to trust for a server that speaks TLS; `nil`: the system's.
+    public var certificateAuthority: String?
     /// A name shown in the server's status.
     public var name: String
     /// Tasks run at once.

@@ -29,12 +29,15 @@ struct PartitionTests {
         try await withPartitionedCluster(name: "cutworker", workers: 0) { cluster, namespace, state in
             let port = try #require(await cluster.runtime.serverEndpoints?.publicEndpoint?.port)
             let password = await cluster.configuration.serverPassword.value
+            // Off loopback the server speaks TLS: the worker trusts the cluster's own authority.
+            let authority = try #require(await cluster.configuration.transportSecurity.certificateAuthority)
             let cutOff = try namespace.process(Binaries.dockerparallel, [])
             cutOff.environment = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("DOCKERPARALLEL_") }.merging([
                 "DOCKERPARALLEL_ROLE": "worker", "DOCKERPARALLEL_PASSWORD": password,
                 "DOCKERPARALLEL_HOST": namespace.hostAddress, "DOCKERPARALLEL_PORT": String(port),
                 "DOCKERPARALLEL_WORKER_NAME": "cut-off", "DOCKERPARALLEL_SLOTS": "2",
                 "DOCKERPARALLEL_OWNER_PID": String(getpid()),
+                "DOCKERPARALLEL_TLS": "1", "DOCKERPARALLEL_TLS_CA": authority,
             ]) { $1 }
             let log = "\(state)/cut-off.log"
             cutOff.standardOutput = FileHandle.nullDevice

@@ -18,6 +18,9 @@ public struct ClusterConfiguration: Sendable, Codable, Equatable {
     public var serverWorkerSameLAN: Bool
     /// Whether the client reaches the server by its private address.
     public var serverClientSameLAN: Bool
+    /// How connections off loopback are protected: TLS by default, with a certificate authority
+    /// the cluster makes itself when it first starts its server (see ``TransportSecurity``).
+    public var transportSecurity: TransportSecurity = .automatic
 
     /// The job queue name used when none is given.
     public static let defaultJobQueueName = "DockerParallelQueue"
@@ -52,6 +55,25 @@ public struct ClusterConfiguration: Sendable, Codable, Equatable {
         self.serverPassword = serverPassword
         self.serverWorkerSameLAN = serverWorkerSameLAN
         self.serverClientSameLAN = serverClientSameLAN
+    }
+
+    private enum CodingKeys: String, CodingKey {
+        case jobQueueName, expectedWorkerNumber, workerHardware, serverHardware, serverPort, serverPassword
+        case serverWorkerSameLAN, serverClientSameLAN, transportSecurity
+    }
+
+    /// Decodes a configuration; one stored before ``transportSecurity`` existed gets the default.
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        jobQueueName = try container.decode(String.self, forKey: .jobQueueName)
+        expectedWorkerNumber = try container.decode(Int.self, forKey: .expectedWorkerNumber)
+        workerHardware = try container.decode(Hardware.self, forKey: .workerHardware)
+        serverHardware = try container.decode(Hardware.self, forKey: .serverHardware)
+        serverPort = try container.decode(Int.self, forKey: .serverPort)
+        serverPassword = try container.decode(ServerPassword.self, forKey: .serverPassword)
+        serverWorkerSameLAN = try container.decode(Bool.self, forKey: .serverWorkerSameLAN)
+        serverClientSameLAN = try container.decode(Bool.self, forKey: .serverClientSameLAN)
+        transportSecurity = try container.decodeIfPresent(TransportSecurity.self, forKey: .transportSecurity) ?? .automatic
     }
 
     /// Checks that a job queue name can name a cluster: letters, digits, `-`, `_` and `.`, at most 64.

@@ -29,26 +29,46 @@ public struct Endpoint: Sendable, Codable, Hashable, CustomStringConvertible {
     /// A unix domain socket of the same server: peers on its machine connect through it when it
     /// is there (a message costs the kernel less than over TCP), and through host and port otherwise.
     public var unixSocketPath: String?
+    /// Whether host and port speak TLS (a server off loopback); the unix socket never does.
+    public var usesTLS: Bool
 
     /// Creates an endpoint.
-    public init(host: String, port: Int, unixSocketPath: String? = nil) {
+    public init(host: String, port: Int, unixSocketPath: String? = nil, usesTLS: Bool = false) {
         self.host = host
         self.port = port
         self.unixSocketPath = unixSocketPath
+        self.usesTLS = usesTLS
+    }
+
+    private enum CodingKeys: String, CodingKey {
+        case host, port, unixSocketPath, usesTLS
+    }
+
+    /// Decodes an endpoint; one stored before TLS existed is plain.
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        host = try container.decode(String.self, forKey: .host)
+        port = try container.decode(Int.self, forKey: .port)
+        unixSocketPath = try container.decodeIfPresent(String.self, forKey: .unixSocketPath)
+        usesTLS = try container.decodeIfPresent(Bool.self, forKey: .usesTLS) ?? false
     }
 
     public var description: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
 
-    /// The line a server writes to its endpoint file: `host port`, then the socket's path if any.
+    /// The line a server writes to its endpoint file: `host port`, then the socket's path if any;
+    /// `tls ` first when host and port speak TLS.
     public var fileLine: String {
-        ["\(host) \(port)", unixSocketPath].compactMap { $0 }.joined(separator: " ")
+        (usesTLS ? "tls " : "") + ["\(host) \(port)", unixSocketPath].compactMap { $0 }.joined(separator: " ")
     }
 
     /// Reads a line that ``fileLine`` wrote; `nil` when it is not one.
     public init?(fileLine: String) {
-        let parts = fileLine.trimmingCharacters(in: .whitespacesAndNewlines).split(separator: " ", maxSplits: 2)
+        var line = Substring(fileLine.trimmingCharacters(in: .whitespacesAndNewlines))
+        let usesTLS = line.hasPrefix("tls ")
+        if usesTLS { line = line.dropFirst(4) }
+        let parts = line.split(separator: " ", maxSplits: 2)
         guard parts.count >= 2, let port = Int(parts[1]) else { return nil }
-        self.init(host: String(parts[0]), port: port, unixSocketPath: parts.count == 3 ? String(parts[2]) : nil)
+        self.init(host: String(parts[0]), port: port, unixSocketPath: parts.count == 3 ? String(parts[2]) : nil, usesTLS: usesTLS)
     }
 }
 

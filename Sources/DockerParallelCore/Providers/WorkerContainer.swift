@@ -55,6 +55,16 @@ public enum EnvironmentKey {
     public static let leaseDuration = "DOCKERPARALLEL_LEASE_SECONDS"
     /// The SQLite file where the server keeps tasks and results across restarts.
     public static let storePath = "DOCKERPARALLEL_STORE"
+    /// `1` when the worker's server speaks TLS at ``host`` and ``port``.
+    public static let tls = "DOCKERPARALLEL_TLS"
+    /// The certificate authority (PEM) workers and clients trust for the server.
+    public static let tlsCertificateAuthority = "DOCKERPARALLEL_TLS_CA"
+    /// The server's certificate chain (PEM).
+    public static let tlsCertificate = "DOCKERPARALLEL_TLS_CERTIFICATE"
+    /// The server's private key (PEM): a secret, like the password.
+    public static let tlsPrivateKey = "DOCKERPARALLEL_TLS_KEY"
+    /// `1`: serve plain text to peers off loopback too (an explicit, loud opt-out of TLS).
+    public static let insecurePlainText = "DOCKERPARALLEL_INSECURE_PLAINTEXT"
     /// A name for the worker, shown in status.
     public static let workerName = "DOCKERPARALLEL_WORKER_NAME"
     /// `0` makes the server write every batch of changes on its committer's thread, never a
@@ -77,6 +87,10 @@ extension WorkerContainer {
         copy.environment[EnvironmentKey.password] = configuration.serverPassword.value
         copy.environment[EnvironmentKey.port] = String(configuration.serverPort)
         copy.environment[EnvironmentKey.jobQueueName] = configuration.jobQueueName
+        let security = configuration.transportSecurity
+        copy.environment[EnvironmentKey.tlsCertificate] = security.serverCertificateChain
+        copy.environment[EnvironmentKey.tlsPrivateKey] = security.serverPrivateKey?.value
+        copy.environment[EnvironmentKey.insecurePlainText] = security.mode == .insecurePlainText ? "1" : nil
         return copy
     }
 
@@ -89,6 +103,8 @@ extension WorkerContainer {
         copy.environment[EnvironmentKey.port] = String(server.port)
         copy.environment[EnvironmentKey.jobQueueName] = configuration.jobQueueName
         copy.environment[EnvironmentKey.slots] = String(workerNumber)
+        copy.environment[EnvironmentKey.tls] = server.usesTLS ? "1" : nil
+        copy.environment[EnvironmentKey.tlsCertificateAuthority] = configuration.transportSecurity.certificateAuthority
         return copy
     }
 
