@@ -176,6 +176,6 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
-        .testTarget(name: "CLITests", dependencies: ["DockerParallelCore", "DockerParallelTestKit"]),
+        .testTarget(name: "CLITests", dependencies: ["DockerParallel", "DockerParallelCore", "DockerParallelTestKit"]),
     ]
 )

@@ -36,6 +36,7 @@
 @_exported import protocol DockerParallelCore.WorkerContainer
 @_exported import struct DockerParallelCore.ClusterContext
 @_exported import struct DockerParallelCore.StaticData
+@_exported import struct DockerParallelCore.TransportSecurity
 @_exported import enum DockerParallelCore.EnvironmentKey
 @_exported import struct DockerParallelCore.ScalingPlan
 

@@ -22,7 +22,25 @@ struct Up: AsyncParsableCommand {
     @Option(name: [.long, .customLong("slots-per-container")], help: "Worker slots per worker process (or container).")
     var slotsPerProcess: Int = 1
 
+    @Option(help: "The server's TLS certificate chain (PEM file), instead of the cluster's own.")
+    var tlsCertificate: String?
+
+    @Option(help: "The private key (PEM file) of --tls-certificate.")
+    var tlsKey: String?
+
+    @Option(help: "The authority (PEM file) that signed --tls-certificate, for clients and workers to trust (default: the system's).")
+    var tlsCa: String?
+
+    @Flag(help: "Serve plain text off loopback too: anyone on the network path can read the password and the tasks.")
+    var insecurePlaintext = false
+
     mutating func validate() throws {
+        guard (tlsCertificate == nil) == (tlsKey == nil) else {
+            throw ValidationError("--tls-certificate and --tls-key go together: give both, or neither for the cluster's own authority")
+        }
+        guard !insecurePlaintext || tlsCertificate == nil else {
+            throw ValidationError("--insecure-plaintext and --tls-certificate contradict each other: choose one")
+        }
         guard (workers ?? 0) >= 0 else { throw ValidationError("--workers must be 0 or more") }
         guard (0...65535).contains(port) else { throw ValidationError("--port must be between 0 and 65535") }
         guard slotsPerProcess >= 1 else { throw ValidationError("--slots-per-process must be at least 1") }
@@ -30,10 +48,12 @@ struct Up: AsyncParsableCommand {
 
     func run() async throws {
         try ClusterConfiguration.validate(jobQueueName: cluster.name)
+        var configuration = ClusterConfiguration(jobQueueName: cluster.name, expectedWorkerNumber: workers ?? 1, serverPort: port)
+        configuration.transportSecurity = try transportSecurity()
         let handle = try DockerCluster(
             provider: cluster.provider,
             workerContainer: cluster.platform.workerContainer(slots: slotsPerProcess),
-            configuration: ClusterConfiguration(jobQueueName: cluster.name, expectedWorkerNumber: workers ?? 1, serverPort: port),
+            configuration: configuration,
             verbosity: cluster.verbose ? 2 : 1, stopClusterOnExit: false, logger: CLIEnvironment.messageLogger)
         if try await handle.clusterExists() {
             let reconnected = try await cluster.reconnected()
@@ -63,6 +83,24 @@ struct Up: AsyncParsableCommand {
             throw CLIError("could not start cluster '\(cluster.name)': \(error)")
         }
         print(try await StatusReport.render(handle))
+    }
+
+    /// The cluster's own authority (default), the user's certificate, or the opt-out.
+    private func transportSecurity() throws -> TransportSecurity {
+        if insecurePlaintext {
+            CLIEnvironment.warn("--insecure-plaintext: off loopback, the cluster password and the tasks cross the network in plain text")
+            return .insecurePlainText
+        }
+        guard let tlsCertificate, let tlsKey else { return .automatic }
+        func read(_ path: String, _ option: String) throws -> String {
+            guard let data = FileManager.default.contents(atPath: path) else {
+                throw CLIError("cannot read \(option) \(path): check the path and that you may read it")
+            }
+            return String(decoding: data, as: UTF8.self)
+        }
+        return .certificate(
+            chain: try read(tlsCertificate, "--tls-certificate"), privateKey: try read(tlsKey, "--tls-key"),
+            authority: try tlsCa.map { try read($0, "--tls-ca") })
     }
 }
 

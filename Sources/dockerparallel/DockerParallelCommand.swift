@@ -103,6 +103,11 @@ struct ProviderOptions: ParsableArguments {
     @Option(help: "The containers' network mode (docker provider).")
     var network: String = "host"
 
+    @Option(help: ArgumentHelp(
+        "The address the server listens on and is reached at.",
+        discussion: "Default 127.0.0.1. Off loopback the server speaks TLS, with the cluster's own certificate authority unless `up` is given a certificate."))
+    var listen: String = "127.0.0.1"
+
     var kind: Kind {
         get throws {
             if let provider { return provider }
@@ -117,13 +122,13 @@ struct ProviderOptions: ParsableArguments {
     var dockerConfiguration: DockerEngineProvider.Configuration {
         get throws {
             let host = try dockerHost.map { try DockerHost(parsing: $0) } ?? DockerHost.fromEnvironment()
-            return DockerEngineProvider.Configuration(host: host, networkMode: network)
+            return DockerEngineProvider.Configuration(host: host, networkMode: network, serverAddress: listen)
         }
     }
 
     func provider(stateDirectory: String) throws -> any CloudProvider {
         switch try kind {
-        case .local: LocalProvider(configuration: .init(stateDirectory: stateDirectory))
+        case .local: LocalProvider(configuration: .init(stateDirectory: stateDirectory, host: listen))
         case .docker: try DockerEngineProvider(configuration: dockerConfiguration)
         }
     }
@@ -137,6 +142,11 @@ struct ProviderOptions: ParsableArguments {
 }
 
 enum CLIEnvironment {
+    /// Writes a warning to standard error.
+    static func warn(_ text: String) {
+        FileHandle.standardError.write(Data("dockerparallel: warning: \(text)\n".utf8))
+    }
+
     static func stateDirectory(_ option: String?) -> String {
         if let option { return option }
         if let home = ProcessInfo.processInfo.environment["DOCKERPARALLEL_HOME"], !home.isEmpty {

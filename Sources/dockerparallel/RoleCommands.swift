@@ -25,6 +25,15 @@ struct Server: AsyncParsableCommand {
     @Option(help: "The SQLite file that keeps tasks and results across restarts (default: memory only).")
     var store: String?
 
+    @Option(help: "A TLS certificate chain (PEM file) to serve off loopback (or $DOCKERPARALLEL_TLS_CERTIFICATE).")
+    var tlsCertificate: String?
+
+    @Option(help: "The private key (PEM file) of --tls-certificate (or $DOCKERPARALLEL_TLS_KEY).")
+    var tlsKey: String?
+
+    @Flag(help: "Serve plain text off loopback: anyone on the network path can read the password and the tasks.")
+    var insecurePlaintext = false
+
     func run() async throws {
         let environment = ProcessInfo.processInfo.environment
         guard let password = environment[EnvironmentKey.password], !password.isEmpty else {
@@ -33,9 +42,17 @@ struct Server: AsyncParsableCommand {
         guard leaseSeconds > 0, let lease = Duration(checkedSeconds: leaseSeconds) else {
             throw CLIError("--lease-seconds must be a positive number of seconds, not \(leaseSeconds)")
         }
-        let configuration = ServerConfiguration(
+        var configuration = ServerConfiguration(
             host: host, port: port, password: ServerPassword(password), jobQueueName: name,
             leaseDuration: lease, storePath: store)
+        func pem(_ path: String?, _ key: String) throws -> String? {
+            guard let path else { return environment[key].flatMap { $0.isEmpty ? nil : $0 } }
+            guard let data = FileManager.default.contents(atPath: path) else { throw CLIError("cannot read \(path)") }
+            return String(decoding: data, as: UTF8.self)
+        }
+        configuration.tlsCertificateChain = try pem(tlsCertificate, EnvironmentKey.tlsCertificate)
+        configuration.tlsPrivateKey = try pem(tlsKey, EnvironmentKey.tlsPrivateKey).map(ServerPassword.init)
+        configuration.allowsPlainTextOffLoopback = insecurePlaintext || environment[EnvironmentKey.insecurePlainText] == "1"
         try await DockerParallelMain.runServer(
             configuration: configuration, endpointFile: nil, ownerProcessID: nil,
             logger: DockerParallelMain.makeLogger(label: "dockerparallel.server", environment: environment))

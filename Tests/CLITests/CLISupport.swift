@@ -11,7 +11,7 @@ struct CLI: Sendable {
     }
 
     /// The state folder every command of this CLI uses.
-    let home: String
+    var home: String
 
     init() throws {
         home = NSTemporaryDirectory() + "dp-cli-\(UUID().uuidString.prefix(8))"
