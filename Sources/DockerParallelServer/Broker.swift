@@ -79,6 +79,16 @@ final class Broker: Sendable {
         if let reason = committer.storageFullReason { storageChanged(full: reason) }
     }
 
+    /// What the server reports of itself now (for the HTTP side).
+    func report() -> ServerReport {
+        state.withLockedValue { $0.machine.report(now: now) }
+    }
+
+    /// Why the store takes no new jobs now (its disk is full), or `nil`.
+    var storageFull: String? {
+        state.withLockedValue { $0.machine.storageFull }
+    }
+
     /// The store's disk filled up, or has room again: new jobs are refused meanwhile.
     func storageChanged(full reason: String?) {
         state.withLockedValue { $0.machine.storageChanged(full: reason) }

@@ -64,6 +64,21 @@ struct TLSTests {
                         _ = try await PeerConnection.connect(to: plain, hello: hello, timeout: 5)
                     }
                     #expect(refused?.message.contains("speaks TLS off its machine") == true, "\(String(describing: refused))")
+                    // HTTPS on the same port, trusting the cluster's authority; plain HTTP refused.
+                    let caFile = "\(folder)/ca.pem"
+                    #expect(FileManager.default.createFile(atPath: caFile, contents: Data(authority.utf8)))
+                    // The certificate names `localhost`: curl checks names, so it is told where that is.
+                    let https = "https://localhost:\(endpoint.port)"
+                    let trust = ["--cacert", caFile, "--resolve", "localhost:\(endpoint.port):\(endpoint.host)"]
+                    #expect(try await curl(trust + ["\(https)/healthz"]) == (200, "ok"))
+                    let status = try await curl(trust + ["-H", "Authorization: Bearer \(password)", "\(https)/api/v1/status"])
+                    #expect(status.status == 200)
+                    #expect(try JSONDecoder().decode(ServerReport.self, from: Data(status.body.utf8)).workerSlots == 2)
+                    // curl with only the system's authorities cannot tell the server is genuine.
+                    #expect(try await curl(["--resolve", "localhost:\(endpoint.port):\(endpoint.host)", "\(https)/healthz"]).status == 0)
+                    let plainHTTP = try await curl(["http://\(endpoint.host):\(endpoint.port)/healthz"])
+                    #expect(plainHTTP.status == 403)
+                    #expect(plainHTTP.body.contains("speaks HTTPS off its machine"), "\(plainHTTP.body)")
                     // The password never travels in clear: the server's log has no trace of it either.
                     let log = try String(contentsOfFile: "\(state)/tls/server.log", encoding: .utf8)
                     #expect(!log.contains(password))

@@ -109,11 +109,16 @@ extension BrokerStateMachine {
             return BrokerActions(afterWrite: [.sendAttempts(jobID: jobID, index: index, peer: id, requestID: requestID)])
 
         case .status:
-            return reply(.status(ServerReport(
-                jobQueueName: configuration.jobQueueName, uptime: now, restarts: configuration.restarts,
-                firstStarted: configuration.firstStarted.map(Date.init(timeIntervalSince1970:)), workers: workerReports,
-                jobs: queue.jobStatuses)))
+            return reply(.status(report(now: now)))
         }
+    }
+
+    /// What the server reports of itself: its uptime and restarts, workers and jobs.
+    package func report(now: Duration) -> ServerReport {
+        ServerReport(
+            jobQueueName: configuration.jobQueueName, uptime: now, restarts: configuration.restarts,
+            firstStarted: configuration.firstStarted.map(Date.init(timeIntervalSince1970:)), workers: workerReports,
+            jobs: queue.jobStatuses)
     }
 
     /// Why no new job can be taken while the store's disk is full, or `nil`.

@@ -1,0 +1,147 @@
+import DockerParallelCore
+import Foundation
+import Hummingbird
+import HummingbirdCore
+import Logging
+import NIOCore
+
+/// The server's HTTP side, on the same port as the binary stream: health checks, Prometheus
+/// metrics and a JSON API, all but the health checks behind the cluster password as a bearer token.
+///
+/// A connection is handed over by ``ConnectionSniffer`` once its first byte says HTTP; Hummingbird
+/// serves it from there (keep-alive, pipelining, bodies up to ``maximumBodySize``).
+final class HTTPFace: Sendable {
+    /// The largest request body taken.
+    static let maximumBodySize = 1 << 20
+
+    private let channel: HTTP1Channel
+    private let logger: Logger
+
+    init(broker: Broker, password: ServerPassword, storePath: String?, logger: Logger) {
+        self.logger = logger
+        let responder = Self.router(broker: broker, password: password, storePath: storePath).buildResponder()
+        channel = HTTP1Channel(
+            responder: { (request: Request, writer: consuming ResponseWriter, channel: any Channel) in
+                var logger = logger
+                logger[metadataKey: "hb.request.id"] = .stringConvertible(RequestID())
+                let context = BasicRequestContext(source: .init(channel: channel, logger: logger))
+                let response: Response
+                do {
+                    response = try await responder.respond(to: request, context: context)
+                } catch let error as HTTPError {
+                    response = Self.error(error.status, error.body ?? "\(error.status)")
+                } catch {
+                    response = Self.error(.internalServerError, "the server could not answer: \(error)")
+                }
+                try await writer.write(response: response.head, body: response.body)
+            },
+            configuration: .init(idleTimeout: .seconds(120)))
+    }
+
+    /// Takes over a connection whose first bytes, `buffered`, are HTTP; the sniffer goes.
+    func adopt(context: ChannelHandlerContext, buffered: ByteBuffer, sniffer: ConnectionSniffer) {
+        let channel = self.channel
+        let logger = self.logger
+        // A client that sends its request and half-closes still gets its answer.
+        try? context.channel.syncOptions?.setOption(ChannelOptions.allowRemoteHalfClosure, value: true)
+        channel.setup(channel: context.channel, logger: logger).assumeIsolated().whenComplete { result in
+            switch result {
+            case .success(let asyncChannel):
+                context.fireChannelRead(NIOAny(buffered))
+                context.fireChannelReadComplete()
+                context.pipeline.syncOperations.removeHandler(context: context, promise: nil)
+                Task { await channel.handle(value: asyncChannel, logger: logger) }
+            case .failure(let error):
+                logger.warning("cannot serve HTTP on a connection", metadata: ["error": "\(error)"])
+                context.close(promise: nil)
+            }
+        }
+    }
+
+    // MARK: Routes
+
+    static func router(broker: Broker, password: ServerPassword, storePath: String?) -> Router<BasicRequestContext> {
+        let router = Router(context: BasicRequestContext.self, options: .autoGenerateHeadEndpoints)
+        router.get("/healthz") { _, _ in Self.text("ok\n") }
+        router.get("/readyz") { _, _ -> Response in
+            if let reason = broker.storageFull {
+                return Self.error(.serviceUnavailable, "not ready: the store's disk is full (\(reason)); free space where the server keeps its store")
+            }
+            return Self.text("ready\n")
+        }
+        let api = router.group().add(middleware: BearerToken(password: password))
+        api.get("/metrics") { _, _ -> Response in
+            let text = PrometheusText.render(broker.report(), storageFull: broker.storageFull != nil, storeBytes: Self.storeBytes(storePath))
+            return Response(
+                status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
+                body: .init(byteBuffer: ByteBuffer(string: text)))
+        }
+        api.get("/api/v1/status") { _, _ in try Self.json(broker.report()) }
+        api.get("/api/v1/jobs") { _, _ in try Self.json(broker.report().jobs) }
+        api.get("/api/v1/jobs/{id}") { _, context -> Response in
+            let id = try context.parameters.require("id")
+            guard let job = broker.report().jobs.first(where: { $0.jobID.rawValue == id }) else {
+                return Self.error(.notFound, "there is no job '\(id)' on this server: GET /api/v1/jobs lists them")
+            }
+            return try Self.json(job)
+        }
+        return router
+    }
+
+    /// The store's size on disk: its file and its write-ahead log.
+    static func storeBytes(_ path: String?) -> Int? {
+        guard let path else { return nil }
+        return [path, path + "-wal"].compactMap {
+            (try? FileManager.default.attributesOfItem(atPath: $0)[.size] as? NSNumber)?.intValue
+        }.reduce(0, +)
+    }
+
+    static func text(_ text: String, status: HTTPResponse.Status = .ok) -> Response {
+        Response(status: status, headers: [.contentType: "text/plain; charset=utf-8"], body: .init(byteBuffer: ByteBuffer(string: text)))
+    }
+
+    static func json(_ value: some Encodable, status: HTTPResponse.Status = .ok) throws -> Response {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        encoder.dateEncodingStrategy = .iso8601
+        return Response(
+            status: status, headers: [.contentType: "application/json"],
+            body: .init(byteBuffer: ByteBuffer(data: try encoder.encode(value))))
+    }
+
+    /// An error as JSON: `{"error": {"status": 404, "message": "…"}}`, the message naming the fix.
+    static func error(_ status: HTTPResponse.Status, _ message: String) -> Response {
+        struct Body: Encodable {
+            struct Detail: Encodable {
+                var status: Int
+                var message: String
+            }
+            var error: Detail
+        }
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        let body = (try? encoder.encode(Body(error: .init(status: status.code, message: message)))) ?? Data()
+        var headers: HTTPFields = [.contentType: "application/json"]
+        if status == .unauthorized { headers[.wwwAuthenticate] = "Bearer realm=\"dockerparallel\"" }
+        return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(data: body)))
+    }
+}
+
+/// Lets a request through only with `Authorization: Bearer <the cluster password>` (compared in
+/// constant time).
+struct BearerToken: RouterMiddleware {
+    typealias Context = BasicRequestContext
+    let password: ServerPassword
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        guard let header = request.headers[.authorization] else {
+            return HTTPFace.error(
+                .unauthorized, "this needs the cluster password as a bearer token: send the header `Authorization: Bearer <password>`")
+        }
+        let token = header.hasPrefix("Bearer ") ? String(header.dropFirst("Bearer ".count)) : ""
+        guard password.matches(token) else {
+            return HTTPFace.error(.unauthorized, "the bearer token is not this cluster's password")
+        }
+        return try await next(request, context)
+    }
+}

@@ -1,0 +1,161 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import DockerParallel
+import DockerParallelTestKit
+import Foundation
+import NIOCore
+import NIOPosix
+import Testing
+
+/// Runs curl on a thread of its own (never blocking the tests' shared threads) and returns the
+/// status code and body of its answer.
+func curl(_ arguments: [String]) async throws -> (status: Int, body: String) {
+    try await withCheckedThrowingContinuation { continuation in
+        Thread {
+            continuation.resume(with: Result {
+                let output = try programOutput("/usr/bin/curl", ["-s", "--max-time", "20", "-w", "\n%{http_code}"] + arguments)
+                let lines = output.split(separator: "\n", omittingEmptySubsequences: false)
+                return (Int(lines.last ?? "") ?? 0, lines.dropLast().joined(separator: "\n").trimmingCharacters(in: .whitespacesAndNewlines))
+            })
+        }.start()
+    }
+}
+
+/// The server's HTTP side on its binary port: health, metrics and the JSON API, behind the
+/// cluster password as a bearer token.
+@Suite(.timeLimit(.minutes(2))) struct HTTPTests {
+    @Test func healthMetricsAndTheAPIShareThePortWithTheBinaryStream() async throws {
+        try await withStateDirectory { state in
+            let cluster = try DockerCluster(
+                provider: LocalProvider(configuration: .init(stateDirectory: state)),
+                workerContainer: LocalProcessContainer(executable: Binaries.dockerparallel),
+                configuration: ClusterConfiguration(jobQueueName: "http", expectedWorkerNumber: 2, serverPort: 0),
+                verbosity: 0)
+            try await cluster.withStarted { cluster in
+                let endpoint = try #require(await cluster.runtime.serverEndpoints?.publicEndpoint)
+                let base = "http://127.0.0.1:\(endpoint.port)"
+                let token = await cluster.configuration.serverPassword.value
+                let job = try await cluster.submit((0..<50).map { "x\($0)" }, using: BuiltinEcho.self)
+                _ = try await job.outputs()
+
+                // Health needs no token.
+                #expect(try await curl(["\(base)/healthz"]) == (200, "ok"))
+                #expect(try await curl(["\(base)/readyz"]) == (200, "ready"))
+                // Everything else does, and says how to give it.
+                let anonymous = try await curl(["\(base)/api/v1/status"])
+                #expect(anonymous.status == 401)
+                #expect(anonymous.body.contains("Authorization: Bearer <password>"), "\(anonymous.body)")
+                let wrong = try await curl(["-H", "Authorization: Bearer nope", "\(base)/metrics"])
+                #expect(wrong.status == 401)
+                #expect(!wrong.body.contains(token))
+
+                let auth = ["-H", "Authorization: Bearer \(token)"]
+                let status = try await curl(auth + ["\(base)/api/v1/status"])
+                #expect(status.status == 200)
+                let report = try JSONDecoder().decode(ServerReport.self, from: Data(status.body.utf8))
+                #expect(report.jobQueueName == "http")
+                #expect(report.workerSlots == 2)
+                let jobs = try await curl(auth + ["\(base)/api/v1/jobs"])
+                let listed = try JSONDecoder().decode([JobStatus].self, from: Data(jobs.body.utf8))
+                #expect(listed.map(\.jobID) == [job.id])
+                let one = try await curl(auth + ["\(base)/api/v1/jobs/\(job.id.rawValue)"])
+                #expect(try JSONDecoder().decode(JobStatus.self, from: Data(one.body.utf8)).succeeded == 50)
+                let missing = try await curl(auth + ["\(base)/api/v1/jobs/nope"])
+                #expect(missing.status == 404)
+                #expect(missing.body.contains("GET /api/v1/jobs lists them"), "\(missing.body)")
+
+                // Prometheus text: every sample line parses, and the numbers are the server's.
+                let metrics = try await curl(auth + ["\(base)/metrics"])
+                #expect(metrics.status == 200)
+                let samples = try Self.parsePrometheus(metrics.body)
+                #expect(samples["dockerparallel_workers_connected{queue=\"http\"}"] == 2)
+                #expect(samples["dockerparallel_job_tasks{queue=\"http\",job=\"\(job.id.rawValue)\",state=\"succeeded\"}"] == 50)
+                #expect(samples["dockerparallel_storage_full{queue=\"http\"}"] == 0)
+                #expect((samples["dockerparallel_store_bytes{queue=\"http\"}"] ?? 0) > 0)
+
+                // The binary stream on the same port is unchanged.
+                #expect(try await cluster.map(["a", "b"], using: BuiltinEcho.self) == ["a", "b"])
+            }
+        }
+    }
+
+    /// Hostile input gets a clear answer and disturbs no one else.
+    @Test func badRequestsGetClearErrorsAndDisturbNoOne() async throws {
+        try await withStateDirectory { state in
+            let cluster = try DockerCluster(
+                provider: LocalProvider(configuration: .init(stateDirectory: state)),
+                workerContainer: LocalProcessContainer(executable: Binaries.dockerparallel),
+                configuration: ClusterConfiguration(jobQueueName: "hostile", expectedWorkerNumber: 1, serverPort: 0),
+                verbosity: 0)
+            try await cluster.withStarted { cluster in
+                let port = try #require(await cluster.runtime.serverEndpoints?.publicEndpoint?.port)
+                let token = await cluster.configuration.serverPassword.value
+                // A request line that is no HTTP: 400, and the connection closes.
+                let garbage = try await Self.raw("GARBAGE\r\n\r\n", port: port)
+                #expect(garbage.hasPrefix("HTTP/1.1 400"), "\(garbage)")
+                // Headers of a megabyte: refused, not read forever.
+                let huge = try await Self.raw("GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: \(String(repeating: "a", count: 1 << 20))\r\n\r\n", port: port)
+                #expect(huge.isEmpty || huge.hasPrefix("HTTP/1.1 4"), "\(huge.prefix(200))")
+                // A body over the limit on an API route: 413 or refused before it is read.
+                let body = NSTemporaryDirectory() + "dp-big-\(UUID().uuidString.prefix(8))"
+                FileManager.default.createFile(atPath: body, contents: Data(count: 4 << 20))
+                defer { try? FileManager.default.removeItem(atPath: body) }
+                let big = try await curl([
+                    "-H", "Authorization: Bearer \(token)", "-X", "POST", "--data-binary", "@\(body)", "http://127.0.0.1:\(port)/api/v1/jobs",
+                ])
+                #expect([404, 405, 413].contains(big.status), "\(big)")
+                // Unknown routes: JSON 404.
+                let unknown = try await curl(["-H", "Authorization: Bearer \(token)", "http://127.0.0.1:\(port)/no/such/route"])
+                #expect(unknown.status == 404)
+                // Meanwhile the cluster serves its jobs as before.
+                #expect(try await cluster.map((0..<20).map(String.init), using: BuiltinEcho.self) == (0..<20).map(String.init))
+                #expect(try await curl(["http://127.0.0.1:\(port)/healthz"]) == (200, "ok"))
+            }
+        }
+    }
+
+    /// Sends raw bytes and reads the answer until the server closes (at most 10 s).
+    static func raw(_ request: String, port: Int) async throws -> String {
+        let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .connect(host: "127.0.0.1", port: port)
+            .flatMapThrowing { channel in
+                try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel)
+            }.get()
+        return try await channel.executeThenClose { inbound, outbound in
+            try? await outbound.write(ByteBuffer(string: request))
+            return try await withThrowingTaskGroup(of: String?.self) { group in
+                group.addTask {
+                    try await Task.sleep(for: .seconds(10))
+                    return nil
+                }
+                group.addTask {
+                    var answer = ""
+                    do {
+                        for try await chunk in inbound { answer += String(buffer: chunk) }
+                    } catch {}
+                    return answer
+                }
+                defer { group.cancelAll() }
+                return try await group.next().flatMap { $0 } ?? ""
+            }
+        }
+    }
+
+    /// Parses Prometheus text: `# HELP`/`# TYPE` comments and `name{labels} value` samples.
+    static func parsePrometheus(_ text: String) throws -> [String: Double] {
+        var samples: [String: Double] = [:]
+        for line in text.split(separator: "\n") where !line.hasPrefix("#") {
+            guard let space = line.lastIndex(of: " "), let value = Double(line[line.index(after: space)...]) else {
+                throw DockerParallelError(.invalidArgument, "not a Prometheus sample: \(line)")
+            }
+            let name = line[..<space]
+            #expect(name.wholeMatch(of: /[a-z_]+(\{([a-z_]+="([^"\\]|\\.)*",?)*\})?/) != nil, "\(name)")
+            samples[String(name)] = value
+        }
+        for line in text.split(separator: "\n") where line.hasPrefix("#") {
+            #expect(line.hasPrefix("# HELP dockerparallel_") || line.hasPrefix("# TYPE dockerparallel_"), "\(line)")
+        }
+        return samples
+    }
+}
