@@ -70,6 +70,7 @@ public enum DockerParallelMain {
         configuration.preferredPort = try integer(EnvironmentKey.preferredPort, in: environment)
         configuration.tlsCertificateChain = environment[EnvironmentKey.tlsCertificate].flatMap { $0.isEmpty ? nil : $0 }
         configuration.tlsPrivateKey = environment[EnvironmentKey.tlsPrivateKey].flatMap { $0.isEmpty ? nil : ServerPassword($0) }
+        configuration.tlsCertificateAuthority = environment[EnvironmentKey.tlsCertificateAuthority].flatMap { $0.isEmpty ? nil : $0 }
         configuration.allowsPlainTextOffLoopback = environment[EnvironmentKey.insecurePlainText] == "1"
         try await runServer(
             configuration: configuration, endpointFile: environment[EnvironmentKey.endpointFile],

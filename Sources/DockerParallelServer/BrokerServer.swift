@@ -80,7 +80,9 @@ public final class BrokerServer: Service {
         let maximumFrameLength = configuration.maximumFrameLength
         let tls = try Self.tlsContext(configuration, logger: logger)
         let allowsPlainText = configuration.allowsPlainTextOffLoopback
-        let http = HTTPFace(broker: broker, password: configuration.password, storePath: configuration.storePath, logger: logger)
+        let http = HTTPFace(
+            broker: broker, password: configuration.password, certificateAuthority: configuration.tlsCertificateAuthority,
+            storePath: configuration.storePath, logger: logger)
         // Every connection on one event loop: the broker's events run under one lock anyway,
         // and a frame for another connection is then written without waking another thread
         // (a round trip took 450 µs instead of 600 µs here).
@@ -140,6 +142,9 @@ public final class BrokerServer: Service {
         serverChannel.withLockedValue { $0 = channel }
         let port = channel.localAddress?.port ?? configuration.port
         logger.debug("server listening", metadata: ["host": "\(configuration.host)", "port": "\(port)"])
+        http.client.serve(at: Endpoint(
+            host: configuration.host, port: port, unixSocketPath: socketChannel == nil ? nil : configuration.unixSocketPath,
+            usesTLS: tls != nil && !TransportSecurity.isLoopback(configuration.host)))
         onBound(Endpoint(
             host: configuration.host, port: port, unixSocketPath: socketChannel == nil ? nil : configuration.unixSocketPath,
             usesTLS: tls != nil && !TransportSecurity.isLoopback(configuration.host)))

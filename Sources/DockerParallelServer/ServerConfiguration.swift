@@ -33,6 +33,9 @@ public struct ServerConfiguration: Sendable {
     /// The certificate chain (PEM) the server presents over TLS; with ``tlsPrivateKey``, peers
     /// off this machine must use TLS.
     public var tlsCertificateChain: String?
+    /// The authority (PEM) that signed ``tlsCertificateChain``: the HTTP API's own connection to
+    /// the server trusts it.
+    public var tlsCertificateAuthority: String?
     /// The private key (PEM) of ``tlsCertificateChain``.
     public var tlsPrivateKey: ServerPassword?
     /// Serve plain text to peers off this machine too: an explicit, loud opt-out of TLS. Without

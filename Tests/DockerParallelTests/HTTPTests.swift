@@ -80,6 +80,71 @@ func curl(_ arguments: [String]) async throws -> (status: Int, body: String) {
         }
     }
 
+    /// A job submitted, watched, cancelled, retried and forgotten over HTTP with curl alone.
+    @Test func aJobThroughTheHTTPAPIEndToEnd() async throws {
+        try await withStateDirectory { state in
+            let cluster = try DockerCluster(
+                provider: LocalProvider(configuration: .init(stateDirectory: state)),
+                workerContainer: LocalProcessContainer(executable: Binaries.dockerparallel),
+                configuration: ClusterConfiguration(jobQueueName: "api", expectedWorkerNumber: 2, serverPort: 0),
+                verbosity: 0)
+            try await cluster.withStarted { cluster in
+                let port = try #require(await cluster.runtime.serverEndpoints?.publicEndpoint?.port)
+                let token = await cluster.configuration.serverPassword.value
+                let base = "http://127.0.0.1:\(port)/api/v1"
+                let auth = ["-H", "Authorization: Bearer \(token)", "-H", "Content-Type: application/json"]
+                let inputs = (0..<100).map(String.init)
+                let body = try String(decoding: JSONSerialization.data(withJSONObject: [
+                    "id": "web", "command": ["sh", "-c", "echo {}"], "inputs": inputs,
+                ]), as: UTF8.self)
+                let submitted = try await curl(auth + ["-X", "POST", "--data", body, "\(base)/jobs"])
+                #expect(submitted.status == 201, "\(submitted.body)")
+                #expect(submitted.body == #"{"accepted":100,"duplicates":0,"id":"web"}"#)
+                // Sent again: nothing twice.
+                let again = try await curl(auth + ["-X", "POST", "--data", body, "\(base)/jobs"])
+                #expect(again.body == #"{"accepted":0,"duplicates":100,"id":"web"}"#)
+
+                // Results stream in input order, one JSON object a line, and resume from an index.
+                struct Line: Decodable { var index: Int; var status: String; var output: String; var attempts: Int }
+                let results = try await curl(auth + ["\(base)/jobs/web/results"])
+                let lines = try results.body.split(separator: "\n").map { try JSONDecoder().decode(Line.self, from: Data($0.utf8)) }
+                #expect(lines.map(\.index) == Array(0..<100))
+                #expect(lines.allSatisfy { $0.status == "succeeded" && $0.output == "\($0.index)\n" })
+                let tail = try await curl(auth + ["\(base)/jobs/web/results?from=95"])
+                #expect(tail.body.split(separator: "\n").count == 5)
+                let attempts = try await curl(auth + ["\(base)/jobs/web/attempts?task=3"])
+                #expect(attempts.status == 200)
+                #expect(attempts.body.contains(#""outcome":"succeeded""#), "\(attempts.body)")
+
+                // A slow job cancelled: its results say so, and it can be retried, then forgotten.
+                let slow = try String(decoding: JSONSerialization.data(withJSONObject: [
+                    "id": "slow", "command": ["sleep", "{}"], "inputs": ["30", "30", "30"],
+                ]), as: UTF8.self)
+                #expect(try await curl(auth + ["-X", "POST", "--data", slow, "\(base)/jobs"]).status == 201)
+                let cancelled = try await curl(auth + ["-X", "POST", "\(base)/jobs/slow/cancel"])
+                #expect(cancelled.status == 200)
+                #expect(try JSONDecoder().decode(JobStatus.self, from: Data(cancelled.body.utf8)).cancelled == 3)
+                let stopped = try await curl(auth + ["\(base)/jobs/slow/results"])
+                #expect(stopped.body.split(separator: "\n").count == 3)
+                #expect(stopped.body.contains(#""status":"cancelled""#))
+                let retried = try await curl(auth + ["-X", "POST", "\(base)/jobs/slow/retry"])
+                #expect(try JSONDecoder().decode(JobStatus.self, from: Data(retried.body.utf8)).cancelled == 0)
+                #expect(try await curl(auth + ["-X", "DELETE", "\(base)/jobs/slow"]).status == 204)
+                #expect(try await curl(auth + ["\(base)/jobs/slow"]).status == 404)
+                #expect(try await curl(auth + ["\(base)/jobs/slow/results"]).status == 404)
+
+                // Bad bodies: the error says what to send.
+                let bad = try await curl(auth + ["-X", "POST", "--data", "{not json", "\(base)/jobs"])
+                #expect(bad.status == 400)
+                #expect(bad.body.contains("send JSON"), "\(bad.body)")
+                let empty = try await curl(auth + ["-X", "POST", "--data", #"{"command": [], "inputs": ["a"]}"#, "\(base)/jobs"])
+                #expect(empty.status == 400, "\(empty)")
+                // The Swift client sees the HTTP job as any other.
+                #expect(try await cluster.jobStatus(jobID: JobID("web")).succeeded == 100)
+            }
+        }
+    }
+
     /// Hostile input gets a clear answer and disturbs no one else.
     @Test func badRequestsGetClearErrorsAndDisturbNoOne() async throws {
         try await withStateDirectory { state in

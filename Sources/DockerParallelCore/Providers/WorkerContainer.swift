@@ -90,6 +90,7 @@ extension WorkerContainer {
         let security = configuration.transportSecurity
         copy.environment[EnvironmentKey.tlsCertificate] = security.serverCertificateChain
         copy.environment[EnvironmentKey.tlsPrivateKey] = security.serverPrivateKey?.value
+        copy.environment[EnvironmentKey.tlsCertificateAuthority] = security.certificateAuthority
         copy.environment[EnvironmentKey.insecurePlainText] = security.mode == .insecurePlainText ? "1" : nil
         return copy
     }

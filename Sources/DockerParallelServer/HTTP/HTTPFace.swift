@@ -16,10 +16,14 @@ final class HTTPFace: Sendable {
 
     private let channel: HTTP1Channel
     private let logger: Logger
+    /// The API's own client connection to this server.
+    let client: SelfClient
 
-    init(broker: Broker, password: ServerPassword, storePath: String?, logger: Logger) {
+    init(broker: Broker, password: ServerPassword, certificateAuthority: String?, storePath: String?, logger: Logger) {
         self.logger = logger
-        let responder = Self.router(broker: broker, password: password, storePath: storePath).buildResponder()
+        let client = SelfClient(password: password, certificateAuthority: certificateAuthority)
+        self.client = client
+        let responder = Self.router(broker: broker, password: password, storePath: storePath, client: client).buildResponder()
         channel = HTTP1Channel(
             responder: { (request: Request, writer: consuming ResponseWriter, channel: any Channel) in
                 var logger = logger
@@ -29,7 +33,7 @@ final class HTTPFace: Sendable {
                 do {
                     response = try await responder.respond(to: request, context: context)
                 } catch let error as HTTPError {
-                    response = Self.error(error.status, error.body ?? "\(error.status)")
+                    response = Self.error(error.status, error.body ?? Self.message(for: error.status))
                 } catch {
                     response = Self.error(.internalServerError, "the server could not answer: \(error)")
                 }
@@ -60,7 +64,7 @@ final class HTTPFace: Sendable {
 
     // MARK: Routes
 
-    static func router(broker: Broker, password: ServerPassword, storePath: String?) -> Router<BasicRequestContext> {
+    static func router(broker: Broker, password: ServerPassword, storePath: String?, client: SelfClient) -> Router<BasicRequestContext> {
         let router = Router(context: BasicRequestContext.self, options: .autoGenerateHeadEndpoints)
         router.get("/healthz") { _, _ in Self.text("ok\n") }
         router.get("/readyz") { _, _ -> Response in
@@ -85,7 +89,18 @@ final class HTTPFace: Sendable {
             }
             return try Self.json(job)
         }
+        HTTPJobs.add(to: api, client: client)
         return router
+    }
+
+    /// What an error without a message says.
+    static func message(for status: HTTPResponse.Status) -> String {
+        switch status {
+        case .notFound: "no such route: see docs/openapi.yaml for the API"
+        case .methodNotAllowed: "this route does not take that method: see docs/openapi.yaml"
+        case .contentTooLarge: "the body is over \(maximumBodySize / 1024) KiB: send the inputs in several jobs of the same id"
+        default: status.reasonPhrase
+        }
     }
 
     /// The store's size on disk: its file and its write-ahead log.
