@@ -141,9 +141,12 @@ public enum DockerParallelMain {
     }
 
     /// The logger of a server or worker process: standard error, at the level that
-    /// `DOCKERPARALLEL_LOG_LEVEL` names (default `info`).
+    /// `DOCKERPARALLEL_LOG_LEVEL` names (default `info`), as text or, with
+    /// `DOCKERPARALLEL_LOG_FORMAT=json`, as one JSON object a line.
     package static func makeLogger(label: String, environment: [String: String]) -> Logger {
-        var logger = Logger(label: label) { StreamLogHandler.standardError(label: $0) }
+        var logger = environment["DOCKERPARALLEL_LOG_FORMAT"] == "json"
+            ? Logger(label: label) { JSONLogHandler(label: $0) }
+            : Logger(label: label) { StreamLogHandler.standardError(label: $0) }
         logger.logLevel = environment["DOCKERPARALLEL_LOG_LEVEL"].flatMap(Logger.Level.init(rawValue:)) ?? .info
         return logger
     }

@@ -145,6 +145,30 @@ func curl(_ arguments: [String]) async throws -> (status: Int, body: String) {
         }
     }
 
+    /// `DOCKERPARALLEL_LOG_FORMAT=json`: the server's log is one JSON object a line.
+    @Test func serverLogsCanBeJSONLines() async throws {
+        try await withStateDirectory { state in
+            let cluster = try DockerCluster(
+                provider: LocalProvider(configuration: .init(stateDirectory: state)),
+                workerContainer: LocalProcessContainer(executable: Binaries.dockerparallel, environment: ["DOCKERPARALLEL_LOG_FORMAT": "json"]),
+                configuration: ClusterConfiguration(jobQueueName: "jsonlog", expectedWorkerNumber: 1, serverPort: 0),
+                verbosity: 0)
+            try await cluster.withStarted { cluster in
+                #expect(try await cluster.map(["a"], using: BuiltinEcho.self) == ["a"])
+                let password = await cluster.configuration.serverPassword.value
+                let log = try String(contentsOfFile: "\(state)/jsonlog/server.log", encoding: .utf8)
+                let lines = log.split(separator: "\n")
+                #expect(!lines.isEmpty)
+                for line in lines {
+                    let object = try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: String]
+                    #expect(object?["level"] != nil && object?["message"] != nil && object?["time"] != nil, "\(line)")
+                }
+                #expect(lines.contains { $0.contains(#""message":"listening on 127.0.0.1:"#) }, "\(log)")
+                #expect(!log.contains(password))
+            }
+        }
+    }
+
     /// Hostile input gets a clear answer and disturbs no one else.
     @Test func badRequestsGetClearErrorsAndDisturbNoOne() async throws {
         try await withStateDirectory { state in

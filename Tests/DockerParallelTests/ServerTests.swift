@@ -109,8 +109,25 @@ func frameBytes(requestID: UInt32 = 1, body: [UInt8]) -> [UInt8] {
         }
     }
 
+    /// HTTP on the binary port is served as HTTP (see HTTPTests), and the binary peers carry on.
+    @Test func anHTTPRequestGetsAnHTTPAnswerWhileOthersAreServed() async throws {
+        try await withServer { endpoint in
+            let good = try await client(endpoint)
+            let answer = try await withCheckedThrowingContinuation { continuation in
+                Thread {
+                    continuation.resume(with: Result {
+                        try rawExchange(endpoint, send: Array("GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".utf8))
+                    })
+                }.start()
+            }
+            let text = String(decoding: answer, as: UTF8.self)
+            #expect(text.hasPrefix("HTTP/1.1 200"), "\(text)")
+            #expect(text.hasSuffix("ok\n"), "\(text)")
+            guard case .status = try await good.request(.status) else { Issue.record("no status after HTTP"); return }
+        }
+    }
+
     @Test(arguments: [
-        ("an HTTP request", Array("GET / HTTP/1.1\r\nHost: x\r\n\r\n".utf8)),
         ("a frame of JSON that is no message", frameBytes(body: Array("{\"what\":1}".utf8))),
         ("a frame that is not JSON", frameBytes(body: [0xff, 0x00, 0x13])),
         ("a frame longer than the limit", [0x7f, 0xff, 0xff, 0xff, 0, 0, 0, 1]),
