@@ -2,6 +2,7 @@ import DockerParallelCore
 import Foundation
 import Hummingbird
 import HummingbirdCore
+import HTTPTypes
 import Logging
 import NIOCore
 
@@ -67,6 +68,9 @@ final class HTTPFace: Sendable {
     static func router(broker: Broker, password: ServerPassword, storePath: String?, client: SelfClient) -> Router<BasicRequestContext> {
         let router = Router(context: BasicRequestContext.self, options: .autoGenerateHeadEndpoints)
         router.get("/healthz") { _, _ in Self.text("ok\n") }
+        router.get("/") { _, _ in Self.asset(DashboardAssets.html, type: "text/html; charset=utf-8") }
+        router.get("/dashboard.js") { _, _ in Self.asset(DashboardAssets.javascript, type: "text/javascript; charset=utf-8") }
+        router.get("/dashboard.css") { _, _ in Self.asset(DashboardAssets.css, type: "text/css; charset=utf-8") }
         router.get("/readyz") { _, _ -> Response in
             if let reason = broker.storageFull {
                 return Self.error(.serviceUnavailable, "not ready: the store's disk is full (\(reason)); free space where the server keeps its store")
@@ -89,8 +93,40 @@ final class HTTPFace: Sendable {
             }
             return try Self.json(job)
         }
+        // The server's report once a second, as server-sent events, while the client listens.
+        api.get("/api/v1/events") { _, _ -> Response in
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+            return Response(
+                status: .ok, headers: [.contentType: "text/event-stream", .cacheControl: "no-cache"],
+                body: ResponseBody { writer in
+                    while !Task.isCancelled {
+                        let data = try encoder.encode(broker.report())
+                        try await writer.write(ByteBuffer(string: "event: status\ndata: \(String(decoding: data, as: UTF8.self))\n\n"))
+                        try await Task.sleep(for: .seconds(1))
+                    }
+                    try await writer.finish(nil)
+                })
+        }
         HTTPJobs.add(to: api, client: client)
         return router
+    }
+
+    /// The dashboard's policy: its own scripts and styles only, no framing, no referrer.
+    static let securityHeaders: HTTPFields = [
+        .contentSecurityPolicy:
+            "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+        HTTPField.Name("X-Content-Type-Options")!: "nosniff",
+        HTTPField.Name("X-Frame-Options")!: "DENY",
+        HTTPField.Name("Referrer-Policy")!: "no-referrer",
+        .cacheControl: "no-store",
+    ]
+
+    /// A dashboard file with its type and the security headers.
+    static func asset(_ content: String, type: String) -> Response {
+        var headers = securityHeaders
+        headers[.contentType] = type
+        return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(string: content)))
     }
 
     /// What an error without a message says.
@@ -147,15 +183,25 @@ final class HTTPFace: Sendable {
 struct BearerToken: RouterMiddleware {
     typealias Context = BasicRequestContext
     let password: ServerPassword
+    /// The API token derived from the password (see ``APIToken``).
+    let token: ServerPassword
+
+    init(password: ServerPassword) {
+        self.password = password
+        self.token = ServerPassword(APIToken.derive(from: password))
+    }
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         guard let header = request.headers[.authorization] else {
             return HTTPFace.error(
-                .unauthorized, "this needs the cluster password as a bearer token: send the header `Authorization: Bearer <password>`")
+                .unauthorized, "this needs the cluster password or its API token as a bearer token: send the header `Authorization: Bearer <password>` (`dockerparallel dashboard --name NAME` prints a link with the token)")
         }
         let token = header.hasPrefix("Bearer ") ? String(header.dropFirst("Bearer ".count)) : ""
-        guard password.matches(token) else {
-            return HTTPFace.error(.unauthorized, "the bearer token is not this cluster's password")
+        // Both compared in full, in constant time.
+        let matchesPassword = password.matches(token)
+        let matchesToken = self.token.matches(token)
+        guard matchesPassword || matchesToken else {
+            return HTTPFace.error(.unauthorized, "the bearer token is neither this cluster's password nor its API token")
         }
         return try await next(request, context)
     }

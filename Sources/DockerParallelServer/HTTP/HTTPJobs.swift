@@ -187,6 +187,37 @@ enum HTTPJobs {
                 })
         }
 
+        // The failed tasks a job has now, each with the last lines it wrote.
+        api.get("/api/v1/jobs/{id}/failures") { _, context -> Response in
+            let id = try context.parameters.require("id")
+            struct Failure: Encodable {
+                var index: Int
+                var status: String
+                var attempts: Int
+                var exitCode: Int32?
+                var error: String?
+                var lastLines: String
+            }
+            var failures: [Failure] = []
+            do {
+                for try await reply in try await client.connection().stream(.watch(jobID: id)) {
+                    if case .results(let results) = reply {
+                        for result in results where result.status == .failed {
+                            let log = result.errorOutput.isEmpty ? result.output : result.errorOutput
+                            let lines = String(decoding: log, as: UTF8.self).split(separator: "\n", omittingEmptySubsequences: false)
+                            failures.append(Failure(
+                                index: result.index, status: result.status.rawValue, attempts: result.attempts,
+                                exitCode: result.exitCode, error: result.error, lastLines: lines.suffix(10).joined(separator: "\n")))
+                        }
+                    }
+                    if case .job = reply { break }
+                }
+            } catch let error as DockerParallelError {
+                throw httpError(error)
+            }
+            return try HTTPFace.json(failures.sorted { $0.index < $1.index })
+        }
+
         api.post("/api/v1/jobs/{id}/cancel") { request, context -> Response in
             let id = try context.parameters.require("id")
             let index = request.uri.queryParameters.get("task", as: Int.self)

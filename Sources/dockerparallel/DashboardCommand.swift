@@ -1,0 +1,46 @@
+import ArgumentParser
+import DockerParallel
+import DockerParallelServer
+import Foundation
+
+struct Dashboard: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Print (and open) the link to a named cluster's live dashboard.",
+        discussion: "The link carries the cluster's API token (derived from its password, good for the HTTP API only) in its fragment, which browsers never send to a server or log.")
+
+    @OptionGroup var cluster: ClusterOptions
+
+    @Flag(help: "Only print the link.")
+    var noOpen = false
+
+    func run() async throws {
+        let handle = try await cluster.reconnected()
+        let configuration = await handle.configuration
+        guard let endpoint = await handle.runtime.serverEndpoints?.endpoint(sameLAN: configuration.serverClientSameLAN) else {
+            throw CLIError("the server of '\(cluster.name)' has no address yet: try again in a moment")
+        }
+        let host = endpoint.host.contains(":") ? "[\(endpoint.host)]" : endpoint.host
+        let link = "\(endpoint.usesTLS ? "https" : "http")://\(host):\(endpoint.port)/#token=\(APIToken.derive(from: configuration.serverPassword))"
+        print(link)
+        if endpoint.usesTLS {
+            CLIEnvironment.warn("the server's certificate is the cluster's own: a browser asks you to trust it (or import the cluster's authority)")
+        }
+        guard !noOpen, let opener = ["xdg-open", "open"].lazy.compactMap(Self.executable).first,
+              ProcessInfo.processInfo.environment["DISPLAY"] != nil || ProcessInfo.processInfo.environment["BROWSER"] != nil
+        else { return }
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: opener)
+        process.arguments = [link]
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        try? process.run()
+    }
+
+    private static func executable(_ name: String) -> String? {
+        for folder in (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin").split(separator: ":") {
+            let path = "\(folder)/\(name)"
+            if FileManager.default.isExecutableFile(atPath: path) { return path }
+        }
+        return nil
+    }
+}

@@ -1,0 +1,86 @@
+import DockerParallelTestKit
+import Foundation
+import Testing
+
+/// The live dashboard, loaded in a real headless browser (Debian's chromium). Without chromium
+/// the tests are skipped, unless `DOCKERPARALLEL_REQUIRE_BROWSER=1` (as `.ci/run` sets).
+enum Browser {
+    static let path = "/usr/bin/chromium"
+    static let enabled = FileManager.default.isExecutableFile(atPath: path)
+        || ProcessInfo.processInfo.environment["DOCKERPARALLEL_REQUIRE_BROWSER"] == "1"
+
+    /// The page's DOM after its scripts ran for `milliseconds` of (virtual) time.
+    static func dom(_ url: String, milliseconds: Int = 4000) async throws -> String {
+        try await withCheckedThrowingContinuation { continuation in
+            Thread {
+                continuation.resume(with: Result {
+                    try programOutput(path, [
+                        "--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run", "--user-data-dir=\(NSTemporaryDirectory())dp-chromium-\(UUID().uuidString.prefix(8))",
+                        "--dump-dom", "--virtual-time-budget=\(milliseconds)", url,
+                    ])
+                })
+            }.start()
+        }
+    }
+}
+
+@Suite(.serialized, .timeLimit(.minutes(2)), .enabled(if: Browser.enabled, "needs Debian's chromium (set DOCKERPARALLEL_REQUIRE_BROWSER=1 to fail instead)"))
+struct DashboardTests {
+    @Test func theDashboardShowsAJobsProgressMovingAndAFailedTasksLog() async throws {
+        let cli = try CLI()
+        defer { cli.tearDown() }
+        let up = try await cli.run(["up", "--name", "board", "--port", "0", "--workers", "2"])
+        #expect(up.status == 0, "\(up.errorOutput)")
+        // Past the first 10, tasks wait for a gate; task 3 fails with a line on standard error.
+        let gate = "\(cli.home)/gate"
+        let script = "[ {} != 3 ] || { echo 'boom on three' >&2; exit 3; }; [ {} -le 10 ] || while [ ! -e '\(gate)' ]; do sleep 0.01; done; echo {}"
+        let submit = try await cli.run(["submit", "--name", "board", "--job", "web", "--", "sh", "-c", script, ":::"] + (1...40).map(String.init))
+        #expect(submit.status == 0, "\(submit.errorOutput)")
+        try await waitUntil("ten tasks are done") {
+            try await cli.run(["status", "--name", "board"]).output.contains("Job web: 10/40 done")
+        }
+        let dashboard = try await cli.run(["dashboard", "--name", "board", "--no-open"])
+        let link = dashboard.output.trimmingCharacters(in: .whitespacesAndNewlines)
+        #expect(link.hasPrefix("http://127.0.0.1:") && link.contains("/#token="), "\(link)")
+        let password = try #require(try String(contentsOfFile: "\(cli.home)/clusters/board/static.json", encoding: .utf8)
+            .firstMatch(of: /"serverPassword":"([a-z]+)"/)?.1)
+        #expect(!link.contains(String(password)), "the link carries the password itself")
+
+        let before = try await Browser.dom(link)
+        #expect(before.contains(#"class="progress"> 10/40 done"#), "\(Self.excerpt(before))")
+        #expect(before.contains("2 worker process(es), 2 slot(s)"), "\(Self.excerpt(before))")
+        #expect(before.contains("boom on three"), "\(Self.excerpt(before))")
+        #expect(before.contains("web #3: exited with status 3"), "\(Self.excerpt(before))")
+
+        FileManager.default.createFile(atPath: gate, contents: nil)
+        try await waitUntil("the job ends") {
+            try await cli.run(["status", "--name", "board"]).output.contains("Job web: 40/40 done")
+        }
+        let after = try await Browser.dom(link)
+        #expect(after.contains(#"class="progress"> 40/40 done, 0 running, 1 failed"#), "\(Self.excerpt(after))")
+        #expect(after.contains(#"<svg id="chart""#), "no throughput chart: \(Self.excerpt(after))")
+    }
+
+    @Test func withoutAValidTokenTheDashboardAsksForOneAndShowsNothing() async throws {
+        let cli = try CLI()
+        defer { cli.tearDown() }
+        let up = try await cli.run(["up", "--name", "locked", "--port", "0", "--workers", "1"])
+        #expect(up.status == 0, "\(up.errorOutput)")
+        let link = try await cli.run(["dashboard", "--name", "locked", "--no-open"]).output.trimmingCharacters(in: .whitespacesAndNewlines)
+        let base = String(link.prefix { $0 != "#" })
+        let anonymous = try await Browser.dom(base, milliseconds: 2000)
+        #expect(anonymous.contains(#"<form id="login">"#), "\(Self.excerpt(anonymous))")
+        #expect(anonymous.contains(#"<main id="main" hidden="">"#), "\(Self.excerpt(anonymous))")
+        let wrong = try await Browser.dom(base + "#token=not-the-token", milliseconds: 2000)
+        #expect(wrong.contains("is not this cluster"), "\(Self.excerpt(wrong))")
+        #expect(!wrong.contains("worker process(es)"))
+        // The pages come with a strict content security policy, and no inline script to allow.
+        let headers = try programOutput("/usr/bin/curl", ["-s", "-D", "-", "-o", "/dev/null", base])
+        #expect(headers.lowercased().contains("content-security-policy: default-src 'none'; script-src 'self'"), "\(headers)")
+        #expect(headers.lowercased().contains("x-frame-options: deny"))
+    }
+
+    static func excerpt(_ dom: String) -> String {
+        String(dom.drop { $0 != "<" }.prefix(3000))
+    }
+}
