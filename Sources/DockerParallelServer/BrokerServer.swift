@@ -154,6 +154,9 @@ public final class BrokerServer: Service {
         let expiry = channel.eventLoop.scheduleRepeatedTask(initialDelay: .milliseconds(500), delay: .milliseconds(500)) { _ in
             broker.expireLeases()
         }
+        let sampling = channel.eventLoop.scheduleRepeatedTask(initialDelay: .zero, delay: .seconds(1)) { _ in
+            http.history.record(finished: broker.report().jobs.reduce(0) { $0 + $1.finished })
+        }
         await withTaskCancellationHandler {
             await withGracefulShutdownHandler {
                 try? await channel.closeFuture.get()
@@ -164,6 +167,7 @@ public final class BrokerServer: Service {
             channel.close(promise: nil)
         }
         expiry.cancel()
+        sampling.cancel()
         if let socketChannel {
             try? await socketChannel.close()
             if let path = configuration.unixSocketPath { unlink(path) }

@@ -19,12 +19,16 @@ final class HTTPFace: Sendable {
     private let logger: Logger
     /// The API's own client connection to this server.
     let client: SelfClient
+    /// Finished tasks over the last minutes, for the dashboard's chart.
+    let history = ThroughputHistory()
 
     init(broker: Broker, password: ServerPassword, certificateAuthority: String?, storePath: String?, logger: Logger) {
         self.logger = logger
         let client = SelfClient(password: password, certificateAuthority: certificateAuthority)
         self.client = client
-        let responder = Self.router(broker: broker, password: password, storePath: storePath, client: client).buildResponder()
+        let responder = Self.router(
+            broker: broker, password: password, storePath: storePath, client: client, history: history
+        ).buildResponder()
         channel = HTTP1Channel(
             responder: { (request: Request, writer: consuming ResponseWriter, channel: any Channel) in
                 var logger = logger
@@ -65,7 +69,9 @@ final class HTTPFace: Sendable {
 
     // MARK: Routes
 
-    static func router(broker: Broker, password: ServerPassword, storePath: String?, client: SelfClient) -> Router<BasicRequestContext> {
+    static func router(
+        broker: Broker, password: ServerPassword, storePath: String?, client: SelfClient, history: ThroughputHistory
+    ) -> Router<BasicRequestContext> {
         let router = Router(context: BasicRequestContext.self, options: .autoGenerateHeadEndpoints)
         router.get("/healthz") { _, _ in Self.text("ok\n") }
         router.get("/") { _, _ in Self.asset(DashboardAssets.html, type: "text/html; charset=utf-8") }
@@ -100,6 +106,9 @@ final class HTTPFace: Sendable {
             return Response(
                 status: .ok, headers: [.contentType: "text/event-stream", .cacheControl: "no-cache"],
                 body: ResponseBody { writer in
+                    // What came before: `[time, tasks finished]` once a second.
+                    let past = try encoder.encode(history.all)
+                    try await writer.write(ByteBuffer(string: "event: history\ndata: \(String(decoding: past, as: UTF8.self))\n\n"))
                     while !Task.isCancelled {
                         let data = try encoder.encode(broker.report())
                         try await writer.write(ByteBuffer(string: "event: status\ndata: \(String(decoding: data, as: UTF8.self))\n\n"))

@@ -123,8 +123,11 @@ enum DashboardAssets {
                 let end;
                 while ((end = buffered.indexOf("\\n\\n")) >= 0) {
                   const event = buffered.slice(0, end); buffered = buffered.slice(end + 2);
-                  const data = event.split("\\n").filter((l) => l.startsWith("data: ")).map((l) => l.slice(6)).join("\\n");
-                  if (data) render(JSON.parse(data));
+                  const lines = event.split("\\n");
+                  const data = lines.filter((l) => l.startsWith("data: ")).map((l) => l.slice(6)).join("\\n");
+                  if (!data) continue;
+                  if (lines.includes("event: history")) { state.samples = JSON.parse(data); continue; }
+                  render(JSON.parse(data));
                 }
               }
             } catch (error) {
