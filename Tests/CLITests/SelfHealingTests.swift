@@ -108,16 +108,19 @@ import Testing
         defer { cli.tearDown() }
         let up = try await cli.run(["up", "--name", "heal-client", "--port", "0", "--workers", "2"])
         #expect(up.status == 0, "\(up.errorOutput)")
-        // Slow enough (at least 5 s) that the run is killed long before its job ends.
+        // Past the first 10, tasks wait for a gate, so that the run is killed long before its
+        // job ends, however loaded the machine is; the gate opens once the run is gone.
         let count = 200
+        let gate = "\(cli.home)/gate"
+        let script = "[ {} -le 10 ] || while [ ! -e '\(gate)' ]; do sleep 0.01; done; echo {}"
         let (process, output, _) = try cli.start(
-            ["run", "--cluster", "heal-client", "--no-progress", "--", "sh", "-c", "sleep 0.05; echo {}", ":::"]
-                + (1...count).map(String.init))
+            ["run", "--cluster", "heal-client", "--no-progress", "--", "sh", "-c", script, ":::"] + (1...count).map(String.init))
         let reader = StreamReader(output)
-        try await waitUntil("ten outputs are printed") { reader.text.count(where: { $0 == "\n" }) >= 10 || reader.isDone }
+        try await waitUntil("ten outputs are printed", timeout: 60) { reader.text.count(where: { $0 == "\n" }) >= 10 }
         #expect(kill(process.processIdentifier, SIGKILL) == 0)
         try await waitUntil("the run is gone") { !process.isRunning }
         #expect(process.terminationReason == .uncaughtSignal, "the run ended by itself before it was killed")
+        FileManager.default.createFile(atPath: gate, contents: nil)
         let listing = try await cli.run(["results", "--name", "heal-client"])
         let jobID = try #require(listing.output.split(separator: "\t").first.map(String.init), "\(listing.output)")
         #expect(listing.output.contains("/\(count) done"), "\(listing.output)")
@@ -155,12 +158,15 @@ import Testing
         defer { cli.tearDown() }
         let up = try await cli.run(["up", "--name", "heal-down", "--port", "0", "--workers", "1"])
         #expect(up.status == 0, "\(up.errorOutput)")
+        // Past the first 5, tasks wait for a gate that never opens: the job cannot end by itself.
+        let gate = "\(cli.home)/never"
         let (process, output, errorOutput) = try cli.start(
-            ["run", "--cluster", "heal-down", "--no-progress", "--", "sh", "-c", "sleep 0.05; echo {}", ":::"]
+            ["run", "--cluster", "heal-down", "--no-progress", "--", "sh", "-c",
+             "[ {} -le 5 ] || while [ ! -e '\(gate)' ]; do sleep 0.01; done; echo {}", ":::"]
                 + (1...400).map(String.init))
         let reader = StreamReader(output)
         let errorReader = StreamReader(errorOutput)
-        try await waitUntil("five outputs are printed") { reader.text.count(where: { $0 == "\n" }) >= 5 }
+        try await waitUntil("five outputs are printed", timeout: 60) { reader.text.count(where: { $0 == "\n" }) >= 5 }
         let down = try await cli.run(["down", "--name", "heal-down"])
         #expect(down.status == 0, "\(down.errorOutput)")
         try await waitUntil("the run ends", timeout: 30) { reader.isDone && errorReader.isDone }

@@ -44,6 +44,21 @@ final class SelfClient: Sendable {
         return connection
     }
 
+    /// A connection of its own for one watch, closed when the watch ends, so that the server
+    /// stops sending to a watcher nobody reads.
+    func separateConnection() async throws -> PeerConnection {
+        guard let endpoint = state.withLockedValue({ $0.endpoint }) else {
+            throw HTTPError(.serviceUnavailable, message: "the server is starting: try again")
+        }
+        do {
+            return try await PeerConnection.connect(
+                to: endpoint, hello: Hello(role: .client, password: password.value, name: "http-api"),
+                certificateAuthority: certificateAuthority)
+        } catch let error as DockerParallelError {
+            throw HTTPJobs.httpError(error)
+        }
+    }
+
     /// Sends a request; the server's refusal becomes an HTTP error with its message.
     func request(_ message: ClientMessage) async throws -> ServerMessage {
         do {
@@ -154,12 +169,14 @@ enum HTTPJobs {
             guard case .status(let report) = try await client.request(.status), report.jobs.contains(where: { $0.jobID.rawValue == id }) else {
                 throw HTTPError(.notFound, message: "there is no job '\(id)' on this server: GET /api/v1/jobs lists them")
             }
-            let stream = try await client.connection().stream(.watch(jobID: id))
+            let watching = try await client.separateConnection()
+            let stream = watching.stream(.watch(jobID: id))
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
             return Response(
                 status: .ok, headers: [.contentType: "application/x-ndjson", .cacheControl: "no-cache"],
                 body: ResponseBody { writer in
+                    defer { watching.close() }
                     var waiting: [Int: TaskResult] = [:]
                     var next = from
                     var total: Int?
@@ -199,8 +216,10 @@ enum HTTPJobs {
                 var lastLines: String
             }
             var failures: [Failure] = []
+            let watching = try await client.separateConnection()
+            defer { watching.close() }
             do {
-                for try await reply in try await client.connection().stream(.watch(jobID: id)) {
+                for try await reply in watching.stream(.watch(jobID: id)) {
                     if case .results(let results) = reply {
                         for result in results where result.status == .failed {
                             let log = result.errorOutput.isEmpty ? result.output : result.errorOutput
