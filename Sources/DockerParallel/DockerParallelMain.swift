@@ -68,9 +68,9 @@ public enum DockerParallelMain {
             unixSocketPath: environment[EnvironmentKey.unixSocketPath].flatMap { $0.isEmpty ? nil : $0 })
         configuration.writesSmallBatchesOnEventLoop = environment[EnvironmentKey.storeWritesOnEventLoop] != "0"
         configuration.preferredPort = try integer(EnvironmentKey.preferredPort, in: environment)
-        configuration.tlsCertificateChain = environment[EnvironmentKey.tlsCertificate].flatMap { $0.isEmpty ? nil : $0 }
-        configuration.tlsPrivateKey = environment[EnvironmentKey.tlsPrivateKey].flatMap { $0.isEmpty ? nil : ServerPassword($0) }
-        configuration.tlsCertificateAuthority = environment[EnvironmentKey.tlsCertificateAuthority].flatMap { $0.isEmpty ? nil : $0 }
+        configuration.tlsCertificateChain = text(EnvironmentKey.tlsCertificate, in: environment)
+        configuration.tlsPrivateKey = text(EnvironmentKey.tlsPrivateKey, in: environment).map(ServerPassword.init)
+        configuration.tlsCertificateAuthority = text(EnvironmentKey.tlsCertificateAuthority, in: environment)
         configuration.allowsPlainTextOffLoopback = environment[EnvironmentKey.insecurePlainText] == "1"
         try await runServer(
             configuration: configuration, endpointFile: environment[EnvironmentKey.endpointFile],
@@ -105,7 +105,7 @@ public enum DockerParallelMain {
             server: Endpoint(host: host, port: port, usesTLS: environment[EnvironmentKey.tls] == "1"),
             password: ServerPassword(password), name: name,
             slots: try integer(EnvironmentKey.slots, in: environment) ?? 1, registry: registry)
-        configuration.certificateAuthority = environment[EnvironmentKey.tlsCertificateAuthority].flatMap { $0.isEmpty ? nil : $0 }
+        configuration.certificateAuthority = text(EnvironmentKey.tlsCertificateAuthority, in: environment)
         if let endpointFile = environment[EnvironmentKey.endpointFile] {
             configuration.serverLocator = { readEndpoint(endpointFile) }
         }
@@ -149,6 +149,11 @@ public enum DockerParallelMain {
             : Logger(label: label) { StreamLogHandler.standardError(label: $0) }
         logger.logLevel = environment["DOCKERPARALLEL_LOG_LEVEL"].flatMap(Logger.Level.init(rawValue:)) ?? .info
         return logger
+    }
+
+    /// A variable's text; `nil` when it is unset or empty.
+    private static func text(_ key: String, in environment: [String: String]) -> String? {
+        environment[key].flatMap { $0.isEmpty ? nil : $0 }
     }
 
     private static func integer(_ key: String, in environment: [String: String]) throws -> Int? {

@@ -53,7 +53,7 @@ public struct TransportSecurity: Sendable, Codable, Equatable {
     public var hasServerCertificate: Bool { serverCertificateChain != nil && serverPrivateKey != nil }
 
     /// Whether an address is this machine's loopback (where plain text stays on the machine).
-    public static func isLoopback(_ host: String) -> Bool {
+    package static func isLoopback(_ host: String) -> Bool {
         host == "localhost" || host == "::1" || host.hasPrefix("127.") || host == "0:0:0:0:0:0:0:1"
     }
 }

@@ -38,7 +38,7 @@ public enum EnvironmentKey {
     /// The server's port.
     public static let port = "DOCKERPARALLEL_PORT"
     /// A port the server tries first, before ``port`` (the one it had before a restart).
-    public static let preferredPort = "DOCKERPARALLEL_PREFERRED_PORT"
+    package static let preferredPort = "DOCKERPARALLEL_PREFERRED_PORT"
     /// The job queue name.
     public static let jobQueueName = "DOCKERPARALLEL_QUEUE"
     /// The number of worker slots in one container.
