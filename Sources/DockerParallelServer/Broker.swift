@@ -45,6 +45,8 @@ final class Broker: Sendable {
     let configuration: ServerConfiguration
     /// Stores the events' changes in the order the events happened.
     let committer: GroupCommitter
+    /// Dispatch and commit latencies.
+    let metrics: ServerMetrics
     private let state: NIOLockedValueBox<State>
     private let started = ContinuousClock.now
     private let logger: Logger
@@ -70,9 +72,11 @@ final class Broker: Sendable {
         machineConfiguration.restarts = history.restarts
         machineConfiguration.firstStarted = history.firstStarted
         self.state = NIOLockedValueBox(State(machine: BrokerStateMachine(configuration: machineConfiguration, queue: queue)))
+        let metrics = ServerMetrics(jobQueueName: configuration.jobQueueName)
+        self.metrics = metrics
         self.committer = GroupCommitter(
             store: store, reserve: reserve, writesSmallBatchesOnEventLoop: configuration.writesSmallBatchesOnEventLoop,
-            onFailure: onStoreFailure)
+            metrics: metrics, onFailure: onStoreFailure)
         committer.onLoaded { [weak self] payloads in self?.loaded(payloads) }
         committer.onStorageChange { [weak self] reason in self?.storageChanged(full: reason) }
         committer.prepareReserve()
@@ -144,7 +148,7 @@ final class Broker: Sendable {
 
     /// Runs one event under the lock and performs its actions.
     private func event(_ body: (inout BrokerStateMachine) -> BrokerActions) {
-        let (now, pause, close, immediate) = state.withLockedValue { state in
+        let (now, pause, close, immediate, waits) = state.withLockedValue { state in
             let actions = body(&state.machine)
             log(actions, machine: state.machine)
             let effects = Effects(
@@ -154,8 +158,10 @@ final class Broker: Sendable {
                 afterWrite: actions.afterWrite.compactMap { Self.resolve($0, in: state.channels) })
             return (
                 effects.now, actions.pauseReading.compactMap { state.channels[$0] },
-                actions.close.compactMap { state.channels[$0] }, committer.enqueue(effects))
+                actions.close.compactMap { state.channels[$0] }, committer.enqueue(effects),
+                state.machine.takeDispatchWaits())
         }
+        metrics.recordDispatchWaits(waits)
         for channel in pause { Self.pauseReading(channel) }
         if close.isEmpty {
             GroupCommitter.perform(now)

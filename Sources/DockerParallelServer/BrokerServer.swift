@@ -155,7 +155,10 @@ public final class BrokerServer: Service {
             broker.expireLeases()
         }
         let sampling = channel.eventLoop.scheduleRepeatedTask(initialDelay: .zero, delay: .seconds(1)) { _ in
-            http.history.record(finished: broker.report().jobs.reduce(0) { $0 + $1.finished })
+            let latency = broker.metrics.takeWindow()
+            http.history.record(
+                finished: broker.report().jobs.reduce(0) { $0 + $1.finished }, dispatch: latency.dispatch,
+                commit: latency.commit)
         }
         await withTaskCancellationHandler {
             await withGracefulShutdownHandler {

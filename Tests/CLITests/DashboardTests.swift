@@ -34,7 +34,12 @@ struct DashboardTests {
             try await cli.run(["status", "--name", "board"]).output.contains("Job web: 40/40 done")
         }
         // The progress moved; the chart draws the server's own samples of the past seconds.
-        _ = try await HeadlessBrowser.dom(link, containing: [#"class="progress"> 40/40 done, 0 running, 1 failed"#, "tasks/s now"])
+        // The chart's legend gives the dispatch latency the server measured.
+        let page = try await HeadlessBrowser.dom(link, containing: [
+            #"class="progress"> 40/40 done, 0 running, 1 failed"#, "tasks/s now", "ms now, peak",
+        ])
+        #expect(page.firstMatch(of: /dispatch latency (idle|[0-9.]+ ms) now, peak [0-9.]+ ms/) != nil, "\(page)")
+        #expect(page.firstMatch(of: /<polyline id="latency" points="[0-9]/) != nil, "the latency line is drawn")
     }
 
     @Test func withoutAValidTokenTheDashboardAsksForOneAndShowsNothing() async throws {

@@ -29,6 +29,24 @@ import Testing
         #expect(queue.status(jobID: "j")?.queued == 1)
     }
 
+    @Test func dispatchWaitsRunFromWhenATaskBecameReady() {
+        var queue = TaskQueue(leaseDuration: 10)
+        _ = queue.submit(jobID: "j", options: JobOptions(failureRetries: 1), tasks: commands(2), now: 1)
+        let first = queue.lease(to: worker, limit: 1, now: 1.5)
+        _ = queue.lease(to: other, limit: 1, now: 4)
+        #expect(queue.takeDispatchWaits() == [0.5, 3])
+        #expect(queue.takeDispatchWaits().isEmpty)
+        // A failed attempt puts its task back: its wait starts again then, not at submission.
+        let failure = AttemptReport(succeeded: false, exitCode: 1, output: Data())
+        _ = queue.complete(from: worker, leaseID: first[0].leaseID, jobID: "j", index: 0, report: failure, now: 6)
+        _ = queue.lease(to: worker, limit: 1, now: 6.25)
+        #expect(queue.takeDispatchWaits() == [0.25])
+        // Tasks submitted with no time (restored from a store) are not measured.
+        _ = queue.submit(jobID: "k", options: JobOptions(), tasks: commands(1))
+        #expect(queue.lease(to: other, limit: 1, now: 9).count == 1)
+        #expect(queue.takeDispatchWaits().isEmpty)
+    }
+
     @Test func theAttemptLogRecordsEveryLeaseAndLateReports() {
         var queue = TaskQueue(leaseDuration: 10)
         _ = queue.submit(jobID: "j", options: JobOptions(), tasks: commands(2))

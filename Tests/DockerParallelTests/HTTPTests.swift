@@ -71,6 +71,18 @@ func curl(_ arguments: [String]) async throws -> (status: Int, body: String) {
                 #expect(samples["dockerparallel_job_tasks{queue=\"http\",job=\"\(job.id.rawValue)\",state=\"succeeded\"}"] == 50)
                 #expect(samples["dockerparallel_storage_full{queue=\"http\"}"] == 0)
                 #expect((samples["dockerparallel_store_bytes{queue=\"http\"}"] ?? 0) > 0)
+                // The latency histograms: each of the 50 tasks was dispatched once, and every
+                // batch of the store's writes was timed; buckets only grow, up to the count.
+                #expect(metrics.body.contains("# TYPE dockerparallel_dispatch_latency_seconds histogram"))
+                #expect(samples["dockerparallel_dispatch_latency_seconds_count{queue=\"http\"}"] == 50)
+                #expect((samples["dockerparallel_commit_latency_seconds_count{queue=\"http\"}"] ?? 0) >= 1)
+                for name in ["dockerparallel_dispatch_latency_seconds", "dockerparallel_commit_latency_seconds"] {
+                    let buckets = Self.buckets(name, in: metrics.body)
+                    #expect(buckets.count > 10, "\(name): \(buckets)")
+                    #expect(buckets.map(\.count) == buckets.map(\.count).sorted(), "\(name) buckets must be cumulative: \(buckets)")
+                    #expect(buckets.last?.bound == .infinity)
+                    #expect(buckets.last?.count == samples["\(name)_count{queue=\"http\"}"])
+                }
 
                 // The binary stream on the same port is unchanged.
                 #expect(try await cluster.map(["a", "b"], using: BuiltinEcho.self) == ["a", "b"])
@@ -215,6 +227,15 @@ func curl(_ arguments: [String]) async throws -> (status: Int, body: String) {
     }
 
     /// Parses Prometheus text: `# HELP`/`# TYPE` comments and `name{labels} value` samples.
+    /// A histogram's buckets in the order given: upper bound and cumulative count.
+    static func buckets(_ name: String, in text: String) -> [(bound: Double, count: Double)] {
+        text.split(separator: "\n").compactMap { line -> (Double, Double)? in
+            guard line.hasPrefix("\(name)_bucket{"), let match = line.firstMatch(of: /le="([^"]+)"\} ([0-9.e+-]+)$/) else { return nil }
+            let bound = match.1 == "+Inf" ? Double.infinity : Double(match.1) ?? .nan
+            return (bound, Double(match.2) ?? .nan)
+        }
+    }
+
     static func parsePrometheus(_ text: String) throws -> [String: Double] {
         var samples: [String: Double] = [:]
         for line in text.split(separator: "\n") where !line.hasPrefix("#") {

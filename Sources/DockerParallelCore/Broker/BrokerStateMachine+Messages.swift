@@ -20,7 +20,7 @@ extension BrokerStateMachine {
             if let refusal = Self.refusal(jobID: jobID, options: options) ?? (known ? nil : storageRefusal) {
                 return reply(refusal)
             }
-            let outcome = queue.submit(jobID: jobID, options: options, tasks: tasks)
+            let outcome = queue.submit(jobID: jobID, options: options, tasks: tasks, now: now.inSeconds)
             var actions = reply(.submitted(accepted: outcome.accepted, duplicates: outcome.duplicates))
             actions.changes.append(.submit(jobID: jobID, options: options, tasks: tasks))
             return actions + dispatch(now: now)
@@ -31,7 +31,7 @@ extension BrokerStateMachine {
             if let refusal = Self.refusal(jobID: jobID, options: options) ?? (known ? nil : storageRefusal) {
                 return reply(refusal)
             }
-            _ = queue.submit(jobID: jobID, options: options, tasks: tasks)
+            _ = queue.submit(jobID: jobID, options: options, tasks: tasks, now: now.inSeconds)
             recordRun(jobID, by: id)
             var actions = BrokerActions(changes: [.submit(jobID: jobID, options: options, tasks: tasks)])
             // A run sent again after a lost connection may find results already; a new one

@@ -258,6 +258,11 @@ package struct BrokerStateMachine: Sendable {
         return actions
     }
 
+    /// How long each task leased since the last call waited for its worker, in seconds.
+    package mutating func takeDispatchWaits() -> [Double] {
+        queue.takeDispatchWaits()
+    }
+
     /// Changes a peer's state in place.
     mutating func update(_ id: PeerID, _ body: (inout Peer) -> Void) {
         guard peers[id] != nil else { return }

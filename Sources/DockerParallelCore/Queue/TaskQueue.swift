@@ -61,6 +61,9 @@ package struct TaskQueue: Sendable {
         var raw: UInt64 = 0
         var attemptCount: Int32 = 0
         var failureCount: Int32 = 0
+        /// When the task last became ready for a worker (seconds on the caller's clock), or
+        /// negative when unknown (a task restored from the store).
+        var queuedAt: Double = -1
 
         var state: State {
             get { raw == 0 ? .queued : raw == .max ? .done : .leased(LeaseID(raw)) }
@@ -122,6 +125,9 @@ package struct TaskQueue: Sendable {
     var nextLeaseID: UInt64 = 1
     /// Reports that arrived for tasks already finished (duplicates ignored).
     package private(set) var ignoredReports = 0
+    /// Seconds each task leased since the last ``takeDispatchWaits()`` waited for its worker,
+    /// from when it became ready (submitted, retried or handed back).
+    var dispatchWaits: [Double] = []
 
     /// Creates an empty queue.
     /// - Parameters:
@@ -137,18 +143,23 @@ package struct TaskQueue: Sendable {
 
     /// Adds tasks to a job, creating the job if needed. Tasks already known by (job, index) are skipped.
     /// - Returns: How many tasks were new and how many were duplicates.
-    package mutating func submit(jobID: String, options: JobOptions, tasks: [TaskSpec]) -> (accepted: Int, duplicates: Int) {
+    /// - Parameter now: The time on the caller's clock, from which the tasks' waits for a worker
+    ///   are measured (`nil`: not measured).
+    package mutating func submit(
+        jobID: String, options: JobOptions, tasks: [TaskSpec], now: Double? = nil
+    ) -> (accepted: Int, duplicates: Int) {
         // Taken out while it changes, so that its arrays are not copied (written back below).
         var job = jobs.removeValue(forKey: jobID) ?? Job(options: options, status: JobStatus(jobID: JobID(jobID)))
         var accepted = 0
         for task in tasks {
             let key = Key(jobID: jobID, index: task.index)
             if entries[key] != nil { continue }
+            let entry = Entry(queuedAt: now ?? -1)
             if let residentLimit, !spilled.isEmpty || loading > 0 || ready.count >= residentLimit {
-                entries[key] = Entry()
+                entries[key] = entry
                 spilled.append(key)
             } else {
-                entries[key] = Entry()
+                entries[key] = entry
                 payloads[key] = task
                 ready.append(key)
             }
@@ -175,6 +186,7 @@ package struct TaskQueue: Sendable {
             entry.state = .leased(leaseID)
             entry.attempts += 1
             entries[key] = entry
+            if entry.queuedAt >= 0 { dispatchWaits.append(max(now - entry.queuedAt, 0)) }
             let lease = Lease(
                 key: key, worker: worker, workerName: name ?? worker.description, attempt: entry.attempts,
                 started: now, deadline: now + leaseDuration)
@@ -236,6 +248,13 @@ package struct TaskQueue: Sendable {
     package func isLeased(_ id: LeaseID) -> Bool { leases[id] != nil }
 
     // MARK: Attempt log
+
+    /// How long each task leased since the last call waited for its worker, in seconds.
+    package mutating func takeDispatchWaits() -> [Double] {
+        guard !dispatchWaits.isEmpty else { return [] }
+        defer { dispatchWaits = [] }
+        return dispatchWaits
+    }
 
     /// The attempts started or ended since the last call, in order, with times in the clock the
     /// caller passes as `now`.
@@ -307,7 +326,7 @@ package struct TaskQueue: Sendable {
         }
         entry.failures += 1
         entries[key] = entry
-        requeue(key, atFront: false)
+        requeue(key, atFront: false, now: now)
         return nil
     }
 
@@ -319,7 +338,7 @@ package struct TaskQueue: Sendable {
             log(lease, leaseID: id, outcome: .released, ended: now)
             dropLease(id)
             entries[lease.key]?.attempts -= 1
-            requeue(lease.key, atFront: true)
+            requeue(lease.key, atFront: true, now: now)
         }
     }
 
@@ -350,9 +369,10 @@ package struct TaskQueue: Sendable {
         leasesByWorker[lease.worker]?.remove(id)
     }
 
-    mutating func requeue(_ key: Key, atFront: Bool) {
+    mutating func requeue(_ key: Key, atFront: Bool, now: Double) {
         guard var entry = entries[key] else { return }
         entry.state = .queued
+        entry.queuedAt = now
         entries[key] = entry
         jobs[key.jobID]?.status.running -= 1
         jobs[key.jobID]?.status.queued += 1
@@ -378,7 +398,7 @@ package struct TaskQueue: Sendable {
             return commit(lease.key, status: .failed, report: AttemptReport(
                 succeeded: false, errorOutput: lastFailures[lease.key]?.output ?? Data(), error: message))
         }
-        requeue(lease.key, atFront: true)
+        requeue(lease.key, atFront: true, now: now)
         return nil
     }
 

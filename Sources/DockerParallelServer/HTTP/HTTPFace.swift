@@ -86,6 +86,7 @@ final class HTTPFace: Sendable {
         let api = router.group().add(middleware: BearerToken(password: password))
         api.get("/metrics") { _, _ -> Response in
             let text = PrometheusText.render(broker.report(), storageFull: broker.storageFull != nil, storeBytes: Self.storeBytes(storePath))
+                + broker.metrics.prometheusText()
             return Response(
                 status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
                 body: .init(byteBuffer: ByteBuffer(string: text)))
@@ -106,12 +107,17 @@ final class HTTPFace: Sendable {
             return Response(
                 status: .ok, headers: [.contentType: "text/event-stream", .cacheControl: "no-cache"],
                 body: ResponseBody { writer in
-                    // What came before: `[time, tasks finished]` once a second.
+                    // What came before: `[time, tasks finished, dispatch latency, commit
+                    // latency]` once a second; then each new sample with the report.
                     let past = try encoder.encode(history.all)
                     try await writer.write(ByteBuffer(string: "event: history\ndata: \(String(decoding: past, as: UTF8.self))\n\n"))
                     while !Task.isCancelled {
                         let data = try encoder.encode(broker.report())
-                        try await writer.write(ByteBuffer(string: "event: status\ndata: \(String(decoding: data, as: UTF8.self))\n\n"))
+                        var events = "event: status\ndata: \(String(decoding: data, as: UTF8.self))\n\n"
+                        if let sample = history.last {
+                            events += "event: sample\ndata: \(String(decoding: try encoder.encode(sample), as: UTF8.self))\n\n"
+                        }
+                        try await writer.write(ByteBuffer(string: events))
                         try await Task.sleep(for: .seconds(1))
                     }
                     try await writer.finish(nil)

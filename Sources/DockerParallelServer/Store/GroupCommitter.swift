@@ -16,6 +16,8 @@ final class GroupCommitter: Sendable {
         var outputs: [Broker.Output] = []
         var afterWrite: [Broker.AfterWrite] = []
         var draining = false
+        /// When the oldest change in it was enqueued.
+        var since: DispatchTime?
     }
 
     private let store: (any BrokerStore)?
@@ -47,17 +49,20 @@ final class GroupCommitter: Sendable {
     static let retryWhenFull = DispatchTimeInterval.milliseconds(250)
     /// Whether an event loop writes a small batch itself (see ``startWriting()``).
     private let writesSmallBatchesOnEventLoop: Bool
+    private let metrics: ServerMetrics?
 
     /// Creates a committer; with no store, outputs are performed at once.
     /// - Parameters:
     ///   - reserve: Space to give back when the disk fills (see ``StorageReserve``).
     ///   - onFailure: Called when a write fails for another reason than a full disk; the
     ///     server should stop.
+    ///   - metrics: Where the commit latency is recorded.
     init(
         store: (any BrokerStore)?, reserve: StorageReserve? = nil, writesSmallBatchesOnEventLoop: Bool = true,
-        onFailure: @escaping @Sendable (any Error) -> Void
+        metrics: ServerMetrics? = nil, onFailure: @escaping @Sendable (any Error) -> Void
     ) {
         self.store = store
+        self.metrics = metrics
         self.reserve = reserve
         self.writesSmallBatchesOnEventLoop = writesSmallBatchesOnEventLoop
         self.onFailure = onFailure
@@ -82,6 +87,7 @@ final class GroupCommitter: Sendable {
         let startDrain = pending.withLockedValue { pending -> Bool? in
             // Nothing to store or read and nothing waiting: no reason to wait (and order is kept).
             if effects.changes.isEmpty && effects.afterWrite.isEmpty && !pending.draining { return nil }
+            if pending.since == nil && !effects.changes.isEmpty { pending.since = .now() }
             pending.changes += effects.changes
             pending.outputs += effects.durable
             pending.afterWrite += effects.afterWrite
@@ -167,6 +173,9 @@ final class GroupCommitter: Sendable {
             written += 1
             do {
                 try write(batch.changes, barrier: batch.afterWrite.contains { $0.readsAttempts })
+                if let since = batch.since, let metrics {
+                    metrics.recordCommit(nanoseconds: DispatchTime.now().uptimeNanoseconds - since.uptimeNanoseconds)
+                }
                 Self.perform(batch.outputs)
                 for work in batch.afterWrite { perform(work) }
             } catch let error where store?.isFull(error) ?? false {
@@ -216,6 +225,7 @@ final class GroupCommitter: Sendable {
                 pending.changes = []
                 pending.outputs = []
                 pending.afterWrite = []
+                pending.since = nil
             }
             return pending
         }

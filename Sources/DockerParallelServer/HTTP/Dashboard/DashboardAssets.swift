@@ -19,8 +19,8 @@ enum DashboardAssets {
           <p id="login-error" class="error"></p>
         </form>
         <main id="main" hidden>
-          <section><h2>Throughput</h2><svg id="chart" viewBox="0 0 600 120" preserveAspectRatio="none"><polyline id="line" points=""></polyline></svg>
-            <p id="rate"></p></section>
+          <section><h2>Throughput and latency</h2><svg id="chart" viewBox="0 0 600 120" preserveAspectRatio="none"><polyline id="line" points=""></polyline><polyline id="latency" points=""></polyline></svg>
+            <p><span class="key throughput"></span> <span id="rate"></span> <span class="key dispatch"></span> <span id="latency-text"></span></p></section>
           <section><h2>Jobs</h2><div id="jobs"></div></section>
           <section><h2>Failed tasks</h2><div id="failures"><p class="quiet">None.</p></div></section>
           <section><h2>Workers</h2><p id="worker-summary"></p><table><thead><tr><th>worker</th><th>slots</th><th>running</th></tr></thead><tbody id="workers"></tbody></table></section>
@@ -39,6 +39,9 @@ enum DashboardAssets {
         .succeeded { background: #3a3; } .failed { background: #c33; } .cancelled { background: #999; } .running { background: #38c; }
         table { border-collapse: collapse; } td, th { padding: 2px 10px; text-align: left; border-bottom: 1px solid #eee; }
         #chart { width: 600px; height: 120px; background: #f8f8f8; } #line { fill: none; stroke: #38c; stroke-width: 2; }
+        #latency { fill: none; stroke: #e80; stroke-width: 1.5; stroke-dasharray: 4 2; }
+        .key { display: inline-block; width: 14px; height: 3px; vertical-align: middle; margin-left: .6em; }
+        .key.throughput { background: #38c; } .key.dispatch { background: #e80; }
         pre { background: #f6f6f6; padding: .5em; max-width: 900px; overflow-x: auto; }
         .error { color: #c33; } .quiet { color: #777; }
         """
@@ -61,9 +64,8 @@ enum DashboardAssets {
           $("server").textContent = server;
           const jobs = $("jobs"); jobs.replaceChildren();
           if (report.jobs.length === 0) jobs.append(text("p", "No jobs.", "quiet"));
-          let finished = 0;
           for (const job of report.jobs) {
-            const done = job.succeeded + job.failed + job.cancelled; finished += done;
+            const done = job.succeeded + job.failed + job.cancelled;
             const row = document.createElement("div"); row.className = "job"; row.dataset.job = job.jobID;
             row.append(text("span", job.jobID, "name"), text("span", " " + done + "/" + job.total + " done, " + job.running + " running, " + job.failed + " failed", "progress"));
             const bar = document.createElement("div"); bar.className = "bar";
@@ -83,18 +85,35 @@ enum DashboardAssets {
             workers.append(tr);
           }
           $("worker-summary").textContent = report.workers.length + " worker process(es), " + report.workers.reduce((n, w) => n + w.slots, 0) + " slot(s), " + running + " task(s) running";
-          const now = Date.now() / 1000;
-          state.samples.push([now, finished]);
-          while (state.samples.length > 300) state.samples.shift();
+        }
+        // A sample a second from the server: [time, tasks finished, mean dispatch latency,
+        // mean commit latency] (seconds; null when nothing was measured that second).
+        function addSample(sample) {
+          const s = state.samples;
+          if (s.length > 0 && s[s.length - 1][0] >= sample[0]) return;
+          s.push(sample);
+          while (s.length > 300) s.shift();
           drawChart();
         }
+        function milliseconds(seconds) { return seconds < 0.01 ? (seconds * 1000).toFixed(2) : (seconds * 1000).toFixed(0); }
         function drawChart() {
           const s = state.samples; if (s.length < 2) return;
-          const rates = [];
-          for (let i = 1; i < s.length; i++) rates.push(Math.max(0, (s[i][1] - s[i - 1][1]) / Math.max(0.001, s[i][0] - s[i - 1][0])));
+          const rates = [], waits = [];
+          for (let i = 1; i < s.length; i++) {
+            rates.push(Math.max(0, (s[i][1] - s[i - 1][1]) / Math.max(0.001, s[i][0] - s[i - 1][0])));
+            waits.push(s[i][2]);
+          }
+          const x = (i) => (i * 600 / Math.max(1, rates.length - 1)).toFixed(1);
           const top = Math.max(1, ...rates);
-          $("line").setAttribute("points", rates.map((r, i) => (i * 600 / Math.max(1, rates.length - 1)).toFixed(1) + "," + (118 - 116 * r / top).toFixed(1)).join(" "));
-          $("rate").textContent = rates[rates.length - 1].toFixed(1) + " tasks/s now, peak " + top.toFixed(1);
+          $("line").setAttribute("points", rates.map((r, i) => x(i) + "," + (118 - 116 * r / top).toFixed(1)).join(" "));
+          const measured = waits.filter((w) => w !== null && w !== undefined);
+          const slowest = Math.max(0.001, ...measured);
+          $("latency").setAttribute("points", waits.map((w, i) => w === null || w === undefined ? null : x(i) + "," + (118 - 116 * w / slowest).toFixed(1)).filter((p) => p).join(" "));
+          $("rate").textContent = "throughput " + rates[rates.length - 1].toFixed(1) + " tasks/s now, peak " + top.toFixed(1);
+          const last = s[s.length - 1];
+          $("latency-text").textContent = measured.length === 0 ? "dispatch latency: no task dispatched yet"
+            : "dispatch latency " + (last[2] === null ? "idle" : milliseconds(last[2]) + " ms") + " now, peak " + milliseconds(slowest) + " ms"
+              + (last[3] === null ? "" : "; commit " + milliseconds(last[3]) + " ms");
         }
         async function loadFailures(jobID) {
           const response = await api("/api/v1/jobs/" + encodeURIComponent(jobID) + "/failures");
@@ -126,7 +145,8 @@ enum DashboardAssets {
                   const lines = event.split("\\n");
                   const data = lines.filter((l) => l.startsWith("data: ")).map((l) => l.slice(6)).join("\\n");
                   if (!data) continue;
-                  if (lines.includes("event: history")) { state.samples = JSON.parse(data); continue; }
+                  if (lines.includes("event: history")) { state.samples = JSON.parse(data); drawChart(); continue; }
+                  if (lines.includes("event: sample")) { addSample(JSON.parse(data)); continue; }
                   render(JSON.parse(data));
                 }
               }
