@@ -9,6 +9,7 @@ let package = Package(
         .library(name: "DockerParallelCore", targets: ["DockerParallelCore"]),
         .library(name: "LocalProvider", targets: ["LocalProvider"]),
         .library(name: "DockerEngineProvider", targets: ["DockerEngineProvider"]),
+        .library(name: "SwarmProvider", targets: ["SwarmProvider"]),
         .library(name: "DockerParallelTestKit", targets: ["DockerParallelTestKit"]),
         .executable(name: "dockerparallel", targets: ["dockerparallel"]),
     ],
@@ -27,6 +28,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-http-types", from: "1.8.0"),
         .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        .package(url: "https://github.com/apple/swift-asn1", from: "1.7.4"),
     ],
     targets: [
         // Value types, protocols, wire messages and the pure queue state machine. No networking.
@@ -69,6 +71,8 @@ let package = Package(
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "SwiftASN1", package: "swift-asn1"),
             ]
         ),
         // The worker runtime.
@@ -133,6 +137,11 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        // Server and workers as Docker Swarm services, on the Docker provider's Engine client.
+        .target(
+            name: "SwarmProvider",
+            dependencies: ["DockerParallelCore", "ProviderKit", "DockerEngineProvider", .product(name: "Logging", package: "swift-log")]
+        ),
         // The conformance kit for provider and container authors.
         .target(
             name: "DockerParallelTestKit",
@@ -143,6 +152,7 @@ let package = Package(
             name: "dockerparallel",
             dependencies: [
                 "DockerParallel", "DockerParallelCore", "DockerParallelServer", "DockerParallelWorker", "DockerEngineProvider",
+                "SwarmProvider",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -182,6 +192,14 @@ let package = Package(
             name: "DockerEngineProviderTests",
             dependencies: [
                 "DockerEngineProvider", "ProviderKit", "DockerParallelCore",
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .testTarget(
+            name: "SwarmProviderTests",
+            dependencies: [
+                "SwarmProvider", "DockerEngineProvider", "ProviderKit", "DockerParallelCore", "DockerParallel", "DockerParallelTestKit",
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ]

@@ -10,18 +10,18 @@ import ProviderKit
 /// serve), on ProviderKit's ``RESTClient``: answers other than 2xx are a ``RESTError`` with the
 /// daemon's status and message, and a daemon that cannot be reached is a ``DockerParallelError``
 /// that says what to check.
-struct DockerEngineClient: Sendable {
+package struct DockerEngineClient: Sendable {
     /// The API version every request names.
-    static let apiVersion = "v1.41"
+    package static let apiVersion = "v1.41"
     /// How the daemon is named in messages.
-    static let platform = "the Docker daemon"
+    package static let platform = "the Docker daemon"
 
-    let host: DockerHost
-    let rest: RESTClient
+    package let host: DockerHost
+    package let rest: RESTClient
 
     /// A client of the daemon at `host`, over AsyncHTTPClient.
     /// - Throws: `.invalidArgument` when the TLS files cannot be read.
-    init(host: DockerHost) throws {
+    package init(host: DockerHost) throws {
         let transport: AsyncHTTPTransport
         switch host.address {
         case .unix(let path):
@@ -37,7 +37,7 @@ struct DockerEngineClient: Sendable {
     }
 
     /// A client of the daemon at `host` over any transport (tests pass a ``RecordedTransport``).
-    init(host: DockerHost, transport: any HTTPTransport, retry: RetryPolicy = RetryPolicy(),
+    package init(host: DockerHost, transport: any HTTPTransport, retry: RetryPolicy = RetryPolicy(),
          sleep: @escaping @Sendable (Duration) async throws -> Void = { try await Task.sleep(for: $0) }) {
         self.host = host
         self.rest = RESTClient(
@@ -78,7 +78,7 @@ struct DockerEngineClient: Sendable {
     /// - Throws: ``RESTError`` with the daemon's message for an answer other than 2xx;
     ///   `.providerFailed` when the daemon cannot be reached.
     @discardableResult
-    func send(
+    package func send(
         _ method: HTTPMethod, _ path: String, query: [String: String] = [:], repeated: [(String, String)] = [],
         json: (any Encodable & Sendable)? = nil, body: Data? = nil, contentType: String = "application/json",
         timeout: Double = 60, isIdempotent: Bool? = nil
@@ -106,7 +106,7 @@ struct DockerEngineClient: Sendable {
     /// Sends a GET request and decodes its JSON answer.
     /// - Throws: As ``send(_:_:query:repeated:json:body:contentType:timeout:isIdempotent:)``, and
     ///   `.providerFailed` naming the path when the answer cannot be read.
-    func get<T: Decodable>(_ type: T.Type, _ path: String, query: [String: String] = [:]) async throws -> T {
+    package func get<T: Decodable>(_ type: T.Type, _ path: String, query: [String: String] = [:]) async throws -> T {
         let data = try await send(.GET, path, query: query)
         do {
             return try JSONModels.decode(T.self, from: data, platform: Self.platform, request: "GET \(path)")
@@ -117,11 +117,25 @@ struct DockerEngineClient: Sendable {
     }
 }
 
+extension DockerEngineClient {
+    /// Checks that an image is on the daemon.
+    /// - Throws: `.invalidArgument` naming the image and the command that builds it.
+    package func requireImage(_ image: String) async throws {
+        do {
+            _ = try await get(ImageInspect.self, "/images/\(image)/json")
+        } catch let error as RESTError where error.status == 404 {
+            throw DockerParallelError(
+                .invalidArgument,
+                "the image '\(image)' is not on the Docker engine at \(host): build it with `dockerparallel image build --tag \(image)`")
+        }
+    }
+}
+
 /// Frames of a container's log stream without a TTY: an 8-byte header (stream, 0, 0, 0, size in
 /// big-endian) before each chunk.
-enum LogStream {
+package enum LogStream {
     /// The text of a multiplexed log body (stdout and stderr together).
-    static func text(_ data: Data) -> String {
+    package static func text(_ data: Data) -> String {
         var output = Data()
         var offset = data.startIndex
         while offset + 8 <= data.endIndex {

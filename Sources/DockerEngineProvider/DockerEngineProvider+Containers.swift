@@ -30,28 +30,14 @@ extension DockerEngineProvider {
     }
 
     func requireImage(_ image: String) async throws {
-        do {
-            _ = try await engine.get(ImageInspect.self, "/images/\(image)/json")
-        } catch let error as RESTError where error.status == 404 {
-            throw DockerParallelError(
-                .invalidArgument,
-                "the image '\(image)' is not on the Docker engine at \(configuration.host): build it with `dockerparallel image build --tag \(image)`")
-        }
+        try await engine.requireImage(image)
     }
 
     func create(
         name: String, container: any WorkerContainer, environment: [String: String], labels: [String: String],
         hardware: Hardware, binds: [String]?, publishing port: Int? = nil
     ) async throws -> String {
-        var environment = environment
-        environment["DOCKERPARALLEL_CONTAINER"] = "1"
-        if !container.systemPackages.isEmpty {
-            environment["DOCKERPARALLEL_SYSTEM_PACKAGES"] = container.systemPackages.joined(separator: " ")
-        }
-        if !container.languagePackages.isEmpty {
-            environment["DOCKERPARALLEL_LANGUAGE_PACKAGES"] = container.languagePackages.joined(separator: " ")
-        }
-        if let key = container.sshPublicKey { environment["DOCKERPARALLEL_SSH_PUBLIC_KEY"] = key }
+        let environment = Self.startupEnvironment(container, environment)
         // Off the host network, the server's port is published on the server address.
         let published = usesHostNetwork ? nil : port.map { "\($0)/tcp" }
         let body = ContainerCreate(
@@ -76,6 +62,21 @@ extension DockerEngineProvider {
         } catch let error as RESTError {
             throw DockerParallelError(.providerFailed, "cannot create the container \(name): \(error.message)")
         }
+    }
+
+    /// `environment` plus what a container's start-up reads: that it runs in a container, and
+    /// the packages to install and the SSH key to authorise.
+    package static func startupEnvironment(_ container: any WorkerContainer, _ environment: [String: String]) -> [String: String] {
+        var environment = environment
+        environment["DOCKERPARALLEL_CONTAINER"] = "1"
+        if !container.systemPackages.isEmpty {
+            environment["DOCKERPARALLEL_SYSTEM_PACKAGES"] = container.systemPackages.joined(separator: " ")
+        }
+        if !container.languagePackages.isEmpty {
+            environment["DOCKERPARALLEL_LANGUAGE_PACKAGES"] = container.languagePackages.joined(separator: " ")
+        }
+        if let key = container.sshPublicKey { environment["DOCKERPARALLEL_SSH_PUBLIC_KEY"] = key }
+        return environment
     }
 
     /// A container with that name exists already (another process created it first).
@@ -179,7 +180,7 @@ extension DockerEngineProvider {
     }
 
     /// A port nobody listens on now: bound on `host` at port 0, then let go.
-    static func freePort(on host: String) async throws -> Int {
+    package static func freePort(on host: String) async throws -> Int {
         let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .bind(host: host, port: 0).get()
         let port = channel.localAddress?.port
@@ -191,7 +192,7 @@ extension DockerEngineProvider {
     }
 
     /// Whether something accepts connections at host:port.
-    static func isListening(host: String, port: Int) async -> Bool {
+    package static func isListening(host: String, port: Int) async -> Bool {
         do {
             let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
                 .connectTimeout(.milliseconds(500))

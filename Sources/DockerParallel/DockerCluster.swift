@@ -1,4 +1,5 @@
 import DockerParallelCore
+import DockerParallelServer
 import DockerParallelWire
 import Foundation
 import Logging

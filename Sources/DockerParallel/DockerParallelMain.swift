@@ -54,8 +54,10 @@ public enum DockerParallelMain {
     /// Runs the server described by the environment until SIGTERM or SIGINT.
     public static func runServer(environment: [String: String]) async throws {
         let logger = makeLogger(label: "dockerparallel.server", environment: environment)
-        guard let password = environment[EnvironmentKey.password], !password.isEmpty else {
-            throw DockerParallelError(.invalidArgument, "the server needs the cluster password in \(EnvironmentKey.password)")
+        guard let password = try secret(EnvironmentKey.password, file: EnvironmentKey.passwordFile, in: environment) else {
+            throw DockerParallelError(
+                .invalidArgument,
+                "the server needs the cluster password in \(EnvironmentKey.password), or in a file that \(EnvironmentKey.passwordFile) names")
         }
         let port = try integer(EnvironmentKey.port, in: environment) ?? ClusterConfiguration.defaultServerPort
         var configuration = ServerConfiguration(
@@ -69,8 +71,12 @@ public enum DockerParallelMain {
         configuration.writesSmallBatchesOnEventLoop = environment[EnvironmentKey.storeWritesOnEventLoop] != "0"
         configuration.preferredPort = try integer(EnvironmentKey.preferredPort, in: environment)
         configuration.tlsCertificateChain = text(EnvironmentKey.tlsCertificate, in: environment)
-        configuration.tlsPrivateKey = text(EnvironmentKey.tlsPrivateKey, in: environment).map(ServerPassword.init)
+        configuration.tlsPrivateKey = try secret(EnvironmentKey.tlsPrivateKey, file: EnvironmentKey.tlsPrivateKeyFile, in: environment)
+            .map(ServerPassword.init)
         configuration.tlsCertificateAuthority = text(EnvironmentKey.tlsCertificateAuthority, in: environment)
+        configuration.tlsCertificateAuthorityKey = try secret(
+            EnvironmentKey.tlsCertificateAuthorityKey, file: EnvironmentKey.tlsCertificateAuthorityKeyFile, in: environment
+        ).map(ServerPassword.init)
         configuration.allowsPlainTextOffLoopback = environment[EnvironmentKey.insecurePlainText] == "1"
         try await runServer(
             configuration: configuration, endpointFile: environment[EnvironmentKey.endpointFile],
@@ -93,8 +99,10 @@ public enum DockerParallelMain {
     /// Runs a worker described by the environment until SIGTERM, SIGINT or a lost server.
     public static func runWorker(registry: TaskRegistry, environment: [String: String]) async throws {
         let logger = makeLogger(label: "dockerparallel.worker", environment: environment)
-        guard let password = environment[EnvironmentKey.password], !password.isEmpty else {
-            throw DockerParallelError(.invalidArgument, "the worker needs the cluster password in \(EnvironmentKey.password)")
+        guard let password = try secret(EnvironmentKey.password, file: EnvironmentKey.passwordFile, in: environment) else {
+            throw DockerParallelError(
+                .invalidArgument,
+                "the worker needs the cluster password in \(EnvironmentKey.password), or in a file that \(EnvironmentKey.passwordFile) names")
         }
         guard let host = environment[EnvironmentKey.host], let port = try integer(EnvironmentKey.port, in: environment) else {
             throw DockerParallelError(
@@ -154,6 +162,22 @@ public enum DockerParallelMain {
     /// A variable's text; `nil` when it is unset or empty.
     private static func text(_ key: String, in environment: [String: String]) -> String? {
         environment[key].flatMap { $0.isEmpty ? nil : $0 }
+    }
+
+    /// A secret's text: the variable `key`, else the contents of the file that the variable
+    /// `file` names (a swarm secret is a file under `/run/secrets`), without a final line break;
+    /// `nil` when neither is set or the text is empty.
+    /// - Throws: `.invalidArgument` naming the variable when its file cannot be read.
+    package static func secret(_ key: String, file: String, in environment: [String: String]) throws -> String? {
+        if let value = text(key, in: environment) { return value }
+        guard let path = text(file, in: environment) else { return nil }
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw DockerParallelError(
+                .invalidArgument, "cannot read the file \(path) that \(file) names: check that the secret is mounted there")
+        }
+        var value = String(decoding: data, as: UTF8.self)
+        while value.hasSuffix("\n") || value.hasSuffix("\r") { value.removeLast() }
+        return value.isEmpty ? nil : value
     }
 
     private static func integer(_ key: String, in environment: [String: String]) throws -> Int? {

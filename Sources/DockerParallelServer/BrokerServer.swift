@@ -200,6 +200,16 @@ extension BrokerServer {
     /// loopback, or one opted out of TLS, may be.
     static func tlsContext(_ configuration: ServerConfiguration, logger: Logger) throws -> NIOSSLContext? {
         let offLoopback = !TransportSecurity.isLoopback(configuration.host)
+        var configuration = configuration
+        if let authority = configuration.tlsCertificateAuthority, let authorityKey = configuration.tlsCertificateAuthorityKey {
+            // The cluster's own authority: a certificate for the names this server has here.
+            let names = ClusterCertificates.namesOfThisMachine(listeningOn: configuration.host)
+            let issued = try ClusterCertificates.serverCertificate(
+                authority: authority, authorityKey: authorityKey.value, jobQueueName: configuration.jobQueueName, names: names)
+            configuration.tlsCertificateChain = issued.chain
+            configuration.tlsPrivateKey = ServerPassword(issued.privateKey)
+            logger.debug("signed the server's certificate", metadata: ["names": "\(names.joined(separator: ", "))"])
+        }
         guard let chain = configuration.tlsCertificateChain, let key = configuration.tlsPrivateKey else {
             if offLoopback {
                 guard configuration.allowsPlainTextOffLoopback else {

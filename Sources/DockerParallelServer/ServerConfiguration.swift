@@ -38,6 +38,10 @@ public struct ServerConfiguration: Sendable {
     public var tlsCertificateAuthority: String?
     /// The private key (PEM) of ``tlsCertificateChain``.
     public var tlsPrivateKey: ServerPassword?
+    /// The private key (PEM) of ``tlsCertificateAuthority`` when that is the cluster's own: the
+    /// server then signs itself a certificate naming the addresses it is reached at on its
+    /// machine, and serves that one.
+    public var tlsCertificateAuthorityKey: ServerPassword?
     /// Serve plain text to peers off this machine too: an explicit, loud opt-out of TLS. Without
     /// it, a server that binds anything but loopback refuses to start without a certificate.
     public var allowsPlainTextOffLoopback = false

@@ -3,6 +3,7 @@ import Logging
 import DockerEngineProvider
 import DockerParallel
 import Foundation
+import SwarmProvider
 
 @main
 struct DockerParallelCommand: AsyncParsableCommand {
@@ -21,7 +22,7 @@ struct DockerParallelCommand: AsyncParsableCommand {
               dockerparallel results --name demo --job JOB_ID
               dockerparallel down --name demo
             """,
-        subcommands: [Run.self, Up.self, Status.self, Scale.self, Down.self, List.self, Submit.self, Results.self, Logs.self, Retry.self, Dashboard.self, Image.self, Server.self, WorkerCommand.self]
+        subcommands: [Run.self, Up.self, Status.self, Scale.self, Down.self, List.self, Submit.self, Results.self, Logs.self, Retry.self, Dashboard.self, API.self, Image.self, Server.self, WorkerCommand.self]
     )
 
     static func main() async {
@@ -87,21 +88,36 @@ struct ProviderOptions: ParsableArguments {
     enum Kind: String, ExpressibleByArgument, CaseIterable {
         case local
         case docker
+        case swarm
     }
 
     @Option(help: ArgumentHelp(
-        "Where the server and workers run: local (processes on this machine) or docker (containers).",
+        "Where the server and workers run: local (processes on this machine), docker (containers) or swarm (Docker Swarm services).",
         discussion: "Default: $DOCKERPARALLEL_PROVIDER, or local."))
     var provider: Kind?
 
-    @Option(help: ArgumentHelp("The Docker daemon (docker provider).", discussion: "Default: $DOCKER_HOST, or unix:///var/run/docker.sock."))
+    @Option(help: ArgumentHelp("The Docker daemon (docker provider; a swarm manager's, swarm provider).", discussion: "Default: $DOCKER_HOST, or unix:///var/run/docker.sock."))
     var dockerHost: String?
 
-    @Option(help: "The server and worker image (docker provider), as built by `dockerparallel image build`.")
+    @Option(help: "The server and worker image (docker and swarm providers), as built by `dockerparallel image build`.")
     var image: String = "dockerparallel:latest"
 
-    @Option(help: "The containers' network mode (docker provider).")
+    @Option(help: ArgumentHelp(
+        "The containers' network mode (docker provider), or the services' network (swarm provider).",
+        discussion: "For swarm: host, or an overlay network's name (created when missing; its services are reached by DNS round robin)."))
     var network: String = "host"
+
+    @Option(name: .customLong("constraint"), help: ArgumentHelp(
+        "A placement constraint of every swarm service, as `docker service create --constraint` takes it (swarm provider; repeatable).",
+        valueName: "expression"))
+    var constraints: [String] = []
+
+    @Option(name: .customLong("server-constraint"), help: ArgumentHelp(
+        "A placement constraint of the server's swarm service only (swarm provider; repeatable).", valueName: "expression"))
+    var serverConstraints: [String] = []
+
+    @Flag(help: "Reserve the hardware on swarm nodes, not only limit it (swarm provider).")
+    var reserveHardware = false
 
     @Option(help: ArgumentHelp(
         "The address the server listens on and is reached at.",
@@ -113,7 +129,7 @@ struct ProviderOptions: ParsableArguments {
             if let provider { return provider }
             guard let text = ProcessInfo.processInfo.environment["DOCKERPARALLEL_PROVIDER"], !text.isEmpty else { return .local }
             guard let kind = Kind(rawValue: text) else {
-                throw CLIError("DOCKERPARALLEL_PROVIDER must be 'local' or 'docker', not '\(text)'")
+                throw CLIError("DOCKERPARALLEL_PROVIDER must be 'local', 'docker' or 'swarm', not '\(text)'")
             }
             return kind
         }
@@ -126,17 +142,27 @@ struct ProviderOptions: ParsableArguments {
         }
     }
 
+    var swarmConfiguration: SwarmProvider.Configuration {
+        get throws {
+            let host = try dockerHost.map { try DockerHost(parsing: $0) } ?? DockerHost.fromEnvironment()
+            return SwarmProvider.Configuration(
+                host: host, network: network, serverAddress: listen, constraints: constraints,
+                serverConstraints: serverConstraints, reservesHardware: reserveHardware)
+        }
+    }
+
     func provider(stateDirectory: String) throws -> any CloudProvider {
         switch try kind {
         case .local: LocalProvider(configuration: .init(stateDirectory: stateDirectory, host: listen))
         case .docker: try DockerEngineProvider(configuration: dockerConfiguration)
+        case .swarm: try SwarmProvider(configuration: swarmConfiguration)
         }
     }
 
     func workerContainer(slots: Int) throws -> any WorkerContainer {
         switch try kind {
         case .local: LocalProcessContainer(maxWorkersPerContainer: slots)
-        case .docker: DockerWorkerContainer(image: image, maxWorkersPerContainer: slots)
+        case .docker, .swarm: DockerWorkerContainer(image: image, maxWorkersPerContainer: slots)
         }
     }
 }

@@ -8,7 +8,7 @@ import Foundation
 struct Server: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Run a DockerParallel server in the foreground, configured by these options.",
-        discussion: "The password is read from $DOCKERPARALLEL_PASSWORD, never from the command line. (Providers start this executable with DOCKERPARALLEL_ROLE and the rest of its settings in the environment instead.)")
+        discussion: "The password is read from $DOCKERPARALLEL_PASSWORD (or the file $DOCKERPARALLEL_PASSWORD_FILE names), never from the command line. (Providers start this executable with DOCKERPARALLEL_ROLE and the rest of its settings in the environment instead.)")
 
     @Option(help: "The address to bind.")
     var host: String = "127.0.0.1"
@@ -36,8 +36,8 @@ struct Server: AsyncParsableCommand {
 
     func run() async throws {
         let environment = ProcessInfo.processInfo.environment
-        guard let password = environment[EnvironmentKey.password], !password.isEmpty else {
-            throw CLIError("set the cluster password in \(EnvironmentKey.password)")
+        guard let password = try DockerParallelMain.secret(EnvironmentKey.password, file: EnvironmentKey.passwordFile, in: environment) else {
+            throw CLIError("set the cluster password in \(EnvironmentKey.password), or name a file holding it in \(EnvironmentKey.passwordFile)")
         }
         guard leaseSeconds > 0, let lease = Duration(checkedSeconds: leaseSeconds) else {
             throw CLIError("--lease-seconds must be a positive number of seconds, not \(leaseSeconds)")
@@ -63,7 +63,7 @@ struct WorkerCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "worker",
         abstract: "Run a DockerParallel worker in the foreground that dials out to a server.",
-        discussion: "The password is read from $DOCKERPARALLEL_PASSWORD, never from the command line. (Providers start this executable with DOCKERPARALLEL_ROLE and the rest of its settings in the environment instead.)")
+        discussion: "The password is read from $DOCKERPARALLEL_PASSWORD (or the file $DOCKERPARALLEL_PASSWORD_FILE names), never from the command line. (Providers start this executable with DOCKERPARALLEL_ROLE and the rest of its settings in the environment instead.)")
 
     @Option(help: "The server's host.")
     var host: String = "127.0.0.1"
@@ -79,8 +79,8 @@ struct WorkerCommand: AsyncParsableCommand {
 
     func run() async throws {
         let environment = ProcessInfo.processInfo.environment
-        guard let password = environment[EnvironmentKey.password], !password.isEmpty else {
-            throw CLIError("set the cluster password in \(EnvironmentKey.password)")
+        guard let password = try DockerParallelMain.secret(EnvironmentKey.password, file: EnvironmentKey.passwordFile, in: environment) else {
+            throw CLIError("set the cluster password in \(EnvironmentKey.password), or name a file holding it in \(EnvironmentKey.passwordFile)")
         }
         let configuration = WorkerConfiguration(
             server: Endpoint(host: host, port: port), password: ServerPassword(password),

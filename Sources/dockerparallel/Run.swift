@@ -128,7 +128,7 @@ struct Run: AsyncParsableCommand {
         }
         if stats {
             let seconds = (ContinuousClock.now - started).inSeconds
-            let kind = (try? platform.kind) == .docker ? "docker" : "local"
+            let kind = (try? platform.kind)?.rawValue ?? "local"
             let workers = cluster == nil ? "\(jobs) \(kind) workers" : "cluster '\(cluster ?? "")'"
             let line = String(
                 format: "dockerparallel: %d tasks on %@ in %.2f s (%.0f tasks/s), %d failed\n",

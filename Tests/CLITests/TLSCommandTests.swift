@@ -36,6 +36,22 @@ struct TLSCommandTests {
                 .filter { $0.hasSuffix(".log") }
                 .map { try String(contentsOfFile: "\(cli.home)/clusters/secure/\($0)", encoding: .utf8) }
             #expect(!logs.joined().contains("PRIVATE KEY"))
+
+            // `api` gives the address, a token and the authority: curl checks the server's name
+            // against the certificate the server signed itself for its address.
+            let api = try await cli.run(["api", "--name", "secure"])
+            #expect(api.status == 0, "\(api.errorOutput)")
+            let url = try #require(api.output.firstMatch(of: /export DOCKERPARALLEL_API=(\S+)/)?.1)
+            let token = try #require(api.output.firstMatch(of: /export DOCKERPARALLEL_TOKEN=(\S+)/)?.1)
+            #expect(url.hasPrefix("https://\(namespace.hostAddress):"))
+            let authority = try await cli.run(["api", "--name", "secure", "--ca"])
+            #expect(authority.output.hasPrefix("-----BEGIN CERTIFICATE-----"), "\(authority.output)")
+            #expect(!authority.output.contains("PRIVATE KEY"))
+            let caFile = cli.home + "/ca.pem"
+            #expect(FileManager.default.createFile(atPath: caFile, contents: Data(authority.output.utf8)))
+            let status = try programOutput(
+                "/usr/bin/curl", ["-s", "--max-time", "20", "--cacert", caFile, "-H", "Authorization: Bearer \(token)", "\(url)/api/v1/status"])
+            #expect(status.contains(#""jobQueueName":"secure""#), "\(status)")
         }
     }
 

@@ -24,6 +24,10 @@ public struct TransportSecurity: Sendable, Codable, Equatable {
     public var serverCertificateChain: String?
     /// The server's private key (PEM). A secret, like the password: never printed.
     public var serverPrivateKey: ServerPassword?
+    /// The private key (PEM) of the cluster's own authority, with which its server signs itself
+    /// a certificate for its addresses when it starts; `nil` with a certificate the user gave.
+    /// A secret, like the password: never printed.
+    public var certificateAuthorityKey: ServerPassword?
 
     /// TLS with a certificate authority the cluster makes itself.
     public static let automatic = TransportSecurity(mode: .tls)
@@ -41,12 +45,13 @@ public struct TransportSecurity: Sendable, Codable, Equatable {
     /// Creates settings.
     public init(
         mode: Mode, certificateAuthority: String? = nil, serverCertificateChain: String? = nil,
-        serverPrivateKey: ServerPassword? = nil
+        serverPrivateKey: ServerPassword? = nil, certificateAuthorityKey: ServerPassword? = nil
     ) {
         self.mode = mode
         self.certificateAuthority = certificateAuthority
         self.serverCertificateChain = serverCertificateChain
         self.serverPrivateKey = serverPrivateKey
+        self.certificateAuthorityKey = certificateAuthorityKey
     }
 
     /// Whether the server has a certificate to serve.

@@ -33,6 +33,9 @@ public enum EnvironmentKey {
     public static let role = "DOCKERPARALLEL_ROLE"
     /// The cluster password.
     public static let password = "DOCKERPARALLEL_PASSWORD"
+    /// A file holding the cluster password instead of ``password`` (a swarm secret, mounted
+    /// under `/run/secrets`), so that the password is in no container's environment.
+    public static let passwordFile = "DOCKERPARALLEL_PASSWORD_FILE"
     /// The server's host (for workers) or bind address (for the server).
     public static let host = "DOCKERPARALLEL_HOST"
     /// The server's port.
@@ -63,6 +66,13 @@ public enum EnvironmentKey {
     public static let tlsCertificate = "DOCKERPARALLEL_TLS_CERTIFICATE"
     /// The server's private key (PEM): a secret, like the password.
     public static let tlsPrivateKey = "DOCKERPARALLEL_TLS_KEY"
+    /// A file holding the server's private key instead of ``tlsPrivateKey`` (a swarm secret).
+    public static let tlsPrivateKeyFile = "DOCKERPARALLEL_TLS_KEY_FILE"
+    /// The private key (PEM) of the cluster's own certificate authority: the server signs itself
+    /// a certificate for its addresses when it starts.
+    public static let tlsCertificateAuthorityKey = "DOCKERPARALLEL_TLS_CA_KEY"
+    /// A file holding ``tlsCertificateAuthorityKey`` instead (a swarm secret).
+    public static let tlsCertificateAuthorityKeyFile = "DOCKERPARALLEL_TLS_CA_KEY_FILE"
     /// `1`: serve plain text to peers off loopback too (an explicit, loud opt-out of TLS).
     public static let insecurePlainText = "DOCKERPARALLEL_INSECURE_PLAINTEXT"
     /// A name for the worker, shown in status.
@@ -90,6 +100,7 @@ extension WorkerContainer {
         let security = configuration.transportSecurity
         copy.environment[EnvironmentKey.tlsCertificate] = security.serverCertificateChain
         copy.environment[EnvironmentKey.tlsPrivateKey] = security.serverPrivateKey?.value
+        copy.environment[EnvironmentKey.tlsCertificateAuthorityKey] = security.certificateAuthorityKey?.value
         copy.environment[EnvironmentKey.tlsCertificateAuthority] = security.certificateAuthority
         copy.environment[EnvironmentKey.insecurePlainText] = security.mode == .insecurePlainText ? "1" : nil
         return copy
