@@ -246,7 +246,28 @@ public actor DockerCluster {
             try await startServer(isRestart: true)
             serverLost = false
         }
-        if restoringWorkers { try await setWorkerNumber(configuration.expectedWorkerNumber) }
+        if restoringWorkers {
+            // A number asked of the server (HTTP API, `scale` from another process) wins.
+            if let desired = try? await serverReport().desiredWorkers, desired != configuration.expectedWorkerNumber {
+                say("The server asks for \(desired) worker(s)")
+                configuration.expectedWorkerNumber = desired
+            }
+            try await setWorkerNumber(configuration.expectedWorkerNumber)
+        }
+    }
+
+    /// Asks the server for `number` workers and deploys or stops them: the number is kept by
+    /// the server, so that the cluster's supervisor (``supervise(every:restoringWorkers:)``,
+    /// `dockerparallel supervise`), in this process or another, keeps it too.
+    /// - Throws: `.invalidArgument` for a negative number; the server's error when it cannot be told.
+    public func requestWorkerNumber(_ number: Int) async throws {
+        guard number >= 0 else {
+            throw DockerParallelError(.invalidArgument, "the worker number must be 0 or more, got \(number)")
+        }
+        if isServerRunning {
+            _ = try await withServerRetry { try await $0.request(.setWorkers(count: number), timeout: 10) }
+        }
+        try await setWorkerNumber(number)
     }
 
     /// Keeps the cluster whole until the calling task is cancelled: every `interval` it

@@ -88,7 +88,7 @@ extension SwarmProvider {
     /// node this provider talks to (the Engine API never returns a secret's data). It runs the
     /// shell's `read`, so the image needs `/bin/sh` (`dockerparallel image build` puts it there).
     func readSecret(_ name: String, context: ClusterContext) async throws -> String {
-        let filters = Self.selector(context).adding("com.docker.swarm.service.name", Self.serverName(context)).dockerFilters
+        let filters = Self.containerSelector(context).adding(Label.containerRole, "server").dockerFilters
         let deadline = ContinuousClock.now + configuration.startTimeout
         var problems: [String] = []
         while true {
@@ -96,7 +96,7 @@ extension SwarmProvider {
             if containers.isEmpty {
                 // Workers mount the password too.
                 containers = try await engine.get(
-                    [LocalContainer].self, "/containers/json", query: ["filters": Self.selector(context).dockerFilters])
+                    [LocalContainer].self, "/containers/json", query: ["filters": Self.containerSelector(context).dockerFilters])
             }
             let running = containers.filter { $0.State == "running" }
             for container in running {

@@ -29,7 +29,7 @@ extension SwarmProvider {
             TaskTemplate: TaskSpec(
                 ContainerSpec: .init(
                     Image: container.image,
-                    Labels: [Label.queue: labels[Label.queue] ?? "", Label.role: labels[Label.role] ?? ""],
+                    Labels: [Label.containerQueue: labels[Label.queue] ?? "", Label.containerRole: labels[Label.role] ?? ""],
                     Env: environment.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" },
                     Init: true, Mounts: mounts.isEmpty ? nil : mounts, Secrets: secrets.isEmpty ? nil : secrets,
                     StopGracePeriod: Int64(configuration.stopGracePeriod.inSeconds * 1e9)),
@@ -70,6 +70,11 @@ extension SwarmProvider {
         LabelSelector([Label.queue: context.configuration.jobQueueName])
     }
 
+    /// The containers of a cluster's tasks on a node.
+    static func containerSelector(_ context: ClusterContext) -> LabelSelector {
+        LabelSelector([Label.containerQueue: context.configuration.jobQueueName])
+    }
+
     static func serverName(_ context: ClusterContext) -> String {
         "dockerparallel-\(context.configuration.jobQueueName)-server"
     }
@@ -79,7 +84,8 @@ extension SwarmProvider {
     }
 
     static func volumeName(_ context: ClusterContext) -> String {
-        "dockerparallel-\(context.configuration.jobQueueName)-store"
+        // Not the Docker provider's volume name: a cluster of the same name there keeps its own.
+        "dockerparallel-swarm-\(context.configuration.jobQueueName)-store"
     }
 
     /// The services of a cluster (all of a role, or every one).
@@ -240,8 +246,8 @@ extension SwarmProvider {
     /// any role is left: removed services' tasks stop within their grace period.
     func waitUntilContainersAreGone(_ context: ClusterContext, role: String?) async throws {
         let deadline = ContinuousClock.now + configuration.stopGracePeriod + .seconds(30)
-        var selector = Self.selector(context)
-        if let role { selector = selector.adding(Label.role, role) }
+        var selector = Self.containerSelector(context)
+        if let role { selector = selector.adding(Label.containerRole, role) }
         let filters = selector.dockerFilters
         while ContinuousClock.now < deadline {
             // Those of a role: until none runs. All: until none is left (one that exited still holds the volume).

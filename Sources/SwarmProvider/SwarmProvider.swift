@@ -83,6 +83,11 @@ public actor SwarmProvider: CloudProvider {
         public static let tlsKeySecret = "dockerparallel.tls-key-secret"
         /// A digest of the service's spec: a service whose spec changed is updated.
         public static let spec = "dockerparallel.spec"
+        /// The job queue name on the tasks' containers (a key of their own, so that the Docker
+        /// provider does not take them for its containers).
+        public static let containerQueue = "dockerparallel.swarm.queue"
+        /// `server` or `worker` on the tasks' containers.
+        public static let containerRole = "dockerparallel.swarm.role"
     }
 
     /// The exit status of a container whose start-up failed (packages, bad settings).

@@ -130,8 +130,40 @@ struct Scale: AsyncParsableCommand {
     func run() async throws {
         let handle = try await cluster.reconnected()
         await handle.setVerbosity(cluster.verbose ? 2 : 1)
-        try await handle.setWorkerNumber(workers)
+        try await handle.requestWorkerNumber(workers)
         print(try await StatusReport.render(handle))
+    }
+}
+
+struct Supervise: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Keep a named cluster whole until interrupted.",
+        discussion: """
+            Every half second: restarts its server if it died (with its store, password and port), re-deploys workers that died, and applies the worker number asked of the server (`scale` from any process, or `PUT /api/v1/workers` over HTTP). Stops when the cluster is stopped with `down`, or on Ctrl-C or SIGTERM (the cluster keeps running).
+            """)
+
+    @OptionGroup var cluster: ClusterOptions
+
+    func run() async throws {
+        let handle = try await cluster.reconnected()
+        var expected = await handle.configuration.expectedWorkerNumber
+        print("Supervising '\(cluster.name)' with \(expected) worker(s): Ctrl-C to stop (the cluster keeps running)")
+        while true {
+            try await Task.sleep(for: .milliseconds(500))
+            do {
+                try await handle.update()
+            } catch let error as DockerParallelError where error.code == .serverNotRunning {
+                print("'\(cluster.name)' was stopped: nothing left to supervise")
+                return
+            } catch {
+                CLIEnvironment.warn("could not update '\(cluster.name)', trying again: \(error)")
+            }
+            let now = await handle.configuration.expectedWorkerNumber
+            if now != expected {
+                print("Worker number now \(now), as asked of the server")
+                expected = now
+            }
+        }
     }
 }
 
@@ -189,6 +221,9 @@ enum StatusReport {
             lines.append("Restarts:       \(restarts) since it first started at \(Self.timestamp(first))")
         }
         lines.append("Worker number:  \(numbers)")
+        if let desired = report?.desiredWorkers {
+            lines.append("Asked for:      \(desired) worker(s) (`dockerparallel supervise` keeps that number)")
+        }
         if let report {
             lines.append("Connected:      \(report.workers.count) worker process(es), \(report.workerSlots) slot(s)")
             for job in report.jobs {

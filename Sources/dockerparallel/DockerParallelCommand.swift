@@ -22,7 +22,7 @@ struct DockerParallelCommand: AsyncParsableCommand {
               dockerparallel results --name demo --job JOB_ID
               dockerparallel down --name demo
             """,
-        subcommands: [Run.self, Up.self, Status.self, Scale.self, Down.self, List.self, Submit.self, Results.self, Logs.self, Retry.self, Dashboard.self, API.self, Image.self, Server.self, WorkerCommand.self]
+        subcommands: [Run.self, Up.self, Status.self, Scale.self, Down.self, List.self, Submit.self, Results.self, Logs.self, Retry.self, Dashboard.self, API.self, Supervise.self, Image.self, Server.self, WorkerCommand.self]
     )
 
     static func main() async {

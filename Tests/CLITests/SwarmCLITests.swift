@@ -11,6 +11,7 @@ enum SwarmCLI {
         return state?.trimmingCharacters(in: .whitespacesAndNewlines) == "active true"
     }()
     static let enabled = required || isAvailable
+    static let image = "dockerparallel-test/cli-swarm:latest"
 
     /// What a cluster left on the swarm: services, secrets, the store's volume.
     static func leftovers(ofQueuesStartingWith prefix: String) throws -> [String] {
@@ -18,7 +19,7 @@ enum SwarmCLI {
             .filter { $0.hasPrefix("dockerparallel-\(prefix)") }
         let secrets = try DockerCLI.docker(["secret", "ls", "--format", "{{.Name}}"]).split(separator: "\n")
             .filter { $0.hasPrefix("dockerparallel-\(prefix)") }
-        let volumes = try DockerCLI.docker(["volume", "ls", "-q", "--filter", "name=dockerparallel-\(prefix)"]).split(separator: "\n")
+        let volumes = try DockerCLI.docker(["volume", "ls", "-q", "--filter", "name=dockerparallel-swarm-\(prefix)"]).split(separator: "\n")
         return (services + secrets + volumes).map(String.init)
     }
 }
@@ -31,14 +32,14 @@ struct SwarmCLITests {
     init() async throws {
         #expect(SwarmCLI.isAvailable, "DOCKER_HOST's daemon is not a swarm manager")
         cli = try CLI()
-        let build = try await cli.run(["image", "build", "--tag", DockerCLI.image, "--add", "/bin/sleep"])
+        let build = try await cli.run(["image", "build", "--tag", SwarmCLI.image, "--add", "/bin/sleep"])
         #expect(build.status == 0, "\(build.errorOutput)")
     }
 
     @Test func runOnSwarmPrintsEverySquareInOrderAndLeavesNothing() async throws {
         defer { cli.tearDown() }
         let run = try await cli.run(
-            ["run", "--provider", "swarm", "--image", DockerCLI.image, "-j", "4", "--stats", "--", "sh", "-c", "echo $(( {} * {} ))", ":::"]
+            ["run", "--provider", "swarm", "--image", SwarmCLI.image, "-j", "4", "--stats", "--", "sh", "-c", "echo $(( {} * {} ))", ":::"]
                 + (1...200).map(String.init))
         #expect(run.status == 0, "\(run.errorOutput)")
         #expect(run.output == (1...200).map { "\($0 * $0)\n" }.joined())
@@ -49,7 +50,7 @@ struct SwarmCLITests {
 
     @Test func aNamedClusterOnSwarmUpStatusScaleSubmitResultsDown() async throws {
         defer { cli.tearDown() }
-        let swarm = ["--provider", "swarm", "--image", DockerCLI.image]
+        let swarm = ["--provider", "swarm", "--image", SwarmCLI.image]
         let up = try await cli.run(["up", "--name", "cli-swarm", "--port", "0", "--workers", "3", "--slots-per-container", "2"] + swarm)
         #expect(up.status == 0, "\(up.errorOutput)")
         // Three slots, two per task: a 2-slot service and a 1-slot one, besides the server's.

@@ -458,6 +458,27 @@ import Testing
         #expect(after.workers.isEmpty)
     }
 
+    @Test func aClientAsksForAWorkerNumberThatTheReportCarries() {
+        var broker = machine()
+        let client = connect(&broker, .client, name: "c")
+        let worker = connect(&broker, .worker, name: "w1", slots: 1)
+        #expect(broker.report(now: .zero).desiredWorkers == nil)
+        guard case .status(let report)? = broker.received(.setWorkers(count: 4), requestID: 1, from: client, now: .zero).durable.first?.message else {
+            Issue.record("no status")
+            return
+        }
+        #expect(report.desiredWorkers == 4)
+        // A worker may not, nor may anyone ask for a negative or absurd number: nothing changes.
+        for (peer, count) in [(worker, 2), (client, -1), (client, 1_000_000)] {
+            guard case .error(let code, let message)? = broker.received(.setWorkers(count: count), requestID: 2, from: peer, now: .zero).durable.first?.message else {
+                Issue.record("no refusal of \(count)")
+                return
+            }
+            #expect(code == (peer == worker ? .protocolViolation : .invalidArgument), "\(message)")
+        }
+        #expect(broker.report(now: .zero).desiredWorkers == 4)
+    }
+
     @Test func theAttemptsLogIsReadFromTheStoreAfterPendingWrites() {
         var broker = machine(durable: true)
         let client = connect(&broker, .client, name: "c")

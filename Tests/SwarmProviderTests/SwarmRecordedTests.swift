@@ -206,7 +206,7 @@ import Testing
             #expect(spec.Name == "dockerparallel-rec-server")
             #expect(spec.EndpointSpec == .init(Mode: "dnsrr", Ports: [.init(Protocol: "tcp", TargetPort: 7777, PublishedPort: 7777, PublishMode: "host")]))
             #expect(spec.TaskTemplate.Networks == [.init(Target: "net1")])
-            #expect(spec.TaskTemplate.ContainerSpec.Mounts == [.init(Type: "volume", Source: "dockerparallel-rec-store", Target: "/workspace/store")])
+            #expect(spec.TaskTemplate.ContainerSpec.Mounts == [.init(Type: "volume", Source: "dockerparallel-swarm-rec-store", Target: "/workspace/store")])
             let env = spec.TaskTemplate.ContainerSpec.Env ?? []
             #expect(env.contains("DOCKERPARALLEL_HOST=0.0.0.0"))
             #expect(env.contains { $0.hasPrefix("DOCKERPARALLEL_PASSWORD_FILE=/run/secrets/dockerparallel-rec-password-") })

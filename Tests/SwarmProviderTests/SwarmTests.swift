@@ -63,13 +63,13 @@ enum SwarmTesting {
         let label = "label=dockerparallel.queue=\(queue)"
         let services = try docker(["service", "ls", "-q", "--filter", label])
         let secrets = try docker(["secret", "ls", "-q", "--filter", label])
-        let volumes = try docker(["volume", "ls", "-q", "--filter", "name=dockerparallel-\(queue)-store"])
+        let volumes = try docker(["volume", "ls", "-q", "--filter", "name=dockerparallel-swarm-\(queue)-store"])
         return (services + secrets + volumes).split(separator: "\n").map(String.init)
     }
 
     /// The running containers of a cluster's workers on this node.
     static func workerContainers(of queue: String) throws -> [String] {
-        try docker(["ps", "-q", "--filter", "label=dockerparallel.queue=\(queue)", "--filter", "label=dockerparallel.role=worker"])
+        try docker(["ps", "-q", "--filter", "label=dockerparallel.swarm.queue=\(queue)", "--filter", "label=dockerparallel.swarm.role=worker"])
             .split(separator: "\n").map(String.init)
     }
 }
@@ -134,6 +134,37 @@ struct SwarmTests {
         }
         try await cluster.stopCluster(cleanup: true)
         try await cluster.cleanup(deep: true)
+        #expect(try SwarmTesting.leftovers(of: queue).isEmpty)
+    }
+
+    /// On an overlay network with DNS round robin (no IPVS needed), workers reach the server by
+    /// its service name, clients through the port it publishes on its node, over TLS; a deep
+    /// cleanup removes the network it created.
+    @Test func aJobRunsOnAnOverlayNetworkWithDNSRoundRobin() async throws {
+        let image = try await SwarmTesting.image.get()
+        let queue = "overlay-swarm"
+        let network = "dockerparallel-test-overlay"
+        let provider = try SwarmProvider(configuration: .init(host: SwarmTesting.host, network: network, stopGracePeriod: .seconds(2)))
+        let cluster = try DockerCluster(
+            provider: provider, workerContainer: DockerWorkerContainer(image: image),
+            configuration: ClusterConfiguration(jobQueueName: queue, expectedWorkerNumber: 2, serverPort: 0), verbosity: 0,
+            stopClusterOnExit: true)
+        do {
+            try await cluster.startCluster()
+            let endpoints = try #require(await cluster.runtime.serverEndpoints)
+            #expect(endpoints.privateEndpoint?.host == "dockerparallel-\(queue)-server")
+            #expect(endpoints.publicEndpoint?.usesTLS == true)
+            let outputs = try await cluster.submitCommands(try CommandTemplate(["sh", "-c", "echo {}"]), inputs: (0..<20).map(String.init))
+                .results().reduce(into: [Int: String]()) { $0[$1.index] = String(decoding: $1.output, as: UTF8.self) }
+            #expect(outputs == Dictionary(uniqueKeysWithValues: (0..<20).map { ($0, "\($0)\n") }))
+            #expect(try SwarmTesting.docker(["network", "inspect", "-f", "{{.Driver}}", network]).hasPrefix("overlay"))
+        } catch {
+            try? await cluster.stopCluster(ignoreErrors: true, cleanup: true)
+            throw error
+        }
+        try await cluster.stopCluster(cleanup: true)
+        try await cluster.cleanup(deep: true)
+        #expect(try SwarmTesting.docker(["network", "ls", "-q", "--filter", "name=\(network)"]).isEmpty)
         #expect(try SwarmTesting.leftovers(of: queue).isEmpty)
     }
 

@@ -110,15 +110,30 @@ extension BrokerStateMachine {
 
         case .status:
             return reply(.status(report(now: now)))
+
+        case .setWorkers(let count):
+            guard role == .client else { return reply(.error(code: .protocolViolation, message: "only clients set the worker number")) }
+            guard (0...Self.maximumWorkerNumber).contains(count) else {
+                return reply(.error(
+                    code: .invalidArgument,
+                    message: "the worker number must be between 0 and \(Self.maximumWorkerNumber), not \(count)"))
+            }
+            desiredWorkers = count
+            return reply(.status(report(now: now)))
         }
     }
 
+    /// The most workers a cluster can be asked for.
+    package static let maximumWorkerNumber = 100_000
+
     /// What the server reports of itself: its uptime and restarts, workers and jobs.
     package func report(now: Duration) -> ServerReport {
-        ServerReport(
+        var report = ServerReport(
             jobQueueName: configuration.jobQueueName, uptime: now, restarts: configuration.restarts,
             firstStarted: configuration.firstStarted.map(Date.init(timeIntervalSince1970:)), workers: workerReports,
             jobs: queue.jobStatuses)
+        report.desiredWorkers = desiredWorkers
+        return report
     }
 
     /// Why no new job can be taken while the store's disk is full, or `nil`.

@@ -65,6 +65,8 @@ package struct BrokerStateMachine: Sendable {
 
     package let configuration: Configuration
     package internal(set) var queue: TaskQueue
+    /// The worker number last asked for (``ClientMessage/setWorkers(count:)``).
+    package internal(set) var desiredWorkers: Int?
     /// Connections opened whose first message, a hello with the password, has not come yet.
     private var awaitingHello: Set<PeerID> = []
     /// Authenticated connections. Peers are changed in place (`peers[id]?.…`): a copy of one

@@ -70,6 +70,10 @@ package enum ClientMessage: Sendable, Codable, Equatable {
     case status
     /// Streams the attempt log of a job, or of one of its tasks: `attempts` replies, then `done`.
     case attempts(jobID: String, index: Int?)
+    /// Asks for this many workers. The server only records the number (it reports it as
+    /// ``ServerReport/desiredWorkers``): whoever supervises the cluster (`dockerparallel
+    /// supervise`, `DockerCluster.supervise()`) starts or stops workers to match. Replies `status`.
+    case setWorkers(count: Int)
 }
 
 extension ClientMessage {

@@ -31,6 +31,9 @@ public struct ServerReport: Sendable, Codable, Equatable {
     public var workers: [Worker]
     /// Jobs on the server.
     public var jobs: [JobStatus]
+    /// The worker number last asked of the server (HTTP API, `scale`), which a supervisor
+    /// applies; `nil` when none was asked since the server started.
+    public var desiredWorkers: Int?
 
     /// Creates a report.
     public init(
@@ -49,7 +52,7 @@ public struct ServerReport: Sendable, Codable, Equatable {
     public var workerSlots: Int { workers.reduce(0) { $0 + $1.slots } }
 
     private enum CodingKeys: String, CodingKey {
-        case jobQueueName, uptime, restarts, firstStarted, workers, jobs
+        case jobQueueName, uptime, restarts, firstStarted, workers, jobs, desiredWorkers
     }
 
     /// Decodes a report; the uptime is a number of seconds on the wire, the first start seconds
@@ -66,6 +69,7 @@ public struct ServerReport: Sendable, Codable, Equatable {
         firstStarted = try container.decodeIfPresent(Double.self, forKey: .firstStarted).map(Date.init(timeIntervalSince1970:))
         workers = try container.decode([Worker].self, forKey: .workers)
         jobs = try container.decode([JobStatus].self, forKey: .jobs)
+        desiredWorkers = try container.decodeIfPresent(Int.self, forKey: .desiredWorkers)
     }
 
     /// Encodes a report; the uptime as a number of seconds.
@@ -77,5 +81,6 @@ public struct ServerReport: Sendable, Codable, Equatable {
         try container.encodeIfPresent(firstStarted?.timeIntervalSince1970, forKey: .firstStarted)
         try container.encode(workers, forKey: .workers)
         try container.encode(jobs, forKey: .jobs)
+        try container.encodeIfPresent(desiredWorkers, forKey: .desiredWorkers)
     }
 }

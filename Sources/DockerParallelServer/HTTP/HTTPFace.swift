@@ -124,6 +124,7 @@ final class HTTPFace: Sendable {
                 })
         }
         HTTPJobs.add(to: api, client: client)
+        addWorkerRoutes(to: api, broker: broker, client: client)
         return router
     }
 
@@ -219,5 +220,41 @@ struct BearerToken: RouterMiddleware {
             return HTTPFace.error(.unauthorized, "the bearer token is neither this cluster's password nor its API token")
         }
         return try await next(request, context)
+    }
+}
+
+extension HTTPFace {
+    /// The workers as `GET /api/v1/workers` shows them.
+    struct Workers: Codable {
+        /// The worker number last asked for, which a supervisor applies; `nil` when none was.
+        var desired: Int?
+        /// Worker slots connected now.
+        var slots: Int
+        /// The connected workers and what each runs.
+        var workers: [ServerReport.Worker]
+        /// What happens to the number asked for.
+        var note: String?
+    }
+
+    /// `GET /api/v1/workers` and `PUT /api/v1/workers {"workers": N}`.
+    static func addWorkerRoutes(to api: RouterGroup<BasicRequestContext>, broker: Broker, client: SelfClient) {
+        api.get("/api/v1/workers") { _, _ -> Response in
+            let report = broker.report()
+            return try json(Workers(desired: report.desiredWorkers, slots: report.workerSlots, workers: report.workers))
+        }
+        api.put("/api/v1/workers") { request, _ -> Response in
+            struct Wanted: Decodable { var workers: Int }
+            var request = request
+            let body = try await request.collectBody(upTo: maximumBodySize)
+            guard let wanted = try? JSONDecoder().decode(Wanted.self, from: Data(buffer: body)) else {
+                throw HTTPError(.badRequest, message: "the body is not a worker number: send JSON {\"workers\": 4}")
+            }
+            guard case .status(let report) = try await client.request(.setWorkers(count: wanted.workers)) else {
+                throw HTTPError(.internalServerError, message: "the broker did not take the worker number")
+            }
+            let note = "\(wanted.workers) worker(s) asked for: the cluster's supervisor (`dockerparallel supervise --name \(report.jobQueueName)`, or a program's DockerCluster.supervise()) starts or stops workers to match within a second; without one, nothing changes"
+            return try json(
+                Workers(desired: report.desiredWorkers, slots: report.workerSlots, workers: report.workers, note: note), status: .accepted)
+        }
     }
 }
