@@ -176,11 +176,14 @@ extension SwarmProvider {
     /// Waits until the server serves; a task that fails or is rejected first is an error with
     /// swarm's reason (`Status.Err`) and the service's log, and so is one still pending at the
     /// deadline.
-    func waitForServer(_ server: Service) async throws {
+    /// - Parameter isNew: Whether this process just made the service: then a task that exits
+    ///   with any status failed to start; otherwise (swarm may be replacing a server task that
+    ///   crashed) only a rejected one, or one whose start-up failed, does.
+    func waitForServer(_ server: Service, isNew: Bool) async throws {
         let deadline = ContinuousClock.now + configuration.startTimeout
         while true {
             if try await isServing(server) { return }
-            if let failure = try await startupFailure(of: [server], anyExit: true) {
+            if let failure = try await startupFailure(of: [server], anyExit: isNew) {
                 throw DockerParallelError(.serverStartFailed, failure)
             }
             guard ContinuousClock.now < deadline else {

@@ -144,7 +144,7 @@ public actor SwarmProvider: CloudProvider {
         let name = Self.serverName(context)
         if let existing = try await service(named: name) {
             // Running already, or started by another process: swarm keeps it going.
-            return try await waitForServer(existing)
+            return try await waitForServer(existing, isNew: false)
         }
         try await engine.requireImage(container.image)
         let networkID = try await ensureNetwork(context)
@@ -169,16 +169,18 @@ public actor SwarmProvider: CloudProvider {
             mounts: [.init(Type: "volume", Source: Self.volumeName(context), Target: "/workspace/store")],
             publishing: configuration.usesHostNetwork ? nil : port, networkID: networkID, serverConstraints: true,
             configuration: configuration)
+        var isNew = true
         do {
             _ = try await createService(spec)
         } catch is NameInUse {
             // Another process created it first: its secrets are the ones in use.
             for secret in secrets { try? await removeSecret(secret.reference.SecretID) }
+            isNew = false
         }
         guard let created = try await service(named: name) else {
             throw DockerParallelError(.serverStartFailed, "the server service \(name) was removed while it started")
         }
-        try await waitForServer(created)
+        try await waitForServer(created, isNew: isNew)
         try await removeUnusedSecrets(context)
         context.logger.debug("started the server service", metadata: ["id": "\(created.ID.prefix(12))", "port": "\(port)"])
     }

@@ -62,6 +62,19 @@ struct SwarmCLITests {
         let inspect = try DockerCLI.docker(["service", "inspect", "dockerparallel-cli-swarm-server", "dockerparallel-cli-swarm-worker-2"])
         #expect(!inspect.contains("DOCKERPARALLEL_PASSWORD="))
         #expect(inspect.contains("DOCKERPARALLEL_PASSWORD_FILE=/run/secrets/dockerparallel-cli-swarm-password-"))
+        // Read where it is mounted, it is in neither the static data on the label nor the container's environment.
+        let server = try DockerCLI.docker([
+            "ps", "-q", "--filter", "label=dockerparallel.swarm.queue=cli-swarm", "--filter", "label=dockerparallel.swarm.role=server",
+        ]).trimmingCharacters(in: .whitespacesAndNewlines)
+        let password = try DockerCLI.docker([
+            "exec", server, "sh", "-c", "for f in /run/secrets/dockerparallel-cli-swarm-password-*; do read -r p < \"$f\"; printf %s \"$p\"; done",
+        ])
+        #expect(password.count == 26, "the secret holds \(password.count) characters")
+        let label = try DockerCLI.docker(["service", "inspect", "-f", "{{index .Spec.Labels \"dockerparallel.static-data\"}}", "dockerparallel-cli-swarm-server"])
+        let staticData = String(decoding: Data(base64Encoded: label.trimmingCharacters(in: .whitespacesAndNewlines)) ?? Data(), as: UTF8.self)
+        #expect(staticData.contains("cli-swarm"), "the label holds no static data: \(label)")
+        #expect(!staticData.contains(password), "the password is in the server service's label")
+        #expect(!(try DockerCLI.docker(["inspect", server])).contains(password), "the password is in the server container's settings")
 
         // A new process finds the cluster by its label and reads its password back.
         try await waitUntil("three worker slots connect", timeout: 60, interval: 0.2) {

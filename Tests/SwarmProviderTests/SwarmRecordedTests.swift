@@ -235,6 +235,20 @@ import Testing
         try await transport.verify()
     }
 
+    @Test func aDaemonThatIsNotASwarmManagerIsAnErrorNamingTheFix() async throws {
+        let transport = RecordedTransport([
+            .json(.GET, "\(api)/info", #"{"Swarm":{"NodeID":"","LocalNodeState":"inactive","ControlAvailable":false}}"#),
+            .json(.GET, "\(api)/info", #"{"Swarm":{"NodeID":"n1","LocalNodeState":"active","ControlAvailable":false}}"#),
+        ])
+        let provider = provider(transport)
+        let inactive = await #expect(throws: DockerParallelError.self) { try await provider.initialize(context: context()) }
+        #expect(inactive?.message.contains("is not part of a swarm") == true)
+        #expect(inactive?.message.contains("docker swarm init") == true)
+        let worker = await #expect(throws: DockerParallelError.self) { try await provider.initialize(context: context()) }
+        #expect(worker?.message.contains("a swarm worker, not a manager") == true)
+        try await transport.verify()
+    }
+
     @Test func swarmTimesWithNineDecimalsAreRead() {
         #expect(SwarmTime.seconds("1970-01-01T00:00:01.5Z") == 1.5)
         #expect(SwarmTime.seconds("2026-12-02T14:00:01.123456789Z") > SwarmTime.seconds("2026-12-02T14:00:01.12Z"))

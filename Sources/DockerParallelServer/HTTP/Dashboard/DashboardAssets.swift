@@ -60,7 +60,8 @@ enum DashboardAssets {
         function render(report) {
           $("cluster").textContent = report.jobQueueName;
           let server = "up " + duration(report.uptime);
-          if (report.firstStarted) server += ", restarted " + report.restarts + (report.restarts === 1 ? " time" : " times") + " since " + new Date(report.firstStarted * 1000).toLocaleString();
+          if (report.firstStarted && report.restarts > 0) server += ", restarted " + report.restarts + (report.restarts === 1 ? " time" : " times") + " since " + new Date(report.firstStarted * 1000).toLocaleString();
+          else if (report.firstStarted) server += ", never restarted since " + new Date(report.firstStarted * 1000).toLocaleString();
           $("server").textContent = server;
           const jobs = $("jobs"); jobs.replaceChildren();
           if (report.jobs.length === 0) jobs.append(text("p", "No jobs.", "quiet"));
@@ -95,7 +96,7 @@ enum DashboardAssets {
           while (s.length > 300) s.shift();
           drawChart();
         }
-        function milliseconds(seconds) { return seconds < 0.01 ? (seconds * 1000).toFixed(2) : (seconds * 1000).toFixed(0); }
+        function latency(seconds) { return seconds < 0.01 ? (seconds * 1000).toFixed(2) + " ms" : seconds < 1 ? (seconds * 1000).toFixed(0) + " ms" : seconds.toFixed(1) + " s"; }
         function drawChart() {
           const s = state.samples; if (s.length < 2) return;
           const rates = [], waits = [];
@@ -112,8 +113,8 @@ enum DashboardAssets {
           $("rate").textContent = "throughput " + rates[rates.length - 1].toFixed(1) + " tasks/s now, peak " + top.toFixed(1);
           const last = s[s.length - 1];
           $("latency-text").textContent = measured.length === 0 ? "dispatch latency: no task dispatched yet"
-            : "dispatch latency " + (last[2] === null ? "idle" : milliseconds(last[2]) + " ms") + " now, peak " + milliseconds(slowest) + " ms"
-              + (last[3] === null ? "" : "; commit " + milliseconds(last[3]) + " ms");
+            : "dispatch latency " + (last[2] === null ? "idle" : latency(last[2])) + " now, peak " + latency(slowest)
+              + (last[3] === null ? "" : "; commit " + latency(last[3]));
         }
         async function loadFailures(jobID) {
           const response = await api("/api/v1/jobs/" + encodeURIComponent(jobID) + "/failures");
