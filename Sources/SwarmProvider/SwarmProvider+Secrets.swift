@@ -13,12 +13,13 @@ extension SwarmProvider {
     /// Where a secret is mounted in a task.
     static func secretPath(_ name: String) -> String { "/run/secrets/\(name)" }
 
-    /// Moves the password and the server's TLS key out of `environment` into new swarm secrets,
+    /// Moves the password and the server's TLS keys out of `environment` into new swarm secrets,
     /// leaving variables that name their files.
     func makeSecrets(_ context: ClusterContext, from environment: inout [String: String]) async throws -> [MadeSecret] {
         let items = [
             (EnvironmentKey.password, EnvironmentKey.passwordFile, "password", Label.passwordSecret),
             (EnvironmentKey.tlsPrivateKey, EnvironmentKey.tlsPrivateKeyFile, "tls-key", Label.tlsKeySecret),
+            (EnvironmentKey.tlsCertificateAuthorityKey, EnvironmentKey.tlsCertificateAuthorityKeyFile, "tls-ca-key", Label.tlsAuthorityKeySecret),
         ]
         var made: [MadeSecret] = []
         for (key, fileKey, role, label) in items {
@@ -69,7 +70,7 @@ extension SwarmProvider {
         guard !secrets.isEmpty else { return }
         var kept: Set<String> = []
         if keepingReferenced, let server = try await service(named: Self.serverName(context)) {
-            kept = Set([server.labels[Label.passwordSecret], server.labels[Label.tlsKeySecret]].compactMap { $0 })
+            kept = Set([Label.passwordSecret, Label.tlsKeySecret, Label.tlsAuthorityKeySecret].compactMap { server.labels[$0] })
         }
         for secret in secrets where !kept.contains(secret.Spec.Name) {
             try? await removeSecret(secret.ID)
@@ -121,21 +122,25 @@ extension SwarmProvider {
         }
     }
 
-    /// A one-line file's text in a running container, read with the shell's `read` builtin.
+    /// A file's text in a running container, read with the shell's `read` builtin (no other
+    /// program is needed), without a final line break.
     func readFile(_ path: String, in containerID: String) async throws -> String {
-        let command = ExecCreate(Cmd: ["/bin/sh", "-c", "IFS= read -r line < \"$1\"; printf %s \"$line\"", "sh", path])
+        let script = #"[ -r "$1" ] || exit 1; while IFS= read -r line || [ -n "$line" ]; do printf '%s\n' "$line"; done < "$1""#
+        let command = ExecCreate(Cmd: ["/bin/sh", "-c", script, "sh", path])
         let data = try await engine.send(.POST, "/containers/\(containerID)/exec", json: command)
         let exec = try JSONModels.decode(ExecCreated.self, from: data, platform: DockerEngineClient.platform, request: "POST /containers/exec")
-        let output = LogStream.text(try await engine.send(.POST, "/exec/\(exec.Id)/start", json: ExecStart()))
+        var output = LogStream.text(try await engine.send(.POST, "/exec/\(exec.Id)/start", json: ExecStart()))
+        if output.hasSuffix("\n") { output.removeLast() }
         guard !output.isEmpty else { throw DockerParallelError(.providerFailed, "\(path) is empty or missing") }
         return output
     }
 
-    /// Static data without the password and the TLS key, for a label.
+    /// Static data without the password and the TLS keys, for a label.
     static func withoutSecrets(_ data: StaticData) -> StaticData {
         var copy = data
         copy.configuration.serverPassword = ServerPassword("")
         copy.configuration.transportSecurity.serverPrivateKey = nil
+        copy.configuration.transportSecurity.certificateAuthorityKey = nil
         return copy
     }
 

@@ -12,7 +12,7 @@ import ProviderKit
 /// label `dockerparallel.queue` with the cluster's job queue name; the server's also carries its
 /// static data without its secrets, so that another process finds the cluster by its name.
 ///
-/// The password (and the server's TLS key) travel as swarm secrets, mounted under `/run/secrets`
+/// The password (and the server's and its authority's TLS keys) travel as swarm secrets, mounted under `/run/secrets`
 /// and named by `DOCKERPARALLEL_PASSWORD_FILE`: never in an environment or a label. A process
 /// that reconnects reads the password back from a container of the cluster on the node it talks to.
 public actor SwarmProvider: CloudProvider {
@@ -69,7 +69,7 @@ public actor SwarmProvider: CloudProvider {
     public enum Label {
         /// The cluster's job queue name.
         public static let queue = "dockerparallel.queue"
-        /// `server`, `worker` or (on a secret) `password` and `tls-key`.
+        /// `server`, `worker` or (on a secret) `password`, `tls-key` and `tls-ca-key`.
         public static let role = "dockerparallel.role"
         /// Worker slots in each task of a worker service.
         public static let workers = "dockerparallel.workers"
@@ -81,6 +81,8 @@ public actor SwarmProvider: CloudProvider {
         public static let passwordSecret = "dockerparallel.password-secret"
         /// The name of the secret holding the server's TLS key, on the server service.
         public static let tlsKeySecret = "dockerparallel.tls-key-secret"
+        /// The name of the secret holding the cluster authority's key, on the server service.
+        public static let tlsAuthorityKeySecret = "dockerparallel.tls-ca-key-secret"
         /// A digest of the service's spec: a service whose spec changed is updated.
         public static let spec = "dockerparallel.spec"
         /// The job queue name on the tasks' containers (a key of their own, so that the Docker
@@ -295,14 +297,22 @@ public actor SwarmProvider: CloudProvider {
         return data
     }
 
-    /// The static data of the server service while it exists: swarm restarts a server task
-    /// that dies, so only a removed service (stopped on purpose) has none.
+    /// The static data of the server service while it exists, with its secrets read back:
+    /// swarm restarts a server task that dies, so only a removed service (stopped on purpose)
+    /// has none.
     public func storedStaticData(context: ClusterContext) async throws -> StaticData? {
         guard let server = try await service(named: Self.serverName(context)),
               let text = server.labels[Label.staticData], let data = Data(base64Encoded: text) else { return nil }
         var staticData = try JSONDecoder().decode(StaticData.self, from: data)
         if let secret = server.labels[Label.passwordSecret] {
             staticData.configuration.serverPassword = ServerPassword(try await readSecret(secret, context: context))
+        }
+        if let secret = server.labels[Label.tlsKeySecret] {
+            staticData.configuration.transportSecurity.serverPrivateKey = ServerPassword(try await readSecret(secret, context: context))
+        }
+        if let secret = server.labels[Label.tlsAuthorityKeySecret] {
+            staticData.configuration.transportSecurity.certificateAuthorityKey = ServerPassword(
+                try await readSecret(secret, context: context))
         }
         return staticData
     }

@@ -158,6 +158,19 @@ struct SwarmTests {
                 .results().reduce(into: [Int: String]()) { $0[$1.index] = String(decoding: $1.output, as: UTF8.self) }
             #expect(outputs == Dictionary(uniqueKeysWithValues: (0..<20).map { ($0, "\($0)\n") }))
             #expect(try SwarmTesting.docker(["network", "inspect", "-f", "{{.Driver}}", network]).hasPrefix("overlay"))
+            // A new handle finds it, with its password and keys read back from the secrets.
+            let other = try DockerCluster(
+                provider: provider, workerContainer: DockerWorkerContainer(image: image),
+                configuration: ClusterConfiguration(jobQueueName: queue), verbosity: 0)
+            try await other.reconnect()
+            let original = await cluster.configuration
+            let found = await other.configuration
+            #expect(found.serverPassword == original.serverPassword)
+            #expect(found.transportSecurity.certificateAuthority == original.transportSecurity.certificateAuthority)
+            #expect(found.transportSecurity.serverPrivateKey?.value.trimmingCharacters(in: .whitespacesAndNewlines)
+                == original.transportSecurity.serverPrivateKey?.value.trimmingCharacters(in: .whitespacesAndNewlines))
+            #expect(try await other.serverReport().workerSlots == 2)
+            await other.close()
         } catch {
             try? await cluster.stopCluster(ignoreErrors: true, cleanup: true)
             throw error
