@@ -144,6 +144,8 @@ public actor DockerEngineProvider: CloudProvider {
         var environment = container.environment
         environment[EnvironmentKey.host] = configuration.networkMode == "host" ? configuration.serverAddress : "0.0.0.0"
         environment[EnvironmentKey.port] = String(port)
+        // A published port is reached at the daemon's address, which the container cannot see.
+        environment[EnvironmentKey.tlsNames] = configuration.serverAddress
         environment[EnvironmentKey.storePath] = "/workspace/store/broker.sqlite"
         var staticData = context.staticData
         staticData.configuration.serverPort = port

@@ -39,6 +39,9 @@ public actor DockerCluster {
     public private(set) var logger: Logger
     var providerInitialized = false
     var serverLost = false
+    /// The worker number last seen asked of the server, which a supervisor that follows the
+    /// server's requests adopts only when it changes.
+    var lastRequestedWorkers: Int?
     var connection: PeerConnection?
     /// The loop that serves every connection of this handle to the server.
     nonisolated let eventLoop: any EventLoop = MultiThreadedEventLoopGroup.singleton.next()
@@ -136,6 +139,12 @@ public actor DockerCluster {
         connection = nil
         guard providerInitialized else { return }
         let expected = configuration.expectedWorkerNumber
+        // A supervisor elsewhere that follows the server's requests stops re-deploying workers.
+        if isServerRunning, let connection = try? await client() {
+            _ = try? await connection.request(.setWorkers(count: 0), timeout: 2)
+            connection.close()
+            self.connection = nil
+        }
         try await step(ignoreErrors) { try await self.setWorkerNumber(0) }
         configuration.expectedWorkerNumber = expected
         try await step(ignoreErrors) { try await self.stopServer() }
@@ -228,8 +237,9 @@ public actor DockerCluster {
     }
 
     /// ``update()``, optionally leaving the worker number alone (a supervisor that does not own
-    /// the cluster must not undo a `scale` made elsewhere).
-    func update(restoringWorkers: Bool) async throws {
+    /// the cluster must not undo a `scale` made elsewhere), and optionally following the worker
+    /// number asked of the server (HTTP API, `scale` in another process).
+    package func update(restoringWorkers: Bool, followingRequests: Bool = false) async throws {
         let wasRunning = isServerRunning
         try await updateServerStatus()
         if (wasRunning || serverLost) && !isServerRunning {
@@ -247,13 +257,24 @@ public actor DockerCluster {
             serverLost = false
         }
         if restoringWorkers {
-            // A number asked of the server (HTTP API, `scale` from another process) wins.
-            if let desired = try? await serverReport().desiredWorkers, desired != configuration.expectedWorkerNumber {
-                say("The server asks for \(desired) worker(s)")
-                configuration.expectedWorkerNumber = desired
+            if followingRequests, let requested = await requestedWorkers(), requested != lastRequestedWorkers {
+                // A number newly asked of the server (HTTP API, `scale` elsewhere) is adopted once.
+                lastRequestedWorkers = requested
+                if requested != configuration.expectedWorkerNumber {
+                    say("The server asks for \(requested) worker(s)")
+                    configuration.expectedWorkerNumber = requested
+                }
             }
             try await setWorkerNumber(configuration.expectedWorkerNumber)
         }
+    }
+
+    /// The worker number asked of the running server, or `nil` when none was or the server does
+    /// not answer within two seconds (the next turn asks again).
+    private func requestedWorkers() async -> Int? {
+        guard isServerRunning, let connection = try? await client(),
+              case .status(let report)? = try? await connection.request(.status, timeout: 2) else { return nil }
+        return report.desiredWorkers
     }
 
     /// Asks the server for `number` workers and deploys or stops them: the number is kept by
@@ -266,6 +287,7 @@ public actor DockerCluster {
         }
         if isServerRunning {
             _ = try await withServerRetry { try await $0.request(.setWorkers(count: number), timeout: 10) }
+            lastRequestedWorkers = number
         }
         try await setWorkerNumber(number)
     }
@@ -276,11 +298,16 @@ public actor DockerCluster {
     /// - Parameters:
     ///   - restoringWorkers: Whether it also re-deploys workers to the expected number (default);
     ///     `false` restarts only the server, for a process that uses a cluster another one owns.
-    public func supervise(every interval: Duration = .milliseconds(500), restoringWorkers: Bool = true) async {
+    ///   - followingRequests: Whether it also adopts a worker number newly asked of the server
+    ///     (`PUT /api/v1/workers`, ``requestWorkerNumber(_:)``, `scale` from any process), as
+    ///     `dockerparallel supervise` does.
+    public func supervise(
+        every interval: Duration = .milliseconds(500), restoringWorkers: Bool = true, followingRequests: Bool = false
+    ) async {
         while !Task.isCancelled {
             do {
                 try await Task.sleep(for: interval)
-                try await update(restoringWorkers: restoringWorkers)
+                try await update(restoringWorkers: restoringWorkers, followingRequests: followingRequests)
             } catch is CancellationError {
                 return
             } catch {

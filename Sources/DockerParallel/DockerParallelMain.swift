@@ -74,6 +74,8 @@ public enum DockerParallelMain {
         configuration.tlsPrivateKey = try secret(EnvironmentKey.tlsPrivateKey, file: EnvironmentKey.tlsPrivateKeyFile, in: environment)
             .map(ServerPassword.init)
         configuration.tlsCertificateAuthority = text(EnvironmentKey.tlsCertificateAuthority, in: environment)
+        configuration.tlsNames = (text(EnvironmentKey.tlsNames, in: environment) ?? "")
+            .split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
         configuration.tlsCertificateAuthorityKey = try secret(
             EnvironmentKey.tlsCertificateAuthorityKey, file: EnvironmentKey.tlsCertificateAuthorityKeyFile, in: environment
         ).map(ServerPassword.init)
@@ -175,8 +177,9 @@ public enum DockerParallelMain {
             throw DockerParallelError(
                 .invalidArgument, "cannot read the file \(path) that \(file) names: check that the secret is mounted there")
         }
+        // Final line breaks go, `\r\n` too (one Character in Swift).
         var value = String(decoding: data, as: UTF8.self)
-        while value.hasSuffix("\n") || value.hasSuffix("\r") { value.removeLast() }
+        while let last = value.last, last.isNewline { value.removeLast() }
         return value.isEmpty ? nil : value
     }
 

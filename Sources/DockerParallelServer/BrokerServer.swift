@@ -203,7 +203,7 @@ extension BrokerServer {
         var configuration = configuration
         if let authority = configuration.tlsCertificateAuthority, let authorityKey = configuration.tlsCertificateAuthorityKey {
             // The cluster's own authority: a certificate for the names this server has here.
-            let names = ClusterCertificates.namesOfThisMachine(listeningOn: configuration.host)
+            let names = ClusterCertificates.namesOfThisMachine(listeningOn: configuration.host) + configuration.tlsNames
             let issued = try ClusterCertificates.serverCertificate(
                 authority: authority, authorityKey: authorityKey.value, jobQueueName: configuration.jobQueueName, names: names)
             configuration.tlsCertificateChain = issued.chain

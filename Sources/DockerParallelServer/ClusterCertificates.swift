@@ -101,8 +101,12 @@ package enum ClusterCertificates {
     /// interfaces.
     package static func namesOfThisMachine(listeningOn host: String) -> [String] {
         var names = ["localhost", "127.0.0.1", "::1"]
-        let hostName = ProcessInfo.processInfo.hostName
-        if !hostName.isEmpty { names.append(hostName) }
+        // The kernel's host name, without a name lookup.
+        var buffer = [CChar](repeating: 0, count: 256)
+        if gethostname(&buffer, buffer.count) == 0 {
+            let hostName = String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+            if !hostName.isEmpty { names.append(hostName) }
+        }
         if host != "0.0.0.0" && host != "::" && !host.isEmpty { names.append(host) }
         for device in (try? System.enumerateDevices()) ?? [] {
             if let address = device.address?.ipAddress { names.append(address) }

@@ -42,6 +42,9 @@ public struct ServerConfiguration: Sendable {
     /// server then signs itself a certificate naming the addresses it is reached at on its
     /// machine, and serves that one.
     public var tlsCertificateAuthorityKey: ServerPassword?
+    /// Names and addresses the server is reached at that its machine cannot see (a published
+    /// port's host address), for the certificate it signs itself.
+    public var tlsNames: [String] = []
     /// Serve plain text to peers off this machine too: an explicit, loud opt-out of TLS. Without
     /// it, a server that binds anything but loopback refuses to start without a certificate.
     public var allowsPlainTextOffLoopback = false

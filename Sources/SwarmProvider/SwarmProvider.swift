@@ -156,6 +156,8 @@ public actor SwarmProvider: CloudProvider {
         var environment = container.environment
         environment[EnvironmentKey.host] = configuration.usesHostNetwork ? configuration.serverAddress : "0.0.0.0"
         environment[EnvironmentKey.port] = String(port)
+        // A published port is reached at an address the task cannot see.
+        environment[EnvironmentKey.tlsNames] = configuration.serverAddress
         environment[EnvironmentKey.storePath] = "/workspace/store/broker.sqlite"
         let secrets = try await makeSecrets(context, from: &environment)
         var staticData = context.staticData

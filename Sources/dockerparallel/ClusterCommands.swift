@@ -147,20 +147,29 @@ struct Supervise: AsyncParsableCommand {
     func run() async throws {
         let handle = try await cluster.reconnected()
         var expected = await handle.configuration.expectedWorkerNumber
-        print("Supervising '\(cluster.name)' with \(expected) worker(s): Ctrl-C to stop (the cluster keeps running)")
+        // Each line is flushed at once: a log or a pipe shows it as it happens.
+        func say(_ line: String) {
+            FileHandle.standardOutput.write(Data((line + "\n").utf8))
+        }
+        say("Supervising '\(cluster.name)' with \(expected) worker(s): Ctrl-C to stop (the cluster keeps running)")
+        var lastError: String?
         while true {
             try await Task.sleep(for: .milliseconds(500))
             do {
-                try await handle.update()
+                try await handle.update(restoringWorkers: true, followingRequests: true)
+                lastError = nil
             } catch let error as DockerParallelError where error.code == .serverNotRunning {
-                print("'\(cluster.name)' was stopped: nothing left to supervise")
+                say("'\(cluster.name)' was stopped: nothing left to supervise")
                 return
             } catch {
-                CLIEnvironment.warn("could not update '\(cluster.name)', trying again: \(error)")
+                // Said once, not every turn, while the same error lasts.
+                let text = "\(error)"
+                if text != lastError { CLIEnvironment.warn("could not update '\(cluster.name)', trying again every half second: \(text)") }
+                lastError = text
             }
             let now = await handle.configuration.expectedWorkerNumber
             if now != expected {
-                print("Worker number now \(now), as asked of the server")
+                say("Worker number now \(now), as asked of the server")
                 expected = now
             }
         }

@@ -19,7 +19,7 @@ struct Dashboard: AsyncParsableCommand {
         print(link)
         let endpoint = server.endpoint
         if endpoint.usesTLS {
-            CLIEnvironment.warn("the server's certificate is the cluster's own: a browser asks you to trust it (or import the cluster's authority)")
+            CLIEnvironment.warn("the server's certificate is the cluster's own: the browser asks whether to go on. Do not import the cluster's authority into a browser or system store: its key is kept with the cluster, so whoever can read that could pass for any site to it")
         }
         guard !noOpen, let opener = ["xdg-open", "open"].lazy.compactMap(Self.executable).first,
               ProcessInfo.processInfo.environment["DISPLAY"] != nil || ProcessInfo.processInfo.environment["BROWSER"] != nil

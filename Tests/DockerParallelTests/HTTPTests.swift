@@ -226,7 +226,6 @@ func curl(_ arguments: [String]) async throws -> (status: Int, body: String) {
         }
     }
 
-    /// Parses Prometheus text: `# HELP`/`# TYPE` comments and `name{labels} value` samples.
     /// A histogram's buckets in the order given: upper bound and cumulative count.
     static func buckets(_ name: String, in text: String) -> [(bound: Double, count: Double)] {
         text.split(separator: "\n").compactMap { line -> (Double, Double)? in
@@ -236,6 +235,7 @@ func curl(_ arguments: [String]) async throws -> (status: Int, body: String) {
         }
     }
 
+    /// Parses Prometheus text: `# HELP`/`# TYPE` comments and `name{labels} value` samples.
     static func parsePrometheus(_ text: String) throws -> [String: Double] {
         var samples: [String: Double] = [:]
         for line in text.split(separator: "\n") where !line.hasPrefix("#") {

@@ -72,7 +72,7 @@ package enum ClientMessage: Sendable, Codable, Equatable {
     case attempts(jobID: String, index: Int?)
     /// Asks for this many workers. The server only records the number (it reports it as
     /// ``ServerReport/desiredWorkers``): whoever supervises the cluster (`dockerparallel
-    /// supervise`, `DockerCluster.supervise()`) starts or stops workers to match. Replies `status`.
+    /// supervise`, `DockerCluster.supervise(followingRequests: true)`) starts or stops workers to match. Replies `status`.
     case setWorkers(count: Int)
 }
 

@@ -73,6 +73,9 @@ public enum EnvironmentKey {
     public static let tlsCertificateAuthorityKey = "DOCKERPARALLEL_TLS_CA_KEY"
     /// A file holding ``tlsCertificateAuthorityKey`` instead (a swarm secret).
     public static let tlsCertificateAuthorityKeyFile = "DOCKERPARALLEL_TLS_CA_KEY_FILE"
+    /// More names and addresses (comma-separated) for the certificate the server signs itself:
+    /// those it is reached at that its machine cannot see (a published port's host address).
+    public static let tlsNames = "DOCKERPARALLEL_TLS_NAMES"
     /// `1`: serve plain text to peers off loopback too (an explicit, loud opt-out of TLS).
     public static let insecurePlainText = "DOCKERPARALLEL_INSECURE_PLAINTEXT"
     /// A name for the worker, shown in status.

@@ -109,13 +109,17 @@ final class HTTPFace: Sendable {
                 body: ResponseBody { writer in
                     // What came before: `[time, tasks finished, dispatch latency, commit
                     // latency]` once a second; then each new sample with the report.
-                    let past = try encoder.encode(history.all)
+                    let samples = history.all
+                    var lastSent = samples.last?.first.flatMap { $0 } ?? 0
+                    let past = try encoder.encode(samples)
                     try await writer.write(ByteBuffer(string: "event: history\ndata: \(String(decoding: past, as: UTF8.self))\n\n"))
                     while !Task.isCancelled {
                         let data = try encoder.encode(broker.report())
                         var events = "event: status\ndata: \(String(decoding: data, as: UTF8.self))\n\n"
-                        if let sample = history.last {
+                        // Every sample taken since the last sent, none twice.
+                        for sample in history.all where (sample.first.flatMap { $0 } ?? 0) > lastSent {
                             events += "event: sample\ndata: \(String(decoding: try encoder.encode(sample), as: UTF8.self))\n\n"
+                            lastSent = sample.first.flatMap { $0 } ?? lastSent
                         }
                         try await writer.write(ByteBuffer(string: events))
                         try await Task.sleep(for: .seconds(1))
@@ -252,7 +256,7 @@ extension HTTPFace {
             guard case .status(let report) = try await client.request(.setWorkers(count: wanted.workers)) else {
                 throw HTTPError(.internalServerError, message: "the broker did not take the worker number")
             }
-            let note = "\(wanted.workers) worker(s) asked for: the cluster's supervisor (`dockerparallel supervise --name \(report.jobQueueName)`, or a program's DockerCluster.supervise()) starts or stops workers to match within a second; without one, nothing changes"
+            let note = "\(wanted.workers) worker(s) asked for: the cluster's supervisor (`dockerparallel supervise --name \(report.jobQueueName)`, or a program's DockerCluster.supervise(followingRequests: true)) starts or stops workers to match within a second; without one, nothing changes"
             return try json(
                 Workers(desired: report.desiredWorkers, slots: report.workerSlots, workers: report.workers, note: note), status: .accepted)
         }

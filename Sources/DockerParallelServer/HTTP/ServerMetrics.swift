@@ -34,7 +34,7 @@ final class ServerMetrics: Sendable {
     private let registry = PrometheusCollectorRegistry()
     private let dispatchLatency: CoreMetrics.Timer
     private let commitLatency: CoreMetrics.Timer
-    /// Sums and counts since the last ``takeSecond()``, in seconds.
+    /// Sums and counts since the last ``takeWindow()``, in seconds.
     private let window = NIOLockedValueBox(Window())
 
     private struct Window {
@@ -58,7 +58,7 @@ final class ServerMetrics: Sendable {
     /// Records how long tasks waited for their workers, in seconds.
     func recordDispatchWaits(_ waits: [Double]) {
         guard !waits.isEmpty else { return }
-        for wait in waits { dispatchLatency.recordNanoseconds(Int64(wait * 1e9)) }
+        for wait in waits { dispatchLatency.recordNanoseconds(Int64(exactly: (wait * 1e9).rounded()) ?? 0) }
         let sum = waits.reduce(0, +)
         window.withLockedValue {
             $0.dispatchSum += sum

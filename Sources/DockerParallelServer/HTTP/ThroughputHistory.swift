@@ -20,7 +20,4 @@ final class ThroughputHistory: Sendable {
 
     /// The samples, oldest first, as `[time, finished, dispatch latency, commit latency]`.
     var all: [[Double?]] { samples.withLockedValue { $0 } }
-
-    /// The newest sample.
-    var last: [Double?]? { samples.withLockedValue { $0.last } }
 }

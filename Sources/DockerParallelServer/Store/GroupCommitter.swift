@@ -172,10 +172,7 @@ final class GroupCommitter: Sendable {
         while written < batches, let batch = takeBatch() {
             written += 1
             do {
-                try write(batch.changes, barrier: batch.afterWrite.contains { $0.readsAttempts })
-                if let since = batch.since, let metrics {
-                    metrics.recordCommit(nanoseconds: DispatchTime.now().uptimeNanoseconds - since.uptimeNanoseconds)
-                }
+                recordCommit(of: try write(batch.changes, barrier: batch.afterWrite.contains { $0.readsAttempts }), since: batch.since)
                 Self.perform(batch.outputs)
                 for work in batch.afterWrite { perform(work) }
             } catch let error where store?.isFull(error) ?? false {
@@ -234,8 +231,11 @@ final class GroupCommitter: Sendable {
     /// Writes a batch together with the changes still waiting. Those that a later change made
     /// redundant are dropped; those that may wait and are young wait on, unless the batch has a
     /// barrier (a removal, or a read of the attempt log).
-    private func write(_ changes: [StoreChange], barrier: Bool) throws {
-        guard let store else { return }
+    /// - Returns: Whether anything was written, and when the oldest change written that had
+    ///   waited from an earlier batch was enqueued.
+    @discardableResult
+    private func write(_ changes: [StoreChange], barrier: Bool) throws -> (wrote: Bool, oldestWaited: DispatchTime?) {
+        guard let store else { return (false, nil) }
         let now = DispatchTime.now()
         let (before, beforeSince) = waiting.withLockedValue { waiting in
             defer { waiting.changes = []; waiting.since = [] }
@@ -253,6 +253,7 @@ final class GroupCommitter: Sendable {
             if let key = all[position].taskKey { settled.insert(key) }
         }
         var toWrite: [StoreChange] = []
+        var oldestWaited: DispatchTime?
         var toWait: [StoreChange] = []
         var toWaitSince: [DispatchTime] = []
         for position in needed {
@@ -263,6 +264,7 @@ final class GroupCommitter: Sendable {
                 toWaitSince.append(since[position])
             } else {
                 toWrite.append(change)
+                if position < before.count, oldestWaited.map({ since[position] < $0 }) ?? true { oldestWaited = since[position] }
             }
         }
         do {
@@ -279,6 +281,15 @@ final class GroupCommitter: Sendable {
             waiting.changes = toWait
             waiting.since = toWaitSince
         }
+        return (!toWrite.isEmpty, oldestWaited)
+    }
+
+    /// Times a write that wrote something, from the oldest change it wrote (`since`: when the
+    /// batch's own first change was enqueued).
+    private func recordCommit(of written: (wrote: Bool, oldestWaited: DispatchTime?), since: DispatchTime? = nil) {
+        guard written.wrote, let metrics, let oldest = [since, written.oldestWaited].compactMap({ $0 }).min() else { return }
+        let now = DispatchTime.now().uptimeNanoseconds
+        metrics.recordCommit(nanoseconds: now > oldest.uptimeNanoseconds ? now - oldest.uptimeNanoseconds : 0)
     }
 
     /// Writes every waiting change (on the committer's queue).
@@ -351,7 +362,7 @@ final class GroupCommitter: Sendable {
             guard let self, !self.closed.withLockedValue({ $0 }) else { return }
             self.waiting.withLockedValue { $0.timerSet = false }
             do {
-                try self.write([], barrier: false)
+                self.recordCommit(of: try self.write([], barrier: false))
             } catch {
                 self.failed(error)
             }
