@@ -12,19 +12,22 @@ struct DockerEngineTests {
     }
 
     @Test func theDockerEngineProviderPassesTheConformanceKit() async throws {
-        let image = try await DockerTesting.images.cli()
-        let kit = ConformanceKit(
-            provider: try DockerTesting.provider(),
-            workerContainer: DockerWorkerContainer(image: image),
-            options: .init(
-                workerNumber: 3, configuration: ClusterConfiguration(jobQueueName: "conformance-docker", serverPort: 0),
-                killServer: { configuration in
-                    _ = try DockerTesting.docker(["kill", "dockerparallel-\(configuration.jobQueueName)-server"])
-                }))
-        let started = ContinuousClock.now
-        try await kit.run { step in print("docker conformance (+\(ContinuousClock.now - started)): \(step)") }
-        #expect(try DockerTesting.containers(of: "conformance-docker").isEmpty, "the kit's cluster left containers behind")
-        DockerTesting.removeVolume(of: "conformance-docker")
+        // One heavy test at a time (HeavyTests).
+        try await HeavyTests.oneAtATime {
+            let image = try await DockerTesting.images.cli()
+            let kit = ConformanceKit(
+                provider: try DockerTesting.provider(),
+                workerContainer: DockerWorkerContainer(image: image),
+                options: .init(
+                    workerNumber: 3, configuration: ClusterConfiguration(jobQueueName: "conformance-docker", serverPort: 0),
+                    killServer: { configuration in
+                        _ = try DockerTesting.docker(["kill", "dockerparallel-\(configuration.jobQueueName)-server"])
+                    }))
+            let started = ContinuousClock.now
+            try await kit.run { step in print("docker conformance (+\(ContinuousClock.now - started)): \(step)") }
+            #expect(try DockerTesting.containers(of: "conformance-docker").isEmpty, "the kit's cluster left containers behind")
+            DockerTesting.removeVolume(of: "conformance-docker")
+        }
     }
 
     /// Off the host network: the provider creates the named network, publishes the server's port

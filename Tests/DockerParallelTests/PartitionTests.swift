@@ -52,8 +52,13 @@ struct PartitionTests {
             }
 
             // Two tasks that each print the name of the worker that ran them, both on the only
-            // worker there is: the one in the namespace.
-            let names = try CommandTemplate(["sh", "-c", "sleep 3; echo $DOCKERPARALLEL_WORKER_NAME"])
+            // worker there is: the one in the namespace. They wait for a gate that opens once both
+            // run again on the other side of the cut, so that however slow the machine, the
+            // cut-off worker cannot finish them before its link is down.
+            let gate = "\(state)/gate"
+            let names = try CommandTemplate([
+                "sh", "-c", "while [ ! -e \(gate) ]; do sleep 0.05; done; echo $DOCKERPARALLEL_WORKER_NAME",
+            ])
             let job = try await cluster.submitCommands(names, inputs: ["a", "b"], options: JobOptions(maxAttempts: 5))
             try await waitUntil("the cut-off worker runs both tasks") {
                 try await cluster.serverReport().workers.first { $0.name == "cut-off" }?.running == 2
@@ -62,6 +67,10 @@ struct PartitionTests {
 
             // Its leases expire, and both tasks run again on a worker on this side of the cut.
             try await cluster.setWorkerNumber(1)
+            try await waitUntil("both tasks run again on the other worker", timeout: 25) {
+                try await cluster.serverReport().workers.first { $0.name == "cutworker-worker-1" }?.running == 2
+            }
+            #expect(FileManager.default.createFile(atPath: gate, contents: nil))
             try await waitUntil("both tasks succeed on the other worker", timeout: 25) {
                 try await job.status().succeeded == 2
             }
