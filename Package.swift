@@ -164,7 +164,8 @@ let package = Package(
             path: "Examples/Squares"
         ),
         // DockerParallel's side of the benchmark harness (bench/run).
-        .executableTarget(name: "dockerparallel-bench", dependencies: ["DockerParallel", "DockerParallelCore", "DockerEngineProvider"]),
+        .executableTarget(
+            name: "dockerparallel-bench", dependencies: ["DockerParallel", "DockerParallelCore", "DockerEngineProvider", "SwarmProvider"]),
         .testTarget(name: "DockerParallelCoreTests", dependencies: ["DockerParallelCore"]),
         .testTarget(
             name: "DockerParallelWireTests",

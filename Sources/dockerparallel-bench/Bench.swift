@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import DockerEngineProvider
+import SwarmProvider
 import DockerParallel
 import DockerParallelCore
 import Foundation
@@ -34,7 +35,7 @@ struct Bench {
         await DockerParallelMain.runIfRequested(registry: TaskRegistry([NoOp.self, Spin.self, Stamp.self]))
         var arguments = Array(CommandLine.arguments.dropFirst())
         guard let scenario = arguments.first else {
-            FileHandle.standardError.write(Data("usage: dockerparallel-bench tiny|roundtrip|efficiency|startup|memory [--tasks N] [--workers N] [--chunk N] [--memory-store] [--on-event-loop] [--store-writes-off-loop] [--docker-image IMAGE]\n".utf8))
+            FileHandle.standardError.write(Data("usage: dockerparallel-bench tiny|roundtrip|efficiency|startup|memory [--tasks N] [--workers N] [--chunk N] [--memory-store] [--on-event-loop] [--store-writes-off-loop] [--docker-image IMAGE] [--swarm-image IMAGE]\n".utf8))
             exit(2)
         }
         arguments.removeFirst()
@@ -57,6 +58,10 @@ struct Bench {
             if let index = arguments.firstIndex(of: "--docker-image"), index + 1 < arguments.count {
                 result = try await startup(
                     workers: workers, provider: try DockerEngineProvider(),
+                    container: DockerWorkerContainer(image: arguments[index + 1]))
+            } else if let index = arguments.firstIndex(of: "--swarm-image"), index + 1 < arguments.count {
+                result = try await startup(
+                    workers: workers, provider: try SwarmProvider(),
                     container: DockerWorkerContainer(image: arguments[index + 1]))
             } else {
                 let state = NSTemporaryDirectory() + "dockerparallel-bench-\(getpid())"
@@ -149,7 +154,8 @@ struct Bench {
     }
 
     /// From the start of the cluster (its server and its workers) until every worker has leased
-    /// a task: local processes, or containers of an image holding this program (`--docker-image`).
+    /// a task: local processes, or containers (`--docker-image`) or swarm services
+    /// (`--swarm-image`) of an image holding this program.
     static func startup(workers: Int, provider: any CloudProvider, container: (any WorkerContainer)?) async throws -> [String: Double] {
         let start = ContinuousClock.now
         let cluster = try DockerCluster(

@@ -146,6 +146,52 @@ struct SwarmTests {
     /// On an overlay network with DNS round robin (no IPVS needed), workers reach the server by
     /// its service name, clients through the port it publishes on its node, over TLS; a deep
     /// cleanup removes the network it created.
+    /// `docker node update --availability drain` of the node mid-job: its tasks (workers, and on
+    /// this one-node swarm the server too) stop with SIGTERM and hand their tasks back; once the
+    /// node is active again swarm starts them anew, the server resumes from its store, and every
+    /// task has exactly one result.
+    @Test func aDrainedNodeHandsItsTasksBackAndNoneIsLost() async throws {
+        // One heavy test at a time (HeavyTests).
+        try await HeavyTests.oneAtATime {
+            let image = try await SwarmTesting.image.get()
+            let queue = "drained-swarm"
+            let node = try SwarmTesting.docker(["node", "ls", "-q"]).trimmingCharacters(in: .whitespacesAndNewlines)
+            let cluster = try DockerCluster(
+                provider: try SwarmTesting.provider(), workerContainer: DockerWorkerContainer(image: image),
+                configuration: ClusterConfiguration(jobQueueName: queue, expectedWorkerNumber: 2, serverPort: 0), verbosity: 0,
+                stopClusterOnExit: true)
+            do {
+                try await cluster.startCluster()
+                try await waitUntil("two workers run", timeout: 60, interval: 0.1) { try await cluster.workerNumbers().running == 2 }
+                let job = try await cluster.submitCommands(
+                    try CommandTemplate(["sh", "-c", "sleep 0.2; echo {}"]), inputs: (0..<40).map(String.init))
+                try await waitUntil("some tasks are done", timeout: 60, interval: 0.05) { try await job.status().finished >= 4 }
+                try SwarmTesting.docker(["node", "update", "--availability", "drain", node])
+                defer { _ = try? SwarmTesting.docker(["node", "update", "--availability", "active", node]) }
+                try await waitUntil("the drained node runs none of the cluster's containers", timeout: 60, interval: 0.2) {
+                    try SwarmTesting.docker(["ps", "-q", "--filter", "label=dockerparallel.swarm.queue=\(queue)"])
+                        .trimmingCharacters(in: .whitespacesAndNewlines).isEmpty
+                }
+                try SwarmTesting.docker(["node", "update", "--availability", "active", node])
+                var seen: Set<Int> = []
+                for try await result in try await job.results() {
+                    #expect(result.status == .succeeded, "task \(result.index): \(result.error ?? "")")
+                    #expect(seen.insert(result.index).inserted, "task \(result.index) has two results")
+                    #expect(String(decoding: result.output, as: UTF8.self) == "\(result.index)\n")
+                }
+                #expect(seen.count == 40)
+                #expect(try await cluster.serverReport().restarts >= 1, "the server did not restart on its store")
+            } catch {
+                _ = try? SwarmTesting.docker(["node", "update", "--availability", "active", node])
+                try? await cluster.stopCluster(ignoreErrors: true, cleanup: true)
+                throw error
+            }
+            try await cluster.stopCluster(cleanup: true)
+            try await cluster.cleanup(deep: true)
+            #expect(try SwarmTesting.leftovers(of: queue).isEmpty)
+        }
+    }
+
     @Test func aJobRunsOnAnOverlayNetworkWithDNSRoundRobin() async throws {
         // One heavy test at a time (HeavyTests).
         try await HeavyTests.oneAtATime {
