@@ -10,6 +10,7 @@ let package = Package(
         .library(name: "LocalProvider", targets: ["LocalProvider"]),
         .library(name: "DockerEngineProvider", targets: ["DockerEngineProvider"]),
         .library(name: "SwarmProvider", targets: ["SwarmProvider"]),
+        .library(name: "KubernetesProvider", targets: ["KubernetesProvider"]),
         .library(name: "DockerParallelTestKit", targets: ["DockerParallelTestKit"]),
         .executable(name: "dockerparallel", targets: ["dockerparallel"]),
     ],
@@ -29,6 +30,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
         .package(url: "https://github.com/apple/swift-asn1", from: "1.7.4"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
     ],
     targets: [
         // Value types, protocols, wire messages and the pure queue state machine. No networking.
@@ -142,6 +144,21 @@ let package = Package(
             name: "SwarmProvider",
             dependencies: ["DockerParallelCore", "ProviderKit", "DockerEngineProvider", .product(name: "Logging", package: "swift-log")]
         ),
+        // Server and workers as Kubernetes objects (a Deployment, a Service, worker pods), through
+        // the API server's REST API, configured by kubeconfig or a pod's service account.
+        .target(
+            name: "KubernetesProvider",
+            dependencies: [
+                "DockerParallelCore", "ProviderKit", "DockerEngineProvider",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "NIOFoundationCompat", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Yams", package: "Yams"),
+            ]
+        ),
         // The conformance kit for provider and container authors.
         .target(
             name: "DockerParallelTestKit",
@@ -152,7 +169,7 @@ let package = Package(
             name: "dockerparallel",
             dependencies: [
                 "DockerParallel", "DockerParallelCore", "DockerParallelServer", "DockerParallelWorker", "DockerEngineProvider",
-                "SwarmProvider",
+                "SwarmProvider", "KubernetesProvider",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -165,7 +182,7 @@ let package = Package(
         ),
         // DockerParallel's side of the benchmark harness (bench/run).
         .executableTarget(
-            name: "dockerparallel-bench", dependencies: ["DockerParallel", "DockerParallelCore", "DockerEngineProvider", "SwarmProvider"]),
+            name: "dockerparallel-bench", dependencies: ["DockerParallel", "DockerParallelCore", "DockerEngineProvider", "SwarmProvider", "KubernetesProvider"]),
         .testTarget(name: "DockerParallelCoreTests", dependencies: ["DockerParallelCore"]),
         .testTarget(
             name: "DockerParallelWireTests",
@@ -204,6 +221,16 @@ let package = Package(
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ]
+        ),
+        .testTarget(
+            name: "KubernetesProviderTests",
+            dependencies: [
+                "KubernetesProvider", "DockerEngineProvider", "ProviderKit", "DockerParallelCore", "DockerParallel", "DockerParallelTestKit",
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Yams", package: "Yams"),
+            ],
+            exclude: ["Harness"]
         ),
         .testTarget(name: "CLITests", dependencies: ["DockerParallel", "DockerParallelCore", "DockerParallelTestKit"]),
     ]

@@ -178,6 +178,21 @@ public actor DockerCluster {
         runtime.serverEndpoints = try await provider.serverEndpoints(context: self.context())
     }
 
+    /// What ``startServer()`` and ``setWorkerNumber(_:)`` would hand the provider, without
+    /// starting anything: the context (with the cluster's new authority when it uses its own),
+    /// the configured server container, and the worker container configured to dial `server`.
+    /// `dockerparallel k8s manifests` prints the provider's objects from it.
+    package func deploymentPlan(workersDialing server: Endpoint) throws
+        -> (context: ClusterContext, server: any WorkerContainer, worker: any WorkerContainer)
+    {
+        if configuration.transportSecurity.mode == .tls, !configuration.transportSecurity.hasServerCertificate {
+            configuration.transportSecurity = try ClusterCertificates.make(jobQueueName: configuration.jobQueueName)
+        }
+        let serverContainer = serverContainer.configuredAsServer(configuration: configuration)
+        let worker = workerContainer.configuredAsWorker(configuration: configuration, server: server, workerNumber: 1)
+        return (context(), serverContainer, worker)
+    }
+
     /// Stops the server, unless it comes from another source.
     public func stopServer() async throws {
         connection?.close()

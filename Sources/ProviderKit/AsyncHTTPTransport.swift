@@ -74,6 +74,50 @@ package struct AsyncHTTPTransport: HTTPTransport {
         }
     }
 
+    /// Sends the request and yields its body's lines as they arrive, for as long as the
+    /// request's timeout allows (a watch ends there, and its caller watches again).
+    package func streamLines(_ request: RESTRequest) async throws -> StreamedResponse {
+        var outgoing = HTTPClientRequest(url: base + request.path + request.encodedQuery)
+        outgoing.method = request.method
+        outgoing.headers = request.headers
+        if case .unixSocket = endpoint, !outgoing.headers.contains(name: "Host") { outgoing.headers.add(name: "Host", value: "localhost") }
+        if let body = request.body { outgoing.body = .bytes(ByteBuffer(data: body)) }
+        let response: HTTPClientResponse
+        do {
+            response = try await client.execute(outgoing, timeout: .nanoseconds(Self.nanoseconds(request.timeout)))
+        } catch is CancellationError {
+            throw CancellationError()
+        } catch {
+            throw RESTError(.connectionFailed, platform: base, request: request.summary, message: "\(error)", underlying: error)
+        }
+        let summary = request.summary
+        let platform = base
+        let lines = AsyncThrowingStream<Data, any Error> { continuation in
+            let reader = Task {
+                var pending = Data()
+                do {
+                    for try await chunk in response.body {
+                        pending.append(contentsOf: chunk.readableBytesView)
+                        while let newline = pending.firstIndex(of: UInt8(ascii: "\n")) {
+                            let line = pending[pending.startIndex..<newline]
+                            if !line.isEmpty { continuation.yield(Data(line)) }
+                            pending.removeSubrange(pending.startIndex...newline)
+                        }
+                    }
+                    if !pending.isEmpty { continuation.yield(pending) }
+                    continuation.finish()
+                } catch is CancellationError {
+                    continuation.finish()
+                } catch {
+                    continuation.finish(throwing: RESTError(
+                        .connectionFailed, platform: platform, request: summary, message: "the stream broke: \(error)", underlying: error))
+                }
+            }
+            continuation.onTermination = { _ in reader.cancel() }
+        }
+        return StreamedResponse(status: Int(response.status.code), lines: lines)
+    }
+
     /// Why nothing accepts connections on a unix socket, or `nil` when something does.
     ///
     /// A connect to a local socket answers at once (it never waits on a network), so this call

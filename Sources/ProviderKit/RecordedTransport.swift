@@ -13,7 +13,8 @@ package actor RecordedTransport: HTTPTransport {
     package struct Exchange: Sendable {
         /// The request's method.
         package var method: HTTPMethod
-        /// The request's path, prefix included.
+        /// The request's path, prefix included; ending in `*`, any path that starts with what
+        /// comes before it (a name the code under test draws at random).
         package var path: String
         /// The request's query in any order, or `nil` to match any query.
         package var query: Set<QueryItem>?
@@ -53,7 +54,8 @@ package actor RecordedTransport: HTTPTransport {
         }
 
         func matches(_ request: RESTRequest) -> Bool {
-            method == request.method && path == request.path && (query.map { $0 == Set(request.query) } ?? true)
+            let pathMatches = path.hasSuffix("*") ? request.path.hasPrefix(path.dropLast()) : path == request.path
+            return method == request.method && pathMatches && (query.map { $0 == Set(request.query) } ?? true)
         }
 
         var summary: String {

@@ -3,6 +3,7 @@ import Logging
 import DockerEngineProvider
 import DockerParallel
 import Foundation
+import KubernetesProvider
 import SwarmProvider
 
 @main
@@ -22,7 +23,7 @@ struct DockerParallelCommand: AsyncParsableCommand {
               dockerparallel results --name demo --job JOB_ID
               dockerparallel down --name demo
             """,
-        subcommands: [Run.self, Up.self, Status.self, Scale.self, Down.self, List.self, Submit.self, Results.self, Logs.self, Retry.self, Dashboard.self, API.self, Supervise.self, Image.self, Server.self, WorkerCommand.self]
+        subcommands: [Run.self, Up.self, Status.self, Scale.self, Down.self, List.self, Submit.self, Results.self, Logs.self, Retry.self, Dashboard.self, API.self, Supervise.self, Image.self, KubernetesCommand.self, Server.self, WorkerCommand.self]
     )
 
     static func main() async {
@@ -89,23 +90,24 @@ struct ProviderOptions: ParsableArguments {
         case local
         case docker
         case swarm
+        case kubernetes
     }
 
     @Option(help: ArgumentHelp(
-        "Where the server and workers run: local (processes on this machine), docker (containers) or swarm (Docker Swarm services).",
+        "Where the server and workers run: local (processes on this machine), docker (containers), swarm (Docker Swarm services) or kubernetes (a Deployment and pods).",
         discussion: "Default: $DOCKERPARALLEL_PROVIDER, or local."))
     var provider: Kind?
 
     @Option(help: ArgumentHelp("The Docker daemon (docker provider; a swarm manager's, swarm provider).", discussion: "Default: $DOCKER_HOST, or unix:///var/run/docker.sock."))
     var dockerHost: String?
 
-    @Option(help: "The server and worker image (docker and swarm providers), as built by `dockerparallel image build`.")
+    @Option(help: "The server and worker image (docker, swarm and kubernetes providers), as built by `dockerparallel image build`.")
     var image: String = "dockerparallel:latest"
 
     @Option(help: ArgumentHelp(
-        "The containers' network mode (docker provider), or the services' network (swarm provider).",
-        discussion: "For swarm: host, or an overlay network's name (created when missing; its services are reached by DNS round robin)."))
-    var network: String = "host"
+        "The containers' network mode (docker provider), the services' network (swarm provider), or the pods' (kubernetes provider).",
+        discussion: "Default host, for kubernetes pod. For swarm: host, or an overlay network's name (created when missing; its services are reached by DNS round robin). For kubernetes: pod (workers dial the server's Service) or host (pods use their node's network)."))
+    var network: String?
 
     @Option(name: .customLong("constraint"), help: ArgumentHelp(
         "A placement constraint of every swarm service, as `docker service create --constraint` takes it (swarm provider; repeatable).",
@@ -116,20 +118,44 @@ struct ProviderOptions: ParsableArguments {
         "A placement constraint of the server's swarm service only (swarm provider; repeatable).", valueName: "expression"))
     var serverConstraints: [String] = []
 
-    @Flag(help: "Reserve the hardware on swarm nodes, not only limit it (swarm provider).")
+    @Flag(help: "Reserve the hardware on swarm or Kubernetes nodes, not only limit it (swarm and kubernetes providers).")
     var reserveHardware = false
 
     @Option(help: ArgumentHelp(
-        "The address the server listens on and is reached at.",
-        discussion: "Default 127.0.0.1. Off loopback the server speaks TLS, with the cluster's own certificate authority unless `up` is given a certificate."))
-    var listen: String = "127.0.0.1"
+        "The address the server listens on and is reached at (for kubernetes: at which clients outside the cluster reach it).",
+        discussion: "Default 127.0.0.1 (for kubernetes: a LoadBalancer Service's address, or the Service's name inside the cluster). Off loopback the server speaks TLS, with the cluster's own certificate authority unless `up` is given a certificate."))
+    var listen: String?
+
+    @Option(help: ArgumentHelp("The kubeconfig file (kubernetes provider).", discussion: "Default: $KUBECONFIG, ~/.kube/config, or the pod's service account."))
+    var kubeconfig: String?
+
+    @Option(help: "The kubeconfig context (kubernetes provider; default its current context).")
+    var kubeContext: String?
+
+    @Option(help: "The namespace (kubernetes provider; default the context's, else default).")
+    var namespace: String?
+
+    @Option(help: "The server Service's type: ClusterIP, NodePort or LoadBalancer (kubernetes provider).")
+    var serviceType: String = "ClusterIP"
+
+    @Option(help: "The storage class of the server's store (kubernetes provider; default the cluster's default).")
+    var storageClass: String?
+
+    @Option(name: .customLong("node-selector"), help: ArgumentHelp(
+        "A node label every pod must carry, as key=value (kubernetes provider; repeatable).", valueName: "key=value"))
+    var nodeSelectors: [String] = []
+
+    @Option(help: "The image pull policy: IfNotPresent, Always or Never (kubernetes provider).")
+    var imagePullPolicy: String = "IfNotPresent"
+
+    var address: String { listen ?? "127.0.0.1" }
 
     var kind: Kind {
         get throws {
             if let provider { return provider }
             guard let text = ProcessInfo.processInfo.environment["DOCKERPARALLEL_PROVIDER"], !text.isEmpty else { return .local }
             guard let kind = Kind(rawValue: text) else {
-                throw CLIError("DOCKERPARALLEL_PROVIDER must be 'local', 'docker' or 'swarm', not '\(text)'")
+                throw CLIError("DOCKERPARALLEL_PROVIDER must be 'local', 'docker', 'swarm' or 'kubernetes', not '\(text)'")
             }
             return kind
         }
@@ -138,7 +164,7 @@ struct ProviderOptions: ParsableArguments {
     var dockerConfiguration: DockerEngineProvider.Configuration {
         get throws {
             let host = try dockerHost.map { try DockerHost(parsing: $0) } ?? DockerHost.fromEnvironment()
-            return DockerEngineProvider.Configuration(host: host, networkMode: network, serverAddress: listen)
+            return DockerEngineProvider.Configuration(host: host, networkMode: network ?? "host", serverAddress: address)
         }
     }
 
@@ -146,23 +172,43 @@ struct ProviderOptions: ParsableArguments {
         get throws {
             let host = try dockerHost.map { try DockerHost(parsing: $0) } ?? DockerHost.fromEnvironment()
             return SwarmProvider.Configuration(
-                host: host, network: network, serverAddress: listen, constraints: constraints,
+                host: host, network: network ?? "host", serverAddress: address, constraints: constraints,
                 serverConstraints: serverConstraints, reservesHardware: reserveHardware)
+        }
+    }
+
+    var kubernetesConfiguration: KubernetesProvider.Configuration {
+        get throws {
+            var selector: [String: String] = [:]
+            for pair in nodeSelectors {
+                let parts = pair.split(separator: "=", maxSplits: 1).map(String.init)
+                guard parts.count == 2, !parts[0].isEmpty else {
+                    throw CLIError("--node-selector takes key=value (a node label), not '\(pair)'")
+                }
+                selector[parts[0]] = parts[1]
+            }
+            let configuration = KubernetesProvider.Configuration(
+                kubeconfig: kubeconfig, context: kubeContext, namespace: namespace, network: network ?? "pod",
+                serviceType: serviceType, serverAddress: listen, storageClass: storageClass, nodeSelector: selector,
+                imagePullPolicy: imagePullPolicy, reservesHardware: reserveHardware)
+            try configuration.validate()
+            return configuration
         }
     }
 
     func provider(stateDirectory: String) throws -> any CloudProvider {
         switch try kind {
-        case .local: LocalProvider(configuration: .init(stateDirectory: stateDirectory, host: listen))
+        case .local: LocalProvider(configuration: .init(stateDirectory: stateDirectory, host: address))
         case .docker: try DockerEngineProvider(configuration: dockerConfiguration)
         case .swarm: try SwarmProvider(configuration: swarmConfiguration)
+        case .kubernetes: try KubernetesProvider(configuration: kubernetesConfiguration)
         }
     }
 
     func workerContainer(slots: Int) throws -> any WorkerContainer {
         switch try kind {
         case .local: LocalProcessContainer(maxWorkersPerContainer: slots)
-        case .docker, .swarm: DockerWorkerContainer(image: image, maxWorkersPerContainer: slots)
+        case .docker, .swarm, .kubernetes: DockerWorkerContainer(image: image, maxWorkersPerContainer: slots)
         }
     }
 }
