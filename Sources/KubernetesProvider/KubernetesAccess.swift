@@ -387,12 +387,16 @@ extension KubernetesAccess {
             }
             switch error {
             case .typeMismatch(let type, let context):
-                return "\(path(context.codingPath)) is not a \(type)"
+                let name = "\(type)"
+                let kind = name.hasPrefix("Array") || name.hasPrefix("Sequence") ? "list"
+                    : name.hasPrefix("Dictionary") || name.hasPrefix("Mapping") ? "mapping" : name.lowercased()
+                return "\(path(context.codingPath)) is not a \(kind)"
             case .valueNotFound(let type, let context):
                 return "\(path(context.codingPath)) has no \(type)"
             case .keyNotFound(let key, let context):
                 return "\(path(context.codingPath + [key])) is missing"
             case .dataCorrupted(let context):
+                if let underlying = context.underlyingError { return describeParseError(underlying) }
                 return context.codingPath.isEmpty ? "it is not valid YAML" : "\(path(context.codingPath)) is not valid"
             @unknown default:
                 return "it is not a kubeconfig"

@@ -39,6 +39,8 @@ extension KubernetesProvider {
             container: worker, hardware: context.configuration.workerHardware, slots: slots,
             replicas: (max(0, workers) + slots - 1) / slots, secretName: secretName)
         let encoder = YAMLEncoder()
+        // The same objects print the same text: diffs in a repository show only what changed.
+        encoder.options.sortKeys = true
         let documents: [String] = [
             try encoder.encode(secret), try encoder.encode(objects.claim()), try encoder.encode(objects.service(port: port)),
             try encoder.encode(deployment), try encoder.encode(workerDeployment),

@@ -547,7 +547,7 @@ private struct TemporaryFolder {
     }
 }
 
-/// An exec plugin at `bin/plugin` that counts its runs in a file and prints `token-<run>`.
+/// An exec plugin at `bin/plugin` that appends a line to a file each run and prints `token-<run>`.
 private struct PluginScript {
     let path: String
     let countFile: String
@@ -563,9 +563,8 @@ private struct PluginScript {
         let expiryArgument = expiry == nil ? "" : #" "$EXPIRY""#
         path = try folder.writeScript("bin/plugin", """
             #!/bin/sh
-            count=$(cat "$COUNT_FILE" 2>/dev/null || echo 0)
-            count=$((count + 1))
-            echo "$count" > "$COUNT_FILE"
+            echo run >> "$COUNT_FILE"
+            count=$(wc -l < "$COUNT_FILE" | tr -d ' ')
             [ -n "$INFO_FILE" ] && printf '%s' "$KUBERNETES_EXEC_INFO" > "$INFO_FILE"
             sleep \(delay)
             printf '{"apiVersion":"client.authentication.k8s.io/v1","kind":"ExecCredential","status":{"token":"token-%s"\(expiryField)}}' "$count"\(expiryArgument)
@@ -574,7 +573,8 @@ private struct PluginScript {
 
     /// How many times the plugin has run.
     var runs: Int {
-        (try? String(contentsOfFile: countFile, encoding: .utf8)).flatMap { Int($0.trimmingCharacters(in: .whitespacesAndNewlines)) } ?? 0
+        // One line a run: appends do not race the way a read-increment-write counter would.
+        (try? String(contentsOfFile: countFile, encoding: .utf8))?.split(separator: "\n").count ?? 0
     }
 }
 

@@ -5,7 +5,7 @@ Usage::
 
     python3 kube_emulator.py --port 0 [--host 127.0.0.1] [--kubelet]
                              [--backoff-max SECONDS] [--keep-volumes]
-                             [--exit-with-parent] [--verbose]
+                             [--no-exit-with-parent] [--verbose]
 
 It serves PyPI's ``kmock`` KubernetesEmulator (an in-memory object store with
 list/watch/create/patch/delete) on ``--host`` (default 127.0.0.1) and prints
@@ -1034,6 +1034,7 @@ class Kubelet:
     async def monitor(self) -> None:
         """Polls docker for our containers' states and hands exits to the runners."""
         pid = os.getpid()
+        last_error: str | None = None
         while True:
             try:
                 out = await docker('ps', '-a', '--no-trunc', '--filter', f'label={EMULATOR_LABEL}={pid}',
@@ -1060,8 +1061,11 @@ class Kubelet:
                         runner.spawn(runner.on_exit(vanished=True))
             except asyncio.CancelledError:
                 raise
+                last_error = None
             except Exception as exc:
-                log.warning('monitor: %s', exc)
+                if str(exc) != last_error:
+                    last_error = str(exc)
+                    log.warning('monitor: %s', exc)
             await asyncio.sleep(0.25)
 
     # -- volumes ----------------------------------------------------------------
@@ -1285,9 +1289,13 @@ class DeploymentController:
         for pkey, pod in list(self.pods.items()):
             if pkey[0] == namespace and owner_deployment(pod) == name:
                 self.pods.pop(pkey, None)
-                log.info('deleting pod %s/%s of deleted deployment %s', pkey[0], pkey[1], name)
+                deletes = self.pending_deletes.setdefault(key, {})
+                if pkey[1] in deletes:
+                    continue
+                deletes[pkey[1]] = asyncio.get_running_loop().time()
                 try:
-                    await self.api.delete('v1/pods', pkey[0], pkey[1])
+                    if await self.api.delete('v1/pods', pkey[0], pkey[1]):
+                        log.info('deleted pod %s/%s of deleted deployment %s', pkey[0], pkey[1], name)
                 except Exception as exc:
                     log.warning('delete pod %s/%s: %s', pkey[0], pkey[1], exc)
 
@@ -1496,7 +1504,8 @@ async def main() -> int:
     parser.add_argument('--backoff-max', type=float, default=5.0,
                         help='cap (seconds) of the restart back-off (Kubernetes: 300)')
     parser.add_argument('--keep-volumes', action='store_true', help='do not remove kmock-* docker volumes on exit')
-    parser.add_argument('--exit-with-parent', action='store_true', help='exit when the parent process goes')
+    parser.add_argument('--exit-with-parent', action=argparse.BooleanOptionalAction, default=True,
+                        help='exit (cleaning up) when the parent process goes (default: on)')
     parser.add_argument('--verbose', '-v', action='store_true')
     opts = parser.parse_args()
 
@@ -1506,6 +1515,8 @@ async def main() -> int:
 
     loop = asyncio.get_running_loop()
     stopping = asyncio.Event()
+    # A parent may start it with these signals blocked (the mask is inherited): unblock them.
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM, signal.SIGINT})
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stopping.set)
 
@@ -1566,6 +1577,11 @@ async def main() -> int:
             await kubelet.cleanup()
         if api is not None:
             await api.close()
+        # The server's own shutdown waits up to 60 s for clients' open connections (a watch,
+        # a pooled keep-alive); everything of ours is cleaned up, so leave at once.
+        log.info('stopped')
+        logging.shutdown()
+        os._exit(0)
     log.info('stopped')
     return 0
 
