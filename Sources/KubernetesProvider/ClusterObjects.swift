@@ -223,9 +223,12 @@ package struct ClusterObjects: Sendable {
     }
 
     func podSpec(containers: [Container], volumes: [Volume]) -> PodSpec {
+        // With the process namespace shared, the pod's pause container is PID 1: it reaps the
+        // tasks' orphans, and the worker gets signals like any process (PID 1 ignores a SIGKILL
+        // sent from inside its container), as the Docker providers' `Init` does.
         PodSpec(
             containers: containers, restartPolicy: "Always", hostNetwork: configuration.usesHostNetwork ? true : nil,
-            dnsPolicy: configuration.usesHostNetwork ? "ClusterFirstWithHostNet" : nil, nodeSelector: nil,
+            shareProcessNamespace: true, dnsPolicy: configuration.usesHostNetwork ? "ClusterFirstWithHostNet" : nil, nodeSelector: nil,
             serviceAccountName: configuration.serviceAccount, automountServiceAccountToken: false,
             terminationGracePeriodSeconds: Int(configuration.stopGracePeriod.components.seconds), volumes: volumes,
             imagePullSecrets: configuration.imagePullSecrets.isEmpty ? nil : configuration.imagePullSecrets.map { .init(name: $0) })

@@ -211,6 +211,7 @@ package struct PodSpec: Codable, Sendable, Equatable {
     package var containers: [Container]
     package var restartPolicy: String?
     package var hostNetwork: Bool?
+    package var shareProcessNamespace: Bool?
     package var dnsPolicy: String?
     package var nodeSelector: [String: String]?
     package var serviceAccountName: String?

@@ -803,6 +803,10 @@ class PodRunner:
                 '--label', f'{POD_LABEL}={self.namespace}/{self.name}',
                 '--label', f'{EMULATOR_LABEL}={os.getpid()}',
                 '--label', f'kmock.container={c.get("name") or ""}']
+        if (self.pod.get('spec') or {}).get('shareProcessNamespace'):
+            # The pod's pause container is then PID 1 and the container's process is not:
+            # docker-init plays that part.
+            argv += ['--init']
         for k, v in env:
             argv += ['-e', f'{k}={v}']
         if c.get('workingDir'):
