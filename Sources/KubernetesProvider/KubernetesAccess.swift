@@ -9,7 +9,7 @@ import Yams
 ///
 /// Nothing here holds a connection; ``makeHTTPClient()`` builds the HTTP client and
 /// ``KubernetesCredentials`` supplies the `Authorization` header.
-package struct KubernetesAccess: Sendable, Equatable {
+package struct KubernetesAccess: Sendable, Hashable {
     /// The API server's base URL without a trailing slash, such as `https://10.0.0.1:6443`.
     package var server: String
     /// The namespace to work in: the one asked for, else the context's, else `default` (in a
@@ -35,7 +35,7 @@ package struct KubernetesAccess: Sendable, Equatable {
     package var source: String
 
     /// A client-go credential plugin: a program that prints an `ExecCredential` as JSON.
-    package struct ExecPlugin: Sendable, Equatable {
+    package struct ExecPlugin: Sendable, Hashable {
         /// The `ExecCredential` version the plugin speaks: `client.authentication.k8s.io/v1` or
         /// `client.authentication.k8s.io/v1beta1`.
         package var apiVersion: String

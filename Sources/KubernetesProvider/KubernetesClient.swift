@@ -1,4 +1,5 @@
 import DockerParallelCore
+import AsyncHTTPClient
 import Foundation
 import Logging
 import NIOHTTP1
@@ -155,12 +156,37 @@ package struct KubernetesTransport: HTTPTransport {
     let inner: AsyncHTTPTransport
     let credentials: KubernetesCredentials
 
-    /// Creates the transport for `access`, with an HTTP client of its own (kept for the
-    /// process's life: a provider lives that long).
+    /// Creates the transport for `access`, with the HTTP client for its server and TLS
+    /// settings, which lives as long as the process (providers are made and dropped freely; an
+    /// HTTP client must not be dropped before it is shut down).
     package init(access: KubernetesAccess) throws {
-        let client = try access.makeHTTPClient()
-        self.inner = AsyncHTTPTransport(endpoint: .url(access.server), client: client)
+        self.inner = AsyncHTTPTransport(endpoint: .url(access.server), client: try Self.clients.client(for: access))
         self.credentials = KubernetesCredentials(access: access)
+    }
+
+    /// The process's HTTP clients, one per server and TLS settings.
+    static let clients = ClientCache()
+
+    final class ClientCache: @unchecked Sendable {
+        // Every access to `clients` holds `lock`.
+        private let lock = NSLock()
+        private var clients: [KubernetesAccess: HTTPClient] = [:]
+
+        func client(for access: KubernetesAccess) throws -> HTTPClient {
+            var key = access
+            // Only what the connection depends on tells clients apart.
+            key.namespace = ""
+            key.token = nil
+            key.tokenFile = nil
+            key.exec = nil
+            key.source = ""
+            return try lock.withLock {
+                if let client = clients[key] { return client }
+                let client = try access.makeHTTPClient()
+                clients[key] = client
+                return client
+            }
+        }
     }
 
     package func send(_ request: RESTRequest) async throws -> RESTResponse {

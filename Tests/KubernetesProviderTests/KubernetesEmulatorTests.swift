@@ -158,4 +158,36 @@ struct KubernetesEmulatorTests {
             #expect(try KubernetesTesting.schemaProblems(created) == nil)
         }
     }
+
+    /// The `dockerparallel` binary's built-in `square` task, by its name.
+    struct Square: ParallelTask {
+        static let name = "square"
+        static func run(_ input: Int) async throws -> Int { input * input }
+    }
+
+    @Test("a Swift map of 200 inputs on emulated Kubernetes returns every square in order, and stopping leaves nothing")
+    func swiftMap() async throws {
+        try await HeavyTests.oneAtATime {
+            let image = try await KubernetesTesting.image.get()
+            let emulator = try await KubernetesEmulator(harness: KubernetesTesting.harness, kubelet: true)
+            defer { emulator.stop() }
+            let transport = RecordingTransport(port: emulator.port)
+            let provider = KubernetesProvider(
+                configuration: .init(network: "host", startTimeout: .seconds(60), stopGracePeriod: .seconds(5)),
+                namespace: emulator.namespace, transport: transport, retry: RetryPolicy(), pollInterval: .milliseconds(100))
+            let queue = "map-k8s"
+            let cluster = try DockerCluster(
+                provider: provider, workerContainer: DockerWorkerContainer(image: image, maxWorkersPerContainer: 2),
+                configuration: ClusterConfiguration(jobQueueName: queue, expectedWorkerNumber: 3, serverPort: 0), verbosity: 0)
+            try await cluster.startCluster()
+            let squares = try await cluster.map(Array(1...200), using: Square.self)
+            #expect(squares == (1...200).map { $0 * $0 })
+            let numbers = try await cluster.workerNumbers()
+            #expect(numbers.running + numbers.initializing == 3, "\(numbers)")
+            try await cluster.stopCluster(cleanup: true)
+            try await cluster.cleanup(deep: true)
+            let client = KubernetesClient(namespace: emulator.namespace, transport: transport)
+            #expect(try await KubernetesTesting.leftovers(client, queue: queue).isEmpty)
+        }
+    }
 }
