@@ -190,4 +190,52 @@ struct KubernetesEmulatorTests {
             #expect(try await KubernetesTesting.leftovers(client, queue: queue).isEmpty)
         }
     }
+
+    @Test("a server whose image is missing fails with Kubernetes' reason, not a hang")
+    func missingImage() async throws {
+        try await HeavyTests.oneAtATime {
+            let emulator = try await KubernetesEmulator(harness: KubernetesTesting.harness, kubelet: true)
+            defer { emulator.stop() }
+            let transport = RecordingTransport(port: emulator.port)
+            let provider = KubernetesProvider(
+                configuration: .init(network: "host", startTimeout: .seconds(60), stopGracePeriod: .seconds(2)),
+                namespace: emulator.namespace, transport: transport, retry: RetryPolicy(), pollInterval: .milliseconds(100))
+            let cluster = try DockerCluster(
+                provider: provider, workerContainer: DockerWorkerContainer(image: "dockerparallel-test/no-such-image:1"),
+                configuration: ClusterConfiguration(jobQueueName: "missing-image", serverPort: 0), verbosity: 0)
+            let started = ContinuousClock.now
+            let error = await #expect(throws: DockerParallelError.self) { try await cluster.startServer() }
+            #expect(ContinuousClock.now - started < .seconds(30), "it failed at once, not at the deadline")
+            #expect(error?.code == .serverStartFailed)
+            #expect(error?.message.contains("no-such-image") == true, "\(String(describing: error))")
+            try await cluster.cleanup(deep: true)
+            let client = KubernetesClient(namespace: emulator.namespace, transport: transport)
+            #expect(try await KubernetesTesting.leftovers(client, queue: "missing-image").isEmpty)
+        }
+    }
+}
+
+/// The provider on a real cluster: runs only when `DOCKERPARALLEL_KUBERNETES_LIVE=1`, with the
+/// cluster that `KUBECONFIG` (or `~/.kube/config`) names and an image its nodes can pull in
+/// `DOCKERPARALLEL_KUBERNETES_IMAGE` (`dockerparallel image build`, pushed to a registry).
+@Suite(.serialized, .timeLimit(.minutes(15)), .enabled(if: KubernetesLive.enabled, "no live cluster: set DOCKERPARALLEL_KUBERNETES_LIVE=1, KUBECONFIG and DOCKERPARALLEL_KUBERNETES_IMAGE"))
+struct KubernetesLiveTests {
+    @Test("the provider passes the conformance kit on a real cluster")
+    func conformanceOnALiveCluster() async throws {
+        let provider = try KubernetesProvider(configuration: .init(namespace: KubernetesLive.environment["DOCKERPARALLEL_KUBERNETES_NAMESPACE"]))
+        let kit = ConformanceKit(
+            provider: provider, workerContainer: DockerWorkerContainer(image: KubernetesLive.image),
+            options: .init(workerNumber: 3, jobSize: 100, timeout: .seconds(300), configuration: ClusterConfiguration(jobQueueName: "conformance-live")))
+        try await kit.run { step in print("live kubernetes conformance: \(step)") }
+        let cluster = try DockerCluster(
+            provider: provider, workerContainer: DockerWorkerContainer(image: KubernetesLive.image),
+            configuration: ClusterConfiguration(jobQueueName: "conformance-live"), verbosity: 0)
+        try await cluster.cleanup(deep: true)
+    }
+}
+
+enum KubernetesLive {
+    static let environment = ProcessInfo.processInfo.environment
+    static let enabled = environment["DOCKERPARALLEL_KUBERNETES_LIVE"] == "1" && environment["DOCKERPARALLEL_KUBERNETES_IMAGE"] != nil
+    static var image: String { environment["DOCKERPARALLEL_KUBERNETES_IMAGE"] ?? "" }
 }
