@@ -64,8 +64,11 @@ public final class KubernetesEmulator: Sendable {
                     }.start()
                 }
             }
+            let process = process
             group.addTask {
                 try await Task.sleep(for: timeout)
+                // Ends the reader's wait too: the group returns only when both children have.
+                process.terminate()
                 return nil
             }
             let first = try await group.next() ?? nil

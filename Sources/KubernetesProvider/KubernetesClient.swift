@@ -88,12 +88,14 @@ package struct KubernetesClient: Sendable {
     }
 
     /// Deletes an object; one already gone is not an error.
-    /// - Parameter gracePeriod: Seconds its pods get to stop, or the object's own setting.
-    package func delete(_ resource: Resource, _ name: String, gracePeriod: Int? = nil) async throws {
+    /// - Parameters:
+    ///   - gracePeriod: Seconds a pod gets to stop, or its own setting.
+    ///   - propagation: `Background` (default): what the object owns goes after it;
+    ///     `Foreground`: the object stays until what it owns (a Deployment's pods) is gone.
+    package func delete(_ resource: Resource, _ name: String, gracePeriod: Int? = nil, propagation: String = "Background") async throws {
         var query: [QueryItem] = []
         if let gracePeriod { query.append(QueryItem("gracePeriodSeconds", String(gracePeriod))) }
-        // Background: the API server removes what the object owns (a Deployment's pods) after it.
-        query.append(QueryItem("propagationPolicy", "Background"))
+        query.append(QueryItem("propagationPolicy", propagation))
         do {
             try await rest.send(RESTRequest(.DELETE, path(resource, name), query: query))
         } catch let error as RESTError where error.status == 404 {

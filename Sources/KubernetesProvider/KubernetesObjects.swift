@@ -3,7 +3,8 @@ import Foundation
 // The parts of the Kubernetes API's objects that the provider writes and reads, named as the API
 // names them (https://kubernetes.io/docs/reference/kubernetes-api/). Every field is optional
 // where the API's is, so that what the provider sends is exactly what it sets, and what it reads
-// may lack anything (the emulator the tests use sets no status).
+// may lack anything (the emulator the tests use sets no status). `apiVersion` and `kind` are set
+// on what is sent but optional on what is read: the items of a list come without them.
 
 /// `metadata` of every object.
 package struct ObjectMeta: Codable, Sendable, Equatable {
@@ -34,8 +35,8 @@ package struct ObjectMeta: Codable, Sendable, Equatable {
 
 /// `v1` `Secret`.
 package struct Secret: Codable, Sendable, Equatable {
-    package var apiVersion = "v1"
-    package var kind = "Secret"
+    package var apiVersion: String? = "v1"
+    package var kind: String? = "Secret"
     package var metadata: ObjectMeta
     package var type: String?
     /// Values base64-encoded, as the API returns them.
@@ -55,8 +56,8 @@ package struct Secret: Codable, Sendable, Equatable {
 
 /// `v1` `PersistentVolumeClaim`.
 package struct PersistentVolumeClaim: Codable, Sendable, Equatable {
-    package var apiVersion = "v1"
-    package var kind = "PersistentVolumeClaim"
+    package var apiVersion: String? = "v1"
+    package var kind: String? = "PersistentVolumeClaim"
     package var metadata: ObjectMeta
     package var spec: Spec
 
@@ -73,8 +74,8 @@ package struct PersistentVolumeClaim: Codable, Sendable, Equatable {
 
 /// `v1` `Service`.
 package struct Service: Codable, Sendable, Equatable {
-    package var apiVersion = "v1"
-    package var kind = "Service"
+    package var apiVersion: String? = "v1"
+    package var kind: String? = "Service"
     package var metadata: ObjectMeta
     package var spec: Spec
     package var status: Status?
@@ -107,8 +108,8 @@ package struct Service: Codable, Sendable, Equatable {
 
 /// `apps/v1` `Deployment`.
 package struct Deployment: Codable, Sendable, Equatable {
-    package var apiVersion = "apps/v1"
-    package var kind = "Deployment"
+    package var apiVersion: String? = "apps/v1"
+    package var kind: String? = "Deployment"
     package var metadata: ObjectMeta
     package var spec: Spec
     package var status: Status?
@@ -141,8 +142,8 @@ package struct Deployment: Codable, Sendable, Equatable {
 
 /// `v1` `Pod`.
 package struct Pod: Codable, Sendable, Equatable {
-    package var apiVersion = "v1"
-    package var kind = "Pod"
+    package var apiVersion: String? = "v1"
+    package var kind: String? = "Pod"
     package var metadata: ObjectMeta
     package var spec: PodSpec
     package var status: Status?

@@ -10,6 +10,13 @@ extension KubernetesProvider {
         "CreateContainerError", "RunContainerError",
     ]
 
+    /// The server's Deployment, unless it is being deleted (it stays until its pod is gone).
+    func serverDeployment(_ objects: ClusterObjects) async throws -> Deployment? {
+        guard let deployment = try await client.get(Deployment.self, .deployments, objects.serverName),
+              deployment.metadata.deletionTimestamp == nil else { return nil }
+        return deployment
+    }
+
     /// The server's pod that serves: ready, and with the node's network, accepting connections.
     func servingPod(_ objects: ClusterObjects, deployment: Deployment) async throws -> Pod? {
         let pods = try await watch(objects).current().filter {
@@ -33,7 +40,7 @@ extension KubernetesProvider {
         let deadline = ContinuousClock.now + configuration.startTimeout
         let watch = watch(objects)
         while true {
-            guard let deployment = try await client.get(Deployment.self, .deployments, objects.serverName) else {
+            guard let deployment = try await serverDeployment(objects) else {
                 throw DockerParallelError(.serverStartFailed, "the server Deployment \(objects.serverName) was deleted while it started")
             }
             if try await servingPod(objects, deployment: deployment) != nil { return }
@@ -93,11 +100,19 @@ extension KubernetesProvider {
     }
 
     /// Waits until no pod with these labels is left (each got its grace period to exit).
-    func waitUntilPodsAreGone(_ objects: ClusterObjects, selector: LabelSelector) async throws {
-        let deadline = ContinuousClock.now + configuration.stopGracePeriod + .seconds(30)
+    /// - Parameter forcing: Whether pods still there at the deadline (stuck on a lost node) are
+    ///   deleted at once (grace period 0), with a last wait, instead of failing.
+    func waitUntilPodsAreGone(_ objects: ClusterObjects, selector: LabelSelector, forcing: Bool = false) async throws {
+        var deadline = ContinuousClock.now + configuration.stopGracePeriod + .seconds(30)
+        var forced = !forcing
         while true {
             let left = try await client.list(Pod.self, .pods, selector: selector).items
             if left.isEmpty { return }
+            if ContinuousClock.now >= deadline, !forced {
+                for pod in left { if let name = pod.metadata.name { try await client.delete(.pods, name, gracePeriod: 0) } }
+                forced = true
+                deadline = ContinuousClock.now + .seconds(15)
+            }
             guard ContinuousClock.now < deadline else {
                 throw DockerParallelError(
                     .timedOut,

@@ -149,11 +149,15 @@ public actor KubernetesProvider: CloudProvider {
         ClusterObjects(configuration: configuration, namespace: namespace, queue: context.configuration.jobQueueName)
     }
 
-    func watch(_ objects: ClusterObjects) -> PodWatch {
+    func watch(_ objects: ClusterObjects, logger: Logger? = nil) -> PodWatch {
         if let watch = watches[objects.queue] { return watch }
-        let watch = PodWatch(client: client, selector: objects.selector, logger: Logger(label: "dockerparallel.kubernetes"))
+        let watch = PodWatch(client: client, selector: objects.selector, logger: logger ?? Logger(label: "dockerparallel.kubernetes"))
         watches[objects.queue] = watch
         return watch
+    }
+
+    deinit {
+        for watch in watches.values { watch.cancel() }
     }
 
     // MARK: CloudProvider
@@ -181,7 +185,7 @@ public actor KubernetesProvider: CloudProvider {
             throw DockerParallelError(
                 .serverNotRunning, "the server of '\(context.configuration.jobQueueName)' was stopped on purpose while it was being restarted")
         }
-        if try await client.get(Deployment.self, .deployments, objects.serverName) != nil {
+        if try await serverDeployment(objects) != nil {
             // Running already, or started by another process: its Deployment keeps it going.
             return try await waitForServer(objects, isNew: false)
         }
@@ -196,7 +200,13 @@ public actor KubernetesProvider: CloudProvider {
         let deployment = try objects.serverDeployment(
             container: container, environment: environment, hardware: hardware, port: port, secretName: secretName,
             staticData: staticData)
-        try await client.create(secret, in: .secrets)
+        do {
+            try await client.create(secret, in: .secrets)
+        } catch let error as RESTError where error.status == 404 {
+            throw DockerParallelError(
+                .providerFailed,
+                "the namespace '\(namespace)' does not exist at \(apiDescription): create it with `kubectl create namespace \(namespace)`, or choose another with --namespace (\(error.message))")
+        }
         try await createUnlessPresent(objects.claim(), in: .claims)
         try await createUnlessPresent(objects.service(port: port), in: .services)
         var isNew = true
@@ -208,6 +218,7 @@ public actor KubernetesProvider: CloudProvider {
             isNew = false
         }
         try await waitForServer(objects, isNew: isNew)
+        try await removeUnusedSecrets(objects)
         context.logger.debug("started the server deployment", metadata: ["name": "\(objects.serverName)", "port": "\(port)"])
     }
 
@@ -219,30 +230,47 @@ public actor KubernetesProvider: CloudProvider {
         }
     }
 
-    /// Deletes the server's Deployment, Service and Secrets, and waits until its pod is gone, so
-    /// that a new server can mount the store; the store's claim stays until a deep cleanup.
+    /// Deletes the server's Deployment and Service, and its Secrets unless running workers still
+    /// mount them, and waits until its pod is gone, so that a new server can mount the store;
+    /// the store's claim stays until a deep cleanup.
     public func stopServer(context: ClusterContext) async throws {
         let objects = objects(context)
-        let grace = Int(configuration.stopGracePeriod.components.seconds)
-        try await client.delete(.deployments, objects.serverName, gracePeriod: grace)
+        try await deleteDeployments(objects, selector: objects.serverSelector)
         try await client.delete(.services, objects.serverName)
-        // The server's pods go with their Deployment; delete them too, for an API without a garbage collector.
-        for pod in try await client.list(Pod.self, .pods, selector: objects.serverSelector).items {
-            if let name = pod.metadata.name { try await client.delete(.pods, name, gracePeriod: grace) }
-        }
-        try await deleteSecrets(objects)
+        try await removeUnusedSecrets(objects)
         try await waitUntilPodsAreGone(objects, selector: objects.serverSelector)
     }
 
-    func deleteSecrets(_ objects: ClusterObjects) async throws {
+    /// Deletes the Deployments with these labels once their pods are gone (foreground), and the
+    /// pods with these labels that no controller owns.
+    func deleteDeployments(_ objects: ClusterObjects, selector: LabelSelector) async throws {
+        for deployment in try await client.list(Deployment.self, .deployments, selector: selector).items {
+            if let name = deployment.metadata.name { try await client.delete(.deployments, name, propagation: "Foreground") }
+        }
+    }
+
+    /// Deletes the cluster's Secrets that neither the server's Deployment nor a pod mounts: a
+    /// worker left running across a server's restart keeps the one it has (Kubernetes would
+    /// delete a Secret in use, and the pod could not mount it again).
+    func removeUnusedSecrets(_ objects: ClusterObjects, keepingNone: Bool = false) async throws {
+        var used: Set<String> = []
+        if !keepingNone {
+            if let deployment = try await serverDeployment(objects),
+               let name = deployment.metadata.annotations?[ClusterObjects.Key.secret] {
+                used.insert(name)
+            }
+            for pod in try await client.list(Pod.self, .pods, selector: objects.selector).items where !pod.isTerminating {
+                for volume in pod.spec.volumes ?? [] { if let name = volume.secret?.secretName { used.insert(name) } }
+            }
+        }
         for secret in try await client.list(Secret.self, .secrets, selector: objects.selector).items {
-            if let name = secret.metadata.name { try await client.delete(.secrets, name) }
+            if let name = secret.metadata.name, !used.contains(name) { try await client.delete(.secrets, name) }
         }
     }
 
     public func serverStatus(context: ClusterContext) async throws -> ServerStatus {
         let objects = objects(context)
-        guard let deployment = try await client.get(Deployment.self, .deployments, objects.serverName) else { return .stopped }
+        guard let deployment = try await serverDeployment(objects) else { return .stopped }
         return try await servingPod(objects, deployment: deployment) != nil ? .running : .initializing
     }
 
@@ -251,7 +279,7 @@ public actor KubernetesProvider: CloudProvider {
     /// dials the server pod's address.
     public func serverEndpoints(context: ClusterContext) async throws -> ServerEndpoints {
         let objects = objects(context)
-        guard let deployment = try await client.get(Deployment.self, .deployments, objects.serverName),
+        guard let deployment = try await serverDeployment(objects),
               let port = deployment.metadata.annotations?[ClusterObjects.Key.port].flatMap(Int.init)
         else {
             throw DockerParallelError(
@@ -264,10 +292,12 @@ public actor KubernetesProvider: CloudProvider {
         }
         let inside = Endpoint(host: objects.serviceHost, port: port, usesTLS: true)
         var outside = inside
+        let service = try await client.get(Service.self, .services, objects.serverName)
         if let address = configuration.serverAddress {
-            outside = Endpoint(host: address, port: port, usesTLS: !TransportSecurity.isLoopback(address))
-        } else if let service = try await client.get(Service.self, .services, objects.serverName),
-                  let ingress = service.status?.loadBalancer?.ingress?.first, let host = ingress.ip ?? ingress.hostname {
+            // A NodePort Service is reached at its node port, on any node's address.
+            let nodePort = service?.spec.type == "NodePort" ? service?.spec.ports.first?.nodePort : nil
+            outside = Endpoint(host: address, port: nodePort ?? port, usesTLS: !TransportSecurity.isLoopback(address))
+        } else if let ingress = service?.status?.loadBalancer?.ingress?.first, let host = ingress.ip ?? ingress.hostname {
             outside = Endpoint(host: host, port: port, usesTLS: true)
         }
         return ServerEndpoints(publicEndpoint: outside, privateEndpoint: inside)
@@ -292,9 +322,21 @@ public actor KubernetesProvider: CloudProvider {
     ) async throws {
         let objects = objects(context)
         let grace = Int(configuration.stopGracePeriod.components.seconds)
+        if let workers = try await client.get(Deployment.self, .deployments, objects.workersName) {
+            // Applied from `k8s manifests`: its workers are that Deployment's replicas.
+            let slots = max(1, workers.spec.template.metadata.labels?[ClusterObjects.Key.workers].flatMap(Int.init) ?? 1)
+            struct Scale: Encodable, Sendable {
+                struct Spec: Encodable, Sendable { var replicas: Int }
+                var spec: Spec
+            }
+            try await client.mergePatch(
+                Deployment.self, .deployments, objects.workersName, Scale(spec: .init(replicas: (max(0, workerNumber) + slots - 1) / slots)))
+            return
+        }
         var current: [ScalingPlan.Container] = []
         for pod in try await client.list(Pod.self, .pods, selector: objects.workerSelector).items {
-            guard let name = pod.metadata.name, !pod.isTerminating else { continue }
+            // Pods a controller owns (a Deployment's) are that controller's to scale.
+            guard let name = pod.metadata.name, !pod.isTerminating, pod.metadata.ownerReferences?.isEmpty ?? true else { continue }
             if pod.hasEnded {
                 // It will not run again (evicted, or its node went): make room for a new one.
                 try await client.delete(.pods, name, gracePeriod: 0)
@@ -306,7 +348,7 @@ public actor KubernetesProvider: CloudProvider {
         let plan = ScalingPlan(current: current, slotsPerContainer: container.maxWorkersPerContainer, wantedWorkers: workerNumber)
         for name in plan.idsToStop { try await client.delete(.pods, name, gracePeriod: grace) }
         guard !plan.sizesToStart.isEmpty else { return }
-        guard let server = try await client.get(Deployment.self, .deployments, objects.serverName),
+        guard let server = try await serverDeployment(objects),
               let secretName = server.metadata.annotations?[ClusterObjects.Key.secret]
         else {
             throw DockerParallelError(
@@ -354,7 +396,7 @@ public actor KubernetesProvider: CloudProvider {
     }
 
     public func clusterExists(context: ClusterContext) async throws -> Bool {
-        try await client.get(Deployment.self, .deployments, objects(context).serverName) != nil
+        try await serverDeployment(objects(context)) != nil
     }
 
     public func reconnect(context: ClusterContext) async throws -> StaticData {
@@ -370,7 +412,7 @@ public actor KubernetesProvider: CloudProvider {
     /// from its Secret; `nil` once the Deployment is gone (stopped on purpose).
     public func storedStaticData(context: ClusterContext) async throws -> StaticData? {
         let objects = objects(context)
-        guard let deployment = try await client.get(Deployment.self, .deployments, objects.serverName),
+        guard let deployment = try await serverDeployment(objects),
               let text = deployment.metadata.annotations?[ClusterObjects.Key.staticData], let data = Data(base64Encoded: text)
         else { return nil }
         var staticData = try JSONDecoder().decode(StaticData.self, from: data)
@@ -392,13 +434,14 @@ public actor KubernetesProvider: CloudProvider {
     public func cleanup(context: ClusterContext, deep: Bool) async throws {
         let objects = objects(context)
         let grace = Int(configuration.stopGracePeriod.components.seconds)
-        try await client.delete(.deployments, objects.serverName, gracePeriod: grace)
+        try await deleteDeployments(objects, selector: objects.selector)
         try await client.delete(.services, objects.serverName)
-        for pod in try await client.list(Pod.self, .pods, selector: objects.selector).items {
+        for pod in try await client.list(Pod.self, .pods, selector: objects.selector).items
+        where pod.metadata.ownerReferences?.isEmpty ?? true {
             if let name = pod.metadata.name { try await client.delete(.pods, name, gracePeriod: grace) }
         }
-        try await deleteSecrets(objects)
-        try await waitUntilPodsAreGone(objects, selector: objects.selector)
+        try await removeUnusedSecrets(objects, keepingNone: true)
+        try await waitUntilPodsAreGone(objects, selector: objects.selector, forcing: true)
         await watches[objects.queue]?.stop()
         watches[objects.queue] = nil
         if deep {

@@ -17,7 +17,8 @@ package actor PodWatch {
     private var generation = 0
     private var waiters: [Int: CheckedContinuation<Void, Never>] = [:]
     private var nextWaiter = 0
-    private var loop: Task<Void, Never>?
+    private var isStopped = false
+    private let loop = LoopHandle()
 
     /// Creates a watch of the pods with these labels; it starts with the first read.
     package init(client: KubernetesClient, selector: LabelSelector, logger: Logger, watchTimeout: Duration = .seconds(240)) {
@@ -27,13 +28,13 @@ package actor PodWatch {
         self.watchTimeout = watchTimeout
     }
 
-    deinit { loop?.cancel() }
+    deinit { loop.cancel() }
 
-    /// The pods now, from the watch; while it cannot list (the API fails), from a list of
-    /// its own, which throws the API's error.
+    /// The pods now, from the watch; while it cannot list (the API fails), or once stopped, from
+    /// a list of its own, which throws the API's error.
     package func current() async throws -> [Pod] {
         start()
-        if !isLive { await waitForChange(until: ContinuousClock.now + .seconds(5)) }
+        if !isLive, !isStopped { await waitForChange(until: ContinuousClock.now + .seconds(5)) }
         if isLive { return Array(pods.values) }
         return try await client.list(Pod.self, .pods, selector: selector).items
     }
@@ -58,12 +59,16 @@ package actor PodWatch {
         timer.cancel()
     }
 
-    /// Stops watching.
+    /// Stops watching for good: later reads list the pods themselves.
     package func stop() {
-        loop?.cancel()
-        loop = nil
+        isStopped = true
+        loop.cancel()
         isLive = false
+        changed()
     }
+
+    /// Stops watching, from anywhere (the provider's `deinit`).
+    package nonisolated func cancel() { loop.cancel() }
 
     private func wake(_ id: Int) {
         waiters.removeValue(forKey: id)?.resume()
@@ -76,9 +81,17 @@ package actor PodWatch {
         for continuation in waiting.values { continuation.resume() }
     }
 
+    /// Starts the watch's loop once. The loop holds the watch only for one list-and-watch
+    /// cycle at a time, so a watch nobody holds any more ends after its cycle (or at once, by
+    /// ``cancel()`` from its provider's `deinit`).
     private func start() {
-        guard loop == nil else { return }
-        loop = Task { [weak self] in await self?.run() }
+        guard !isStopped, !loop.isStarted else { return }
+        loop.start { [weak self] in
+            var failures = 0
+            while !Task.isCancelled, let watch = self {
+                failures = await watch.cycle(failures: failures)
+            }
+        }
     }
 
     private func replace(_ items: [Pod]) {
@@ -102,33 +115,36 @@ package actor PodWatch {
         changed()
     }
 
-    private func run() async {
-        var failures = 0
-        while !Task.isCancelled {
-            do {
-                let (items, listVersion) = try await client.list(Pod.self, .pods, selector: selector)
-                replace(items)
-                var version = listVersion
-                failures = 0
-                while !Task.isCancelled {
-                    let lines = try await client.watch(.pods, selector: selector, resourceVersion: version, timeout: watchTimeout)
-                    for try await line in lines {
-                        version = try handle(line) ?? version
-                    }
-                    // The watch's time ran out: go on from the last version seen.
-                    guard version != nil else { break }
+    /// Lists the pods, then watches them until the watch ends or fails; returns the number of
+    /// failures in a row, after waiting a backoff for them.
+    private func cycle(failures: Int) async -> Int {
+        do {
+            let (items, listVersion) = try await client.list(Pod.self, .pods, selector: selector)
+            replace(items)
+            var version = listVersion
+            while !Task.isCancelled {
+                let lines = try await client.watch(.pods, selector: selector, resourceVersion: version, timeout: watchTimeout)
+                for try await line in lines {
+                    version = try handle(line) ?? version
                 }
-            } catch is WatchExpired {
-                logger.debug("the pods' watch expired (410 Gone): listing them again")
-            } catch is CancellationError {
-                return
-            } catch {
-                broke()
-                failures += 1
-                logger.debug("the pods' watch broke: watching again", metadata: ["error": "\(error)"])
-                let delay = Duration.milliseconds(min(5000, 250 << min(failures, 5)))
-                try? await Task.sleep(for: delay)
+                // The watch's time ran out: go on from the last version seen.
+                guard version != nil else { break }
             }
+            return 0
+        } catch is CancellationError {
+            return failures
+        } catch {
+            if error is WatchExpired {
+                logger.debug("the pods' watch expired (410 Gone): listing them again")
+            } else {
+                broke()
+                logger.debug("the pods' watch broke: watching again", metadata: ["error": "\(error)"])
+            }
+            // A first expiry lists again at once; repeated ones, and failures, back off.
+            if failures > 0 || !(error is WatchExpired) {
+                try? await Task.sleep(for: .milliseconds(min(5000, 250 << min(failures + 1, 5))))
+            }
+            return failures + 1
         }
     }
 
@@ -152,5 +168,22 @@ package actor PodWatch {
             if selector.matches(event.object.metadata.labels) { apply(event.type, event.object) }
             return event.object.metadata.resourceVersion
         }
+    }
+}
+
+/// The task of a watch's loop, cancellable from outside the actor.
+final class LoopHandle: @unchecked Sendable {
+    // Every access to `task` holds `lock`.
+    private let lock = NSLock()
+    private var task: Task<Void, Never>?
+
+    var isStarted: Bool { lock.withLock { task != nil } }
+
+    func start(_ body: @escaping @Sendable () async -> Void) {
+        lock.withLock { if task == nil { task = Task { await body() } } }
+    }
+
+    func cancel() {
+        lock.withLock { task?.cancel() }
     }
 }

@@ -31,8 +31,9 @@ import Testing
         KubernetesProvider(configuration: .init(startTimeout: .seconds(5)), namespace: "ns", transport: transport)
     }
 
+    /// A pod as a real API server lists it: the items of a list carry no `apiVersion` or `kind`.
     static func pod(_ name: String, version: String, phase: String = "Running") -> String {
-        #"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"\#(name)","namespace":"ns","resourceVersion":"\#(version)","labels":{"dockerparallel.io/cluster":"rec","app.kubernetes.io/component":"worker","dockerparallel.io/workers":"1"}},"spec":{"containers":[{"name":"worker","image":"dockerparallel:latest"}]},"status":{"phase":"\#(phase)","conditions":[{"type":"Ready","status":"\#(phase == "Running" ? "True" : "False")"}]}}"#
+        #"{"metadata":{"name":"\#(name)","namespace":"ns","resourceVersion":"\#(version)","labels":{"dockerparallel.io/cluster":"rec","app.kubernetes.io/component":"worker","dockerparallel.io/workers":"1"}},"spec":{"containers":[{"name":"worker","image":"dockerparallel:latest"}]},"status":{"phase":"\#(phase)","conditions":[{"type":"Ready","status":"\#(phase == "Running" ? "True" : "False")"}]}}"#
     }
 
     static func list(_ pods: [String], version: String) -> String {
@@ -77,6 +78,7 @@ import Testing
         let refusal = #"{"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure","message":"pods \"dockerparallel-rec-worker-abcde\" is forbidden: exceeded quota: compute-resources, requested: limits.cpu=1, used: limits.cpu=4, limited: limits.cpu=4","reason":"Forbidden","details":{"name":"dockerparallel-rec-worker-abcde","kind":"pods"},"code":403}"#
         let server = #"{"apiVersion":"apps/v1","kind":"Deployment","metadata":{"name":"dockerparallel-rec-server","annotations":{"dockerparallel.io/secret":"dockerparallel-rec-1234","dockerparallel.io/port":"7777"}},"spec":{"replicas":1,"selector":{"matchLabels":{}},"template":{"metadata":{},"spec":{"containers":[]}}}}"#
         let transport = RecordedTransport([
+            .json(.GET, "/apis/apps/v1/namespaces/ns/deployments/dockerparallel-rec-workers", status: 404, #"{"kind":"Status","code":404,"reason":"NotFound","message":"deployments.apps \"dockerparallel-rec-workers\" not found"}"#),
             .json(.GET, pods, query: [QueryItem("labelSelector", "app.kubernetes.io/component=worker,dockerparallel.io/cluster=rec")], Self.list([], version: "5")),
             .json(.GET, "/apis/apps/v1/namespaces/ns/deployments/dockerparallel-rec-server", server),
             .json(.POST, pods, status: 403, refusal),
@@ -107,6 +109,9 @@ import Testing
             .json(.DELETE, "/api/v1/namespaces/ns/secrets/*", query: nil, "{}"),
             .json(.GET, "\(deployments)/dockerparallel-rec-server", theirs),
             .json(.GET, pods, query: [selector], Self.list([serverPod], version: "9")),
+            // Its Secrets that nothing mounts go: the other's stays.
+            .json(.GET, "\(deployments)/dockerparallel-rec-server", theirs),
+            .json(.GET, "/api/v1/namespaces/ns/secrets", query: nil, #"{"kind":"SecretList","apiVersion":"v1","metadata":{},"items":[{"metadata":{"name":"dockerparallel-rec-theirs","labels":{"dockerparallel.io/cluster":"rec"}}}]}"#),
         ])
         let server = try DockerWorkerContainer().serverContainer().configuredAsServer(configuration: context().configuration)
         // The watch may list again meanwhile: answer it as often as it asks.
