@@ -67,7 +67,10 @@ extension KubernetesProvider {
                 if let waiting = status.state?.waiting, let reason = waiting.reason, Self.stuckReasons.contains(reason) {
                     return "the pod \(name) cannot start its container: \(reason)\(waiting.message.map { " (\($0))" } ?? "")"
                 }
-                for terminated in [status.state?.terminated, status.lastState?.terminated].compactMap({ $0 }) {
+                // The last exit counts only for a server just made: a worker that once failed and
+                // runs now must not fail every later scaling.
+                let exits = [status.state?.terminated] + (anyExit ? [status.lastState?.terminated] : [])
+                for terminated in exits.compactMap({ $0 }) {
                     guard let code = terminated.exitCode, code != 0 || anyExit else { continue }
                     guard code == Self.startupFailureStatus || anyExit else { continue }
                     return "the pod \(name) could not start: its container exited with status \(code)\(terminated.reason.map { " (\($0))" } ?? ""). Its log says:\n\(await logTail(name))"
