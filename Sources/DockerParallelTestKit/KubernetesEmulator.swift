@@ -42,13 +42,14 @@ public final class KubernetesEmulator: Sendable {
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         let log = directory.appendingPathComponent("emulator.log")
         FileManager.default.createFile(atPath: log.path, contents: nil)
-        process = Process()
+        let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
         process.arguments = ["python3", harness, "--port", "0"] + (kubelet ? ["--kubelet"] : [])
         let output = Pipe()
         process.standardOutput = output
         process.standardError = try FileHandle(forWritingTo: log)
         try process.run()
+        self.process = process
         let reader = output.fileHandleForReading
         let line: String? = try await withThrowingTaskGroup(of: String?.self) { group in
             group.addTask {
@@ -64,7 +65,6 @@ public final class KubernetesEmulator: Sendable {
                     }.start()
                 }
             }
-            let process = process
             group.addTask {
                 try await Task.sleep(for: timeout)
                 // Ends the reader's wait too: the group returns only when both children have.
