@@ -18,14 +18,8 @@ struct CLI: Sendable {
         try FileManager.default.createDirectory(atPath: home, withIntermediateDirectories: true)
     }
 
-    static var binary: String {
-        let executable = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
-        var url = URL(fileURLWithPath: executable).deletingLastPathComponent()
-        while !FileManager.default.fileExists(atPath: url.appendingPathComponent("dockerparallel").path), url.path != "/" {
-            url.deleteLastPathComponent()
-        }
-        return url.appendingPathComponent("dockerparallel").path
-    }
+    /// The built `dockerparallel` binary, next to the test bundle.
+    static var binary: String { BuiltProducts.path(of: "dockerparallel") }
 
     /// Starts the binary; the caller waits for it.
     func start(_ arguments: [String], stdin: String? = nil) throws -> (Process, Pipe, Pipe) {

@@ -6,13 +6,7 @@ import DockerParallelTestKit
 /// The built executables, next to the test bundle.
 enum Binaries {
     static var directory: String {
-        let executable = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
-        var url = URL(fileURLWithPath: executable).deletingLastPathComponent()
-        // On Linux the test runner is `<bin>/DockerParallelPackageTests.xctest`.
-        while !FileManager.default.fileExists(atPath: url.appendingPathComponent("dockerparallel").path), url.path != "/" {
-            url.deleteLastPathComponent()
-        }
-        return url.path
+        (BuiltProducts.path(of: "dockerparallel") as NSString).deletingLastPathComponent
     }
 
     static var dockerparallel: String { "\(directory)/dockerparallel" }

@@ -15,13 +15,13 @@ enum KubernetesTesting {
     static let dockerHost: DockerHost = (try? DockerHost.fromEnvironment()) ?? .defaultSocket
 
     /// The built `dockerparallel` binary, next to the test bundle.
-    static var binary: String {
-        let executable = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
-        var url = URL(fileURLWithPath: executable).deletingLastPathComponent()
-        while !FileManager.default.fileExists(atPath: url.appendingPathComponent("dockerparallel").path), url.path != "/" {
-            url.deleteLastPathComponent()
-        }
-        return url.appendingPathComponent("dockerparallel").path
+    static var binary: String { BuiltProducts.path(of: "dockerparallel") }
+
+    /// A provider on the emulator, with the node's network (the harness runs pods on the host's).
+    static func provider(_ emulator: KubernetesEmulator, _ transport: RecordingTransport) -> KubernetesProvider {
+        KubernetesProvider(
+            configuration: .init(network: "host", startTimeout: .seconds(60), stopGracePeriod: .seconds(5)),
+            namespace: emulator.namespace, transport: transport, retry: RetryPolicy(), pollInterval: .milliseconds(100))
     }
 
     /// The test image, built once per test run.
@@ -133,9 +133,7 @@ struct KubernetesEmulatorTests {
             let emulator = try await KubernetesEmulator(harness: KubernetesTesting.harness, kubelet: true)
             defer { emulator.stop() }
             let transport = RecordingTransport(port: emulator.port)
-            let provider = KubernetesProvider(
-                configuration: .init(network: "host", startTimeout: .seconds(60), stopGracePeriod: .seconds(5)),
-                namespace: emulator.namespace, transport: transport, retry: RetryPolicy(), pollInterval: .milliseconds(100))
+            let provider = KubernetesTesting.provider(emulator, transport)
             let queue = "conformance-k8s"
             let kit = ConformanceKit(
                 provider: provider, workerContainer: DockerWorkerContainer(image: image),
@@ -172,9 +170,7 @@ struct KubernetesEmulatorTests {
             let emulator = try await KubernetesEmulator(harness: KubernetesTesting.harness, kubelet: true)
             defer { emulator.stop() }
             let transport = RecordingTransport(port: emulator.port)
-            let provider = KubernetesProvider(
-                configuration: .init(network: "host", startTimeout: .seconds(60), stopGracePeriod: .seconds(5)),
-                namespace: emulator.namespace, transport: transport, retry: RetryPolicy(), pollInterval: .milliseconds(100))
+            let provider = KubernetesTesting.provider(emulator, transport)
             let queue = "map-k8s"
             let cluster = try DockerCluster(
                 provider: provider, workerContainer: DockerWorkerContainer(image: image, maxWorkersPerContainer: 2),
@@ -197,9 +193,7 @@ struct KubernetesEmulatorTests {
             let emulator = try await KubernetesEmulator(harness: KubernetesTesting.harness, kubelet: true)
             defer { emulator.stop() }
             let transport = RecordingTransport(port: emulator.port)
-            let provider = KubernetesProvider(
-                configuration: .init(network: "host", startTimeout: .seconds(60), stopGracePeriod: .seconds(2)),
-                namespace: emulator.namespace, transport: transport, retry: RetryPolicy(), pollInterval: .milliseconds(100))
+            let provider = KubernetesTesting.provider(emulator, transport)
             let cluster = try DockerCluster(
                 provider: provider, workerContainer: DockerWorkerContainer(image: "dockerparallel-test/no-such-image:1"),
                 configuration: ClusterConfiguration(jobQueueName: "missing-image", serverPort: 0), verbosity: 0)

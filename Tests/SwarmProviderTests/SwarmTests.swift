@@ -27,14 +27,7 @@ enum SwarmTesting {
     }
 
     /// The built `dockerparallel` binary, next to the test bundle.
-    static var binary: String {
-        let executable = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
-        var url = URL(fileURLWithPath: executable).deletingLastPathComponent()
-        while !FileManager.default.fileExists(atPath: url.appendingPathComponent("dockerparallel").path), url.path != "/" {
-            url.deleteLastPathComponent()
-        }
-        return url.appendingPathComponent("dockerparallel").path
-    }
+    static var binary: String { BuiltProducts.path(of: "dockerparallel") }
 
     /// The test image, built once per test run.
     static let image = ImageOnce()
