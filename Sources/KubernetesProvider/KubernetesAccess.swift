@@ -30,7 +30,7 @@ package struct KubernetesAccess: Sendable, Hashable {
     package var tokenFile: String?
     /// The credential plugin to run for a token or client certificate (the user's `exec`).
     package var exec: ExecPlugin?
-    /// Where this came from, for messages: `context 'kind-x' of /root/.kube/config` or
+    /// Where this came from, for messages: `context 'kind-x' of ~/.kube/config` or
     /// `the pod's service account`. Never holds a secret.
     package var source: String
 
