@@ -11,6 +11,7 @@ let package = Package(
         .library(name: "DockerEngineProvider", targets: ["DockerEngineProvider"]),
         .library(name: "SwarmProvider", targets: ["SwarmProvider"]),
         .library(name: "KubernetesProvider", targets: ["KubernetesProvider"]),
+        .library(name: "ECSProvider", targets: ["ECSProvider"]),
         .library(name: "DockerParallelTestKit", targets: ["DockerParallelTestKit"]),
         .executable(name: "dockerparallel", targets: ["dockerparallel"]),
     ],
@@ -160,6 +161,12 @@ let package = Package(
                 .product(name: "Yams", package: "Yams"),
             ]
         ),
+        // Server and workers as AWS ECS Fargate (and Fargate Spot) tasks, through the AWS APIs,
+        // signed with ProviderKit's SigV4.
+        .target(
+            name: "ECSProvider",
+            dependencies: ["DockerParallelCore", "ProviderKit", "DockerEngineProvider", .product(name: "Logging", package: "swift-log")]
+        ),
         // The conformance kit for provider and container authors.
         .target(
             name: "DockerParallelTestKit",
@@ -170,7 +177,7 @@ let package = Package(
             name: "dockerparallel",
             dependencies: [
                 "DockerParallel", "DockerParallelCore", "DockerParallelServer", "DockerParallelWorker", "DockerEngineProvider",
-                "SwarmProvider", "KubernetesProvider",
+                "SwarmProvider", "KubernetesProvider", "ECSProvider",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]

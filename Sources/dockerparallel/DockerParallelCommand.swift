@@ -4,6 +4,7 @@ import DockerEngineProvider
 import DockerParallel
 import Foundation
 import KubernetesProvider
+import ECSProvider
 import SwarmProvider
 
 @main
@@ -91,17 +92,18 @@ struct ProviderOptions: ParsableArguments {
         case docker
         case swarm
         case kubernetes
+        case ecs
     }
 
     @Option(help: ArgumentHelp(
-        "Where the server and workers run: local (processes on this machine), docker (containers), swarm (Docker Swarm services) or kubernetes (a Deployment and pods).",
+        "Where the server and workers run: local (processes on this machine), docker (containers), swarm (Docker Swarm services), kubernetes (a Deployment and pods) or ecs (AWS ECS Fargate tasks).",
         discussion: "Default: $DOCKERPARALLEL_PROVIDER, or local."))
     var provider: Kind?
 
     @Option(help: ArgumentHelp("The Docker daemon (docker provider; a swarm manager's, swarm provider).", discussion: "Default: $DOCKER_HOST, or unix:///var/run/docker.sock."))
     var dockerHost: String?
 
-    @Option(help: "The server and worker image (docker, swarm and kubernetes providers), as built by `dockerparallel image build`.")
+    @Option(help: "The server and worker image (docker, swarm, kubernetes and ecs providers), as built by `dockerparallel image build`.")
     var image: String = "dockerparallel:latest"
 
     @Option(help: ArgumentHelp(
@@ -122,7 +124,7 @@ struct ProviderOptions: ParsableArguments {
     var reserveHardware = false
 
     @Option(help: ArgumentHelp(
-        "The address the server listens on and is reached at (for kubernetes: at which clients outside the cluster reach it).",
+        "The address the server listens on and is reached at (for kubernetes and ecs: at which clients outside the cluster reach it).",
         discussion: "Default 127.0.0.1 (for kubernetes: a LoadBalancer Service's address, or the Service's name inside the cluster). Off loopback the server speaks TLS, with the cluster's own certificate authority unless `up` is given a certificate."))
     var listen: String?
 
@@ -148,6 +150,43 @@ struct ProviderOptions: ParsableArguments {
     @Option(help: "The image pull policy: IfNotPresent, Always or Never (kubernetes provider).")
     var imagePullPolicy: String = "IfNotPresent"
 
+    @Option(help: ArgumentHelp("The AWS region (ecs provider).", discussion: "Default: $AWS_REGION, $AWS_DEFAULT_REGION, or the profile's region."))
+    var region: String?
+
+    @Option(help: "The profile of ~/.aws/credentials and ~/.aws/config (ecs provider; default $AWS_PROFILE, else default).")
+    var awsProfile: String?
+
+    @Option(help: "An existing ECS cluster to run the tasks in (ecs provider; default one made for the cluster, dockerparallel-<name>).")
+    var ecsCluster: String?
+
+    @Option(name: .customLong("subnet"), help: ArgumentHelp(
+        "A subnet of the tasks (ecs provider; repeatable; default the default VPC's default subnets).", valueName: "subnet-id"))
+    var subnets: [String] = []
+
+    @Option(name: .customLong("security-group"), help: ArgumentHelp(
+        "Another security group for every task, besides the one made for the cluster (ecs provider; repeatable).", valueName: "sg-id"))
+    var securityGroups: [String] = []
+
+    @Option(help: ArgumentHelp(
+        "The share of workers on Fargate Spot, from 0 to 1 (ecs provider; default 0).",
+        discussion: "Spot tasks cost up to 70% less and may be stopped with two minutes' notice: their workers hand their tasks back, and `supervise` or `scale` starts replacements."))
+    var spot: Double = 0
+
+    @Option(help: "The task execution role's name or ARN (ecs provider; default one made for the cluster).")
+    var executionRole: String?
+
+    @Option(help: "The IAM role the containers act as (ecs provider; default none).")
+    var taskRole: String?
+
+    @Flag(help: "The client runs in the tasks' VPC and dials the server's private address (ecs provider; the original's serverClientSameLAN).")
+    var sameLan = false
+
+    @Flag(help: "Give the tasks no public IP: their subnets need a NAT gateway or VPC endpoints to pull images (ecs provider).")
+    var noPublicIp = false
+
+    @Option(help: "The addresses allowed to reach the server's port from outside the VPC, as a CIDR block (ecs provider; default 0.0.0.0/0, guarded by the password and TLS).")
+    var clientCidr: String = "0.0.0.0/0"
+
     var address: String { listen ?? "127.0.0.1" }
 
     var kind: Kind {
@@ -155,7 +194,7 @@ struct ProviderOptions: ParsableArguments {
             if let provider { return provider }
             guard let text = ProcessInfo.processInfo.environment["DOCKERPARALLEL_PROVIDER"], !text.isEmpty else { return .local }
             guard let kind = Kind(rawValue: text) else {
-                throw CLIError("DOCKERPARALLEL_PROVIDER must be 'local', 'docker', 'swarm' or 'kubernetes', not '\(text)'")
+                throw CLIError("DOCKERPARALLEL_PROVIDER must be 'local', 'docker', 'swarm', 'kubernetes' or 'ecs', not '\(text)'")
             }
             return kind
         }
@@ -196,19 +235,31 @@ struct ProviderOptions: ParsableArguments {
         }
     }
 
+    var ecsConfiguration: ECSProvider.Configuration {
+        get throws {
+            let configuration = ECSProvider.Configuration(
+                region: region, profile: awsProfile, cluster: ecsCluster, subnets: subnets, securityGroups: securityGroups,
+                assignsPublicIP: !noPublicIp, serverClientSameLAN: sameLan, clientCIDR: clientCidr, spotShare: spot,
+                executionRole: executionRole, taskRole: taskRole, serverAddress: listen)
+            try configuration.validate()
+            return configuration
+        }
+    }
+
     func provider(stateDirectory: String) throws -> any CloudProvider {
         switch try kind {
         case .local: LocalProvider(configuration: .init(stateDirectory: stateDirectory, host: address))
         case .docker: try DockerEngineProvider(configuration: dockerConfiguration)
         case .swarm: try SwarmProvider(configuration: swarmConfiguration)
         case .kubernetes: try KubernetesProvider(configuration: kubernetesConfiguration)
+        case .ecs: try ECSProvider(configuration: ecsConfiguration)
         }
     }
 
     func workerContainer(slots: Int) throws -> any WorkerContainer {
         switch try kind {
         case .local: LocalProcessContainer(maxWorkersPerContainer: slots)
-        case .docker, .swarm, .kubernetes: DockerWorkerContainer(image: image, maxWorkersPerContainer: slots)
+        case .docker, .swarm, .kubernetes, .ecs: DockerWorkerContainer(image: image, maxWorkersPerContainer: slots)
         }
     }
 }
