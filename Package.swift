@@ -241,6 +241,15 @@ let package = Package(
             ],
             exclude: ["Harness"]
         ),
+        .testTarget(
+            name: "ECSProviderTests",
+            dependencies: [
+                "ECSProvider", "ProviderKit", "DockerParallelCore", "DockerParallel", "DockerParallelTestKit",
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            exclude: ["Harness"]
+        ),
         .testTarget(name: "CLITests", dependencies: ["DockerParallel", "DockerParallelCore", "DockerParallelTestKit"]),
     ]
 )
