@@ -9,17 +9,8 @@ import Foundation
 /// `DOCKERPARALLEL_REQUIRE_KUBERNETES=1` (as `.ci/run` sets), which makes it a failure.
 public final class KubernetesEmulator: Sendable {
     /// Whether the emulator's tests run here.
-    public static let enabled: Bool = {
-        if ProcessInfo.processInfo.environment["DOCKERPARALLEL_REQUIRE_KUBERNETES"] == "1" { return true }
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = ["python3", "-c", "import kmock"]
-        process.standardOutput = FileHandle.nullDevice
-        process.standardError = FileHandle.nullDevice
-        guard (try? process.run()) != nil else { return false }
-        process.waitUntilExit()
-        return process.terminationStatus == 0
-    }()
+    public static let enabled: Bool =
+        ProcessInfo.processInfo.environment["DOCKERPARALLEL_REQUIRE_KUBERNETES"] == "1" || HarnessProcess.pythonHas("kmock")
 
     /// The emulator's port on 127.0.0.1.
     public let port: Int
@@ -27,8 +18,7 @@ public final class KubernetesEmulator: Sendable {
     public let kubeconfig: String
     /// The namespace of the kubeconfig's context.
     public let namespace: String
-    private let process: Process
-    private let directory: URL
+    private let harness: HarnessProcess
 
     /// Starts the harness and waits until it listens.
     /// - Parameters:
@@ -37,53 +27,18 @@ public final class KubernetesEmulator: Sendable {
     ///   - namespace: The kubeconfig's namespace.
     ///   - timeout: How long it may take to listen.
     /// - Throws: When it cannot start, or says nothing within `timeout`.
-    public init(harness: String, kubelet: Bool, namespace: String = "dp-test", timeout: Duration = .seconds(30)) async throws {
-        directory = FileManager.default.temporaryDirectory.appendingPathComponent("dp-kube-\(UUID().uuidString.prefix(8))")
-        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-        let log = directory.appendingPathComponent("emulator.log")
-        FileManager.default.createFile(atPath: log.path, contents: nil)
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = ["python3", harness, "--port", "0"] + (kubelet ? ["--kubelet"] : [])
-        let output = Pipe()
-        process.standardOutput = output
-        process.standardError = try FileHandle(forWritingTo: log)
-        try process.run()
-        self.process = process
-        let reader = output.fileHandleForReading
-        let line: String? = try await withThrowingTaskGroup(of: String?.self) { group in
-            group.addTask {
-                await withCheckedContinuation { continuation in
-                    Thread {
-                        var text = Data()
-                        while !text.contains(UInt8(ascii: "\n")) {
-                            let chunk = reader.availableData
-                            if chunk.isEmpty { break }
-                            text.append(chunk)
-                        }
-                        continuation.resume(returning: String(decoding: text, as: UTF8.self))
-                    }.start()
-                }
-            }
-            group.addTask {
-                try await Task.sleep(for: timeout)
-                // Ends the reader's wait too: the group returns only when both children have.
-                process.terminate()
-                return nil
-            }
-            let first = try await group.next() ?? nil
-            group.cancelAll()
-            return first
-        }
-        let words = (line ?? "").split(whereSeparator: \.isWhitespace)
+    public init(harness script: String, kubelet: Bool, namespace: String = "dp-test", timeout: Duration = .seconds(30)) async throws {
+        let harness = try await HarnessProcess(
+            python: [script, "--port", "0"] + (kubelet ? ["--kubelet"] : []), name: "kube", timeout: timeout)
+        let words = harness.firstLine.split(whereSeparator: \.isWhitespace)
         guard words.count >= 2, words[0] == "listening", let port = Int(words[1]) else {
-            process.terminate()
-            let said = (try? String(contentsOf: log, encoding: .utf8)) ?? ""
-            throw EmulatorFailed(description: "the Kubernetes emulator did not start: it printed '\(line ?? "nothing")'; its log: \(said.suffix(2000))")
+            harness.stop()
+            throw EmulatorFailed(description: "the Kubernetes emulator did not start: it printed '\(harness.firstLine)'; its log: \(harness.log.suffix(2000))")
         }
+        self.harness = harness
         self.port = port
         self.namespace = namespace
-        kubeconfig = directory.appendingPathComponent("kubeconfig").path
+        kubeconfig = harness.directory.appendingPathComponent("kubeconfig").path
         let config = """
             apiVersion: v1
             kind: Config
@@ -108,22 +63,10 @@ public final class KubernetesEmulator: Sendable {
     }
 
     /// The harness's log (its stderr), for messages.
-    public var log: String { (try? String(contentsOf: directory.appendingPathComponent("emulator.log"), encoding: .utf8)) ?? "" }
+    public var log: String { harness.log }
 
     /// Stops the harness (which removes the containers it ran) and waits for it to exit.
-    public func stop() {
-        defer { try? FileManager.default.removeItem(at: directory) }
-        guard process.processIdentifier > 0, kill(process.processIdentifier, 0) == 0 else { return }
-        process.terminate()
-        // Its exit, with a deadline: it cleans up its containers first.
-        let exited = DispatchSemaphore(value: 0)
-        let process = process
-        Thread {
-            process.waitUntilExit()
-            exited.signal()
-        }.start()
-        if exited.wait(timeout: .now() + 60) == .timedOut { kill(process.processIdentifier, SIGKILL) }
-    }
+    public func stop() { harness.stop() }
 
     /// The error when the emulator cannot start.
     public struct EmulatorFailed: Error, CustomStringConvertible {

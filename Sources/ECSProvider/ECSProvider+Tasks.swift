@@ -78,7 +78,7 @@ extension ECSProvider {
     /// reason, and where its log is.
     func stopReason(_ task: ECSTask, names: ECSNames) -> String {
         var parts: [String] = []
-        if let code = task.stopCode { parts.append(code) }
+        if let code = task.stopCode, !code.isEmpty { parts.append(code) }
         if let reason = task.stoppedReason, !reason.isEmpty { parts.append(reason) }
         for container in task.containers ?? [] {
             if let exit = container.exitCode {

@@ -397,16 +397,21 @@ public actor ECSProvider: CloudProvider {
 
     /// An AWS refusal in the user's terms, with what to do about it.
     static func explain(_ error: AWSServiceError, region: String) -> String {
-        let hint: String = switch error.code {
-        case "UnrecognizedClientException", "InvalidClientTokenId", "InvalidAccessKeyId", "AuthFailure":
-            " The access key is not known to AWS: check AWS_ACCESS_KEY_ID or the profile."
-        case "SignatureDoesNotMatch", "IncompleteSignature":
-            " The secret key does not match the access key: check AWS_SECRET_ACCESS_KEY or the profile."
-        case "AccessDeniedException", "AccessDenied", "UnauthorizedOperation":
-            " This identity may not do that: it needs ECS, EC2 (VPCs, subnets, security groups), IAM (roles), CloudWatch Logs and Secrets Manager permissions; see docs/ecs.md."
-        case "RequestExpired", "InvalidSignatureException":
-            " The request's time is off AWS's clock by over 5 minutes: set this machine's clock."
-        default: ""
+        let signatureCodes: Set = ["SignatureDoesNotMatch", "IncompleteSignature", "InvalidSignatureException", "AuthFailure"]
+        let message = error.message.lowercased()
+        let aboutTime = ["RequestExpired", "RequestTimeTooSkewed"].contains(error.code)
+            || (signatureCodes.contains(error.code) && (message.contains("expired") || message.contains("current") || message.contains("skew")))
+        let hint: String
+        if aboutTime {
+            hint = " The request's time is off AWS's clock by over 5 minutes: set this machine's clock."
+        } else if signatureCodes.contains(error.code) {
+            hint = " The secret key does not match the access key: check AWS_SECRET_ACCESS_KEY or the profile."
+        } else if ["UnrecognizedClientException", "InvalidClientTokenId", "InvalidAccessKeyId"].contains(error.code) {
+            hint = " The access key is not known to AWS: check AWS_ACCESS_KEY_ID or the profile."
+        } else if ["AccessDeniedException", "AccessDenied", "UnauthorizedOperation"].contains(error.code) {
+            hint = " This identity may not do that: it needs ECS, EC2 (VPCs, subnets, security groups), IAM (roles), CloudWatch Logs and Secrets Manager permissions; see docs/ecs.md."
+        } else {
+            hint = ""
         }
         return "\(error) (region \(region)).\(hint)"
     }

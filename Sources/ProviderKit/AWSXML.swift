@@ -49,9 +49,10 @@ package struct AWSXML: Sendable, Equatable {
         return element.text
     }
 
-    /// The `<item>` children of a child list (EC2's `<groupSet><item>…`), or of `<member>` (IAM's).
+    /// The `<item>` (EC2's `<groupSet><item>…`) or `<member>` (IAM's, under its `…Result`)
+    /// elements of the first list with this name, this element or below.
     package func items(_ listName: String) -> [AWSXML] {
-        (child(listName)?.children ?? []).filter { $0.name == "item" || $0.name == "member" }
+        (first(listName)?.children ?? []).filter { $0.name == "item" || $0.name == "member" }
     }
 
     /// A malformed document.
