@@ -12,6 +12,8 @@ struct CLI: Sendable {
 
     /// The state folder every command of this CLI uses.
     var home: String
+    /// Variables every command gets besides this process's (an emulator's endpoints).
+    var environment: [String: String] = [:]
 
     init() throws {
         home = NSTemporaryDirectory() + "dp-cli-\(UUID().uuidString.prefix(8))"
@@ -26,7 +28,7 @@ struct CLI: Sendable {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: Self.binary)
         process.arguments = arguments
-        var environment = ProcessInfo.processInfo.environment
+        var environment = ProcessInfo.processInfo.environment.merging(self.environment) { $1 }
         environment["DOCKERPARALLEL_HOME"] = home
         environment["TMPDIR"] = home + "/"
         process.environment = environment
