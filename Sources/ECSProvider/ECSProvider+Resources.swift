@@ -1,6 +1,7 @@
 import DockerEngineProvider
 import DockerParallelCore
 import Foundation
+import Logging
 import ProviderKit
 
 extension ECSProvider {
@@ -15,16 +16,16 @@ extension ECSProvider {
     static let executionPolicyARN = "arn:aws:iam::aws:policy/service-role/AmazonECSTaskExecutionRolePolicy"
 
     /// Finds or makes what the queue's tasks run in, once per process.
-    func prepare(_ names: ECSNames, port: Int) async throws -> Resources {
+    func prepare(_ names: ECSNames, port: Int, logger: Logger) async throws -> Resources {
         if let resources = prepared[names.queue] {
             try await openPort(port, in: resources.securityGroup)
             return resources
         }
-        let cluster = try await ensureCluster(names)
+        let cluster = try await ensureCluster(names, logger: logger)
         let (vpc, subnets) = try await network()
         let group = try await ensureSecurityGroup(names, vpc: vpc)
         try await openPort(port, in: group)
-        let role = try await ensureExecutionRole(names)
+        let role = try await ensureExecutionRole(names, logger: logger)
         let logGroup = try await ensureLogGroup(names)
         let resources = Resources(
             cluster: cluster, subnets: subnets, vpc: vpc, securityGroup: group, executionRoleARN: role, logGroup: logGroup)
@@ -34,7 +35,7 @@ extension ECSProvider {
 
     // MARK: ECS cluster
 
-    func ensureCluster(_ names: ECSNames) async throws -> String {
+    func ensureCluster(_ names: ECSNames, logger: Logger) async throws -> String {
         let name = clusterName(names)
         let found = try await aws {
             try await ecs.json("DescribeClusters", DescribeClustersInput(clusters: [name], include: ["TAGS"]), as: DescribeClustersOutput.self)
@@ -59,7 +60,7 @@ extension ECSProvider {
                     defaultCapacityProviderStrategy: [.init(capacityProvider: "FARGATE", weight: 1, base: nil)]),
                 as: ClusterOutput.self)
         }
-        logger.info("made the ECS cluster \(name)")
+        logger.info("Made the ECS cluster \(name) in \(region)")
         return name
     }
 
@@ -145,7 +146,7 @@ extension ECSProvider {
     // MARK: IAM
 
     /// The configured execution role's ARN, or the cluster's own, made when missing.
-    func ensureExecutionRole(_ names: ECSNames) async throws -> String {
+    func ensureExecutionRole(_ names: ECSNames, logger: Logger) async throws -> String {
         if let role = configuration.executionRole {
             if role.hasPrefix("arn:") { return role }
             return try await roleARN(role) ?? {
@@ -180,7 +181,7 @@ extension ECSProvider {
             try await iam.query(
                 "PutRolePolicy", ["RoleName": names.executionRole, "PolicyName": "read-cluster-secret", "PolicyDocument": readSecret])
         }
-        logger.info("made the task execution role \(names.executionRole)")
+        logger.info("Made the task execution role \(names.executionRole)")
         return arn
     }
 

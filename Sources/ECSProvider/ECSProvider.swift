@@ -127,7 +127,6 @@ public actor ECSProvider: CloudProvider {
     let logs: AWSClient
     let secrets: AWSClient
     let pollInterval: Duration
-    let logger: Logger
     /// What was found or made for each queue, once per process.
     var prepared: [String: Resources] = [:]
     /// The worker task definition registered by this process, per queue and what it holds.
@@ -153,7 +152,7 @@ public actor ECSProvider: CloudProvider {
     /// a counting wrapper), or to each service's endpoint when it is `nil`.
     package init(
         configuration: Configuration, transport: (any HTTPTransport)?, retry: RetryPolicy? = nil,
-        pollInterval: Duration = .milliseconds(500), logger: Logger = Logger(label: "dockerparallel.ecs")
+        pollInterval: Duration = .milliseconds(500)
     ) throws {
         try configuration.validate()
         let environment = configuration.effectiveEnvironment
@@ -177,7 +176,6 @@ public actor ECSProvider: CloudProvider {
         self.logs = client(.logs)
         self.secrets = client(.secretsManager)
         self.pollInterval = pollInterval
-        self.logger = logger
     }
 
     func names(_ context: ClusterContext) -> ECSNames { ECSNames(queue: context.configuration.jobQueueName) }
@@ -216,7 +214,7 @@ public actor ECSProvider: CloudProvider {
         }
         let port = context.configuration.serverPort == 0 ? 8888 : context.configuration.serverPort
         let size = try FargateSize(hardware)
-        let resources = try await prepare(names, port: port)
+        let resources = try await prepare(names, port: port, logger: context.logger)
         var environment = container.environment
         var staticData = context.staticData
         staticData.configuration.serverPort = port
@@ -292,7 +290,7 @@ public actor ECSProvider: CloudProvider {
         guard let secretARN = try await secretARN(names) else {
             throw DockerParallelError(.serverNotRunning, "the secret of '\(names.queue)' is gone: the server was stopped")
         }
-        let resources = try await prepare(names, port: port)
+        let resources = try await prepare(names, port: port, logger: context.logger)
         var environment = container.environment
         for (key, _, _) in Self.secretItems { environment[key] = nil }
         environment[EnvironmentKey.passwordFile] = nil

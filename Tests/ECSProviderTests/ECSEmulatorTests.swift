@@ -250,7 +250,7 @@ struct ECSEmulatorTests {
             logger: Logger(label: "test"))
         try await provider.initialize(context: context)
         let names = ECSNames(queue: "signed")
-        _ = try await provider.prepare(names, port: 8888)
+        _ = try await provider.prepare(names, port: 8888, logger: context.logger)
         try await provider.cleanup(context: context, deep: true)
         let left = try await ECSTesting.leftovers(provider, queue: "signed")
         #expect(left.isEmpty, "left: \(left)")
