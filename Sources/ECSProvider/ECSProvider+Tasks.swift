@@ -99,45 +99,49 @@ extension ECSProvider {
     ///   account's task quota when that is the reason.
     func runTasks(
         _ names: ECSNames, resources: Resources, definition: String, count: Int, spotShare: Double, tags: [String: String],
-        overrides: TaskOverride?
+        overrides: TaskOverride?, running: (total: Int, spot: Int) = (0, 0)
     ) async throws -> [String] {
         var started: [String] = []
-        var remaining = count
-        var spotSoFar = 0
-        var startedSoFar = 0
-        while remaining > 0 {
-            let batch = min(10, remaining)
-            // Spread the spot share over batches so that small starts get their part too.
-            let spotWanted = Int((Double(startedSoFar + batch) * spotShare).rounded()) - spotSoFar
-            var runs: [(provider: String, count: Int)] = []
-            if spotShare == 0 { runs = [("FARGATE", batch)] } else {
-                let spot = min(batch, max(0, spotWanted))
-                if spot > 0 { runs.append(("FARGATE_SPOT", spot)) }
-                if batch - spot > 0 { runs.append(("FARGATE", batch - spot)) }
+        for run in Self.launchPlan(count: count, spotShare: spotShare, running: running) {
+            let input = RunTaskInput(
+                cluster: resources.cluster, taskDefinition: definition, count: run.count, launchType: nil,
+                capacityProviderStrategy: [CapacityProviderStrategyItem(capacityProvider: run.provider, weight: 1, base: nil)],
+                networkConfiguration: NetworkConfiguration(awsvpcConfiguration: AwsVpcConfiguration(
+                    subnets: resources.subnets, securityGroups: [resources.securityGroup] + configuration.securityGroups,
+                    assignPublicIp: configuration.assignsPublicIP ? "ENABLED" : "DISABLED")),
+                overrides: overrides, startedBy: ECSNames.startedBy, group: "family:\(Self.family(ofTaskDefinition: definition))",
+                tags: names.ecsTags(tags), propagateTags: nil, enableExecuteCommand: nil)
+            let answer = try await runTask(input)
+            started += (answer.tasks ?? []).map(\.taskArn)
+            if let failures = answer.failures, !failures.isEmpty {
+                let reasons = Set(failures.map { [$0.reason, $0.detail].compactMap { $0 }.joined(separator: ": ") }).sorted()
+                throw DockerParallelError(
+                    .providerFailed,
+                    "Amazon ECS started \(answer.tasks?.count ?? 0) of \(run.count) \(run.provider) tasks of '\(names.queue)': \(reasons.joined(separator: "; "))\(Self.capacityHint(reasons))")
             }
-            for run in runs {
-                let input = RunTaskInput(
-                    cluster: resources.cluster, taskDefinition: definition, count: run.count, launchType: nil,
-                    capacityProviderStrategy: [CapacityProviderStrategyItem(capacityProvider: run.provider, weight: 1, base: nil)],
-                    networkConfiguration: NetworkConfiguration(awsvpcConfiguration: AwsVpcConfiguration(
-                        subnets: resources.subnets, securityGroups: [resources.securityGroup] + configuration.securityGroups,
-                        assignPublicIp: configuration.assignsPublicIP ? "ENABLED" : "DISABLED")),
-                    overrides: overrides, startedBy: ECSNames.startedBy, group: "family:\(Self.family(ofTaskDefinition: definition))",
-                    tags: names.ecsTags(tags), propagateTags: nil, enableExecuteCommand: nil)
-                let answer = try await runTask(input)
-                started += (answer.tasks ?? []).map(\.taskArn)
-                if run.provider == "FARGATE_SPOT" { spotSoFar += answer.tasks?.count ?? 0 }
-                if let failures = answer.failures, !failures.isEmpty {
-                    let reasons = Set(failures.map { [$0.reason, $0.detail].compactMap { $0 }.joined(separator: ": ") }).sorted()
-                    throw DockerParallelError(
-                        .providerFailed,
-                        "Amazon ECS started \(answer.tasks?.count ?? 0) of \(run.count) \(run.provider) tasks of '\(names.queue)': \(reasons.joined(separator: "; "))\(Self.capacityHint(reasons))")
-                }
-            }
-            startedSoFar += batch
-            remaining -= batch
         }
         return started
+    }
+
+    /// The RunTask calls that start `count` tasks: batches of at most 10 (RunTask's most), each
+    /// split between FARGATE_SPOT and FARGATE so that the Spot share holds after every batch
+    /// (rounded), spot first.
+    /// - Parameters:
+    ///   - running: The workers that run already, and how many of them on FARGATE_SPOT: the
+    ///     share is kept over all of them, so that workers added one at a time still mix.
+    static func launchPlan(count: Int, spotShare: Double, running: (total: Int, spot: Int) = (0, 0)) -> [(provider: String, count: Int)] {
+        var plan: [(provider: String, count: Int)] = []
+        var started = running.total
+        var spot = running.spot
+        while started < running.total + count {
+            let batch = min(10, running.total + count - started)
+            let spotWanted = min(batch, max(0, Int((Double(started + batch) * spotShare).rounded()) - spot))
+            if spotWanted > 0 { plan.append(("FARGATE_SPOT", spotWanted)) }
+            if batch - spotWanted > 0 { plan.append(("FARGATE", batch - spotWanted)) }
+            spot += spotWanted
+            started += batch
+        }
+        return plan
     }
 
     /// RunTask, retried while IAM has not yet spread a new execution role (ECS cannot assume it
@@ -149,7 +153,7 @@ extension ECSProvider {
                 return try await ecs.json("RunTask", input, as: RunTaskOutput.self)
             } catch let error as AWSServiceError
                 where error.code == "ClientException" && error.message.contains("assume") && ContinuousClock.now < deadline {
-                try await Task.sleep(for: .seconds(3))
+                try await Task.sleep(for: pollInterval * 6)
             } catch let error as AWSServiceError where error.message.lowercased().contains("limit") && error.message.lowercased().contains("task") {
                 throw DockerParallelError(
                     .providerFailed,

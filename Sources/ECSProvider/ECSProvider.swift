@@ -276,7 +276,10 @@ public actor ECSProvider: CloudProvider {
     ) async throws {
         let names = names(context)
         var current: [ScalingPlan.Container] = []
+        var running = (total: 0, spot: 0)
         for task in try await tasks(names, family: names.workerFamily) where !task.isStopping {
+            running.total += 1
+            if task.capacityProviderName == "FARGATE_SPOT" { running.spot += 1 }
             current.append(ScalingPlan.Container(
                 id: task.taskArn, slots: task.tag(ECSNames.workersTag).flatMap(Int.init) ?? 1,
                 order: Int64((task.createdAt ?? 0) * 1e9)))
@@ -305,7 +308,8 @@ public actor ECSProvider: CloudProvider {
             ])
             _ = try await runTasks(
                 names, resources: resources, definition: definition, count: count, spotShare: configuration.spotShare,
-                tags: [ECSNames.componentTag: "worker", ECSNames.workersTag: String(slots)], overrides: overrides)
+                tags: [ECSNames.componentTag: "worker", ECSNames.workersTag: String(slots)], overrides: overrides, running: running)
+            running.total += count
         }
     }
 
