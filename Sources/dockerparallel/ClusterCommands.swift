@@ -50,6 +50,7 @@ struct Up: AsyncParsableCommand {
         try ClusterConfiguration.validate(jobQueueName: cluster.name)
         var configuration = ClusterConfiguration(jobQueueName: cluster.name, expectedWorkerNumber: workers ?? 1, serverPort: port)
         configuration.transportSecurity = try transportSecurity()
+        try cluster.platform.applyHardware(to: &configuration)
         let handle = try DockerCluster(
             provider: cluster.provider,
             workerContainer: cluster.platform.workerContainer(slots: slotsPerProcess),

@@ -187,6 +187,31 @@ struct ProviderOptions: ParsableArguments {
     @Option(help: "The addresses allowed to reach the server's port from outside the VPC, as a CIDR block (ecs provider; default 0.0.0.0/0, guarded by the password and TLS).")
     var clientCidr: String = "0.0.0.0/0"
 
+    @Option(help: ArgumentHelp(
+        "CPU units per worker container, 1024 a core (docker, swarm, kubernetes and ecs providers; default 1024).",
+        discussion: "On ECS, with --memory, rounded up to the smallest Fargate size that holds it."))
+    var cpu: Int?
+
+    @Option(help: "Memory per worker container in MB (docker, swarm, kubernetes and ecs providers; default 2048).")
+    var memory: Int?
+
+    @Option(help: "CPU units of the server's container, 1024 a core (default 256).")
+    var serverCpu: Int?
+
+    @Option(help: "Memory of the server's container in MB (default 2048).")
+    var serverMemory: Int?
+
+    /// Sets the hardware options given on a new cluster's configuration.
+    func applyHardware(to configuration: inout ClusterConfiguration) throws {
+        for (name, value) in [("--cpu", cpu), ("--memory", memory), ("--server-cpu", serverCpu), ("--server-memory", serverMemory)] {
+            if let value, value < 0 { throw CLIError("\(name) must be 0 or more, not \(value)") }
+        }
+        if let cpu { configuration.workerHardware.cpu = cpu }
+        if let memory { configuration.workerHardware.memory = memory }
+        if let serverCpu { configuration.serverHardware.cpu = serverCpu }
+        if let serverMemory { configuration.serverHardware.memory = serverMemory }
+    }
+
     var address: String { listen ?? "127.0.0.1" }
 
     var kind: Kind {

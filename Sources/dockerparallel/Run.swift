@@ -76,8 +76,9 @@ struct Run: AsyncParsableCommand {
             let state = NSTemporaryDirectory() + "dockerparallel-run-\(getpid())"
             ephemeralState = state
             let provider = try platform.provider(stateDirectory: state)
-            let configuration = ClusterConfiguration(
+            var configuration = ClusterConfiguration(
                 jobQueueName: "run-\(getpid())", expectedWorkerNumber: jobs, serverPort: 0)
+            try platform.applyHardware(to: &configuration)
             handle = try DockerCluster(
                 provider: provider, workerContainer: platform.workerContainer(slots: 1), configuration: configuration,
                 verbosity: verbose ? 2 : 0, stopClusterOnExit: true, logger: CLIEnvironment.messageLogger)
