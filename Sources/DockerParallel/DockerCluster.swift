@@ -388,6 +388,17 @@ public actor DockerCluster {
         try await provider.cleanup(context: context(), deep: deep)
     }
 
+    /// Removes the cluster from its platform without its server, for one that cannot be reached
+    /// (it died, or this client cannot see its address): the provider's cleanup stops what runs
+    /// of the cluster and frees what it made, as `dockerparallel down` does as a last resort.
+    package func removeWithoutServer(deep: Bool) async throws {
+        connection?.close()
+        connection = nil
+        try await initializeProvider()
+        try await provider.cleanup(context: context(), deep: deep)
+        runtime.serverEndpoints = nil
+    }
+
     /// Lets go of the cluster: stops it if ``stopClusterOnExit`` is set, else only disconnects.
     public func close() async {
         if stopClusterOnExit, providerInitialized {

@@ -183,7 +183,20 @@ struct Down: AsyncParsableCommand {
     @OptionGroup var cluster: ClusterOptions
 
     func run() async throws {
-        let handle = try await cluster.reconnected()
+        let handle: DockerCluster
+        do {
+            handle = try await cluster.reconnected()
+        } catch let error as DockerParallelError where error.code != .clusterNotFound {
+            // A cluster whose server cannot be reached (it died, or this client cannot see its
+            // address) is still removed: the provider's cleanup needs no server.
+            CLIEnvironment.warn("cannot reach the server of '\(cluster.name)' (\(error.message)); removing the cluster without it")
+            let orphan = try DockerCluster(
+                provider: cluster.provider, configuration: ClusterConfiguration(jobQueueName: cluster.name),
+                verbosity: cluster.verbose ? 2 : 1, stopClusterOnExit: false, logger: CLIEnvironment.messageLogger)
+            try await orphan.removeWithoutServer(deep: true)
+            print("Cluster '\(cluster.name)' stopped.")
+            return
+        }
         await handle.setVerbosity(cluster.verbose ? 2 : 1)
         try await handle.stopCluster(cleanup: true)
         // Down means gone: also the store's volume of a Docker cluster.

@@ -66,8 +66,11 @@ struct ECSCLITests {
             #expect(status.status == 0, "\(status.errorOutput)")
             #expect(status.output.contains("cli-ecs"), "\(status.output)")
 
-            let down = try await cli.run(["down", "--name", "cli-ecs"] + ecs)
+            // From outside the VPC (no --same-lan) the server's public IP is needed, and emulated
+            // tasks have none: `down` cannot reach the server, says so, and removes the cluster anyway.
+            let down = try await cli.run(["down", "--name", "cli-ecs", "--provider", "ecs", "--image", Self.image])
             #expect(down.status == 0, "\(down.errorOutput)")
+            #expect(down.errorOutput.contains("cannot reach the server of 'cli-ecs'"), "\(down.errorOutput)")
             #expect(try Self.tasks(emulators, queue: "cli-ecs", family: "dockerparallel-cli-ecs-worker").isEmpty)
             #expect(try Self.tasks(emulators, queue: "cli-ecs", family: "dockerparallel-cli-ecs-server").isEmpty)
             let list = try await cli.run(["list"] + ecs)

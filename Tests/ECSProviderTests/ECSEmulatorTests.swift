@@ -260,3 +260,39 @@ struct ECSEmulatorTests {
         #expect(error?.message.contains("secret key") == true, "\(String(describing: error))")
     }
 }
+
+/// The provider on real AWS: runs only when `DOCKERPARALLEL_ECS_LIVE=1`, with credentials and a
+/// region the AWS chain finds, and an image Fargate can pull in `DOCKERPARALLEL_ECS_IMAGE`
+/// (`dockerparallel image build`, pushed to ECR). It costs a few cents: the tasks run minutes.
+@Suite(.serialized, .timeLimit(.minutes(30)), .enabled(if: ECSLive.enabled, "no live AWS: set DOCKERPARALLEL_ECS_LIVE=1, AWS credentials and region, and DOCKERPARALLEL_ECS_IMAGE"))
+struct ECSLiveTests {
+    @Test("the provider passes the conformance kit on real Fargate, its client outside the VPC over TLS, and a deep cleanup leaves nothing it made")
+    func conformanceOnRealAWS() async throws {
+        let provider = try ECSProvider(configuration: .init(spotShare: 0.5))
+        let queue = "conformance-live-\(UUID().uuidString.prefix(6).lowercased())"
+        let kit = ConformanceKit(
+            provider: provider, workerContainer: DockerWorkerContainer(image: ECSLive.image),
+            options: .init(workerNumber: 2, jobSize: 100, timeout: .seconds(600), configuration: ClusterConfiguration(jobQueueName: queue)))
+        do {
+            try await kit.run { step in print("live ecs conformance: \(step)") }
+        } catch {
+            let cluster = try DockerCluster(
+                provider: provider, workerContainer: DockerWorkerContainer(image: ECSLive.image),
+                configuration: ClusterConfiguration(jobQueueName: queue), verbosity: 0)
+            try? await cluster.cleanup(deep: true)
+            throw error
+        }
+        let cluster = try DockerCluster(
+            provider: provider, workerContainer: DockerWorkerContainer(image: ECSLive.image),
+            configuration: ClusterConfiguration(jobQueueName: queue), verbosity: 0)
+        try await cluster.cleanup(deep: true)
+        let left = try await ECSTesting.leftovers(provider, queue: queue)
+        #expect(left.isEmpty, "left: \(left)")
+    }
+}
+
+enum ECSLive {
+    static let environment = ProcessInfo.processInfo.environment
+    static let enabled = environment["DOCKERPARALLEL_ECS_LIVE"] == "1" && environment["DOCKERPARALLEL_ECS_IMAGE"] != nil
+    static var image: String { environment["DOCKERPARALLEL_ECS_IMAGE"] ?? "" }
+}
