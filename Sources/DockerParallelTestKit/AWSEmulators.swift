@@ -8,12 +8,20 @@ import FoundationNetworking
 /// by a harness script on a loopback port. ``environment`` points the AWS SDKs' endpoint
 /// variables, and so the ECS provider, at it.
 ///
+/// With `moto` (`moto[server]`) too, EC2, IAM and CloudWatch Logs can be moto's instead.
+///
 /// Without Python's `ministack` the tests that need it are skipped, unless
 /// `DOCKERPARALLEL_REQUIRE_AWS_EMULATORS=1` (as `.ci/run` sets), which makes it a failure.
 public final class AWSEmulators: Sendable {
     /// Whether the emulators' tests run here.
     public static let enabled: Bool =
         ProcessInfo.processInfo.environment["DOCKERPARALLEL_REQUIRE_AWS_EMULATORS"] == "1" || HarnessProcess.pythonHas("ministack")
+
+    /// Whether the tests that also need moto (`pip install 'moto[server]'`) run here; required
+    /// like the others by `DOCKERPARALLEL_REQUIRE_AWS_EMULATORS=1`.
+    public static let motoEnabled: Bool =
+        ProcessInfo.processInfo.environment["DOCKERPARALLEL_REQUIRE_AWS_EMULATORS"] == "1"
+        || (enabled && HarnessProcess.pythonHas("moto.server"))
 
     /// The base URL of each service, by signing name (`ecs`, `ec2`, `iam`, `logs`).
     public let endpoints: [String: String]
@@ -25,9 +33,12 @@ public final class AWSEmulators: Sendable {
     /// - Parameters:
     ///   - harness: The harness script (`aws_emulators.py`).
     ///   - checksSignatures: Whether every request's SigV4 signature is verified.
+    ///   - moto: Whether EC2, IAM and CloudWatch Logs are moto's (`moto_server`), a second
+    ///     implementation of those APIs, instead of ministack's.
     ///   - timeout: How long it may take to answer.
-    public init(harness script: String, checksSignatures: Bool = false, timeout: Duration = .seconds(60)) async throws {
-        let harness = try await HarnessProcess(python: [script, "serve"] + (checksSignatures ? ["--auth"] : []), name: "aws", timeout: timeout)
+    public init(harness script: String, checksSignatures: Bool = false, moto: Bool = false, timeout: Duration = .seconds(60)) async throws {
+        let harness = try await HarnessProcess(
+            python: [script, "serve"] + (checksSignatures ? ["--auth"] : []) + (moto ? ["--moto"] : []), name: "aws", timeout: timeout)
         var values: [String: String] = [:]
         let words = harness.firstLine.split(whereSeparator: \.isWhitespace)
         for word in words.dropFirst() {

@@ -134,8 +134,13 @@ package struct AWSClient: Sendable {
         }
         var items = [("Action", operation), ("Version", version)]
         items += parameters.sorted { $0.key < $1.key }.map { ($0.key, $0.value) }
-        let form = items.map { SigV4Signer.percentEncode($0.0, keepingSlashes: false) + "=" + SigV4Signer.percentEncode($0.1, keepingSlashes: false) }
-            .joined(separator: "&")
+        // Spelled as botocore spells it (Python's `urlencode`: RFC 3986's unreserved characters
+        // kept, a space as `+`), so that a server that re-encodes the form to check the
+        // signature, as moto does, hashes the same bytes.
+        func encode(_ text: String) -> String {
+            SigV4Signer.percentEncode(text, keepingSlashes: false).replacingOccurrences(of: "%20", with: "+")
+        }
+        let form = items.map { encode($0.0) + "=" + encode($0.1) }.joined(separator: "&")
         let request = RESTRequest(
             .POST, "/", headers: ["Content-Type": "application/x-www-form-urlencoded; charset=utf-8"], body: Data(form.utf8),
             isIdempotent: Self.isReadOnly(operation))

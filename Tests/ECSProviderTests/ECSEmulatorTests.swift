@@ -261,6 +261,37 @@ struct ECSEmulatorTests {
     }
 }
 
+/// EC2, IAM and CloudWatch Logs on moto, a second implementation of those APIs, with every
+/// signature verified: what the provider makes there, and its deep cleanup.
+@Suite(.serialized, .timeLimit(.minutes(5)), .enabled(if: AWSEmulators.motoEnabled, "no ministack or moto: `pip install ministack docker 'moto[server]'`"))
+struct ECSMotoTests {
+    @Test("on moto with signatures checked, the provider finds the default VPC, makes the group, role and log group with their tags, and a deep cleanup deletes exactly those")
+    func resourcesOnMoto() async throws {
+        let emulators = try await AWSEmulators(harness: ECSTesting.harness, checksSignatures: true, moto: true)
+        defer { emulators.stop() }
+        #expect(emulators.endpoints["ec2"] != emulators.endpoints["ecs"], "EC2 is moto's")
+        let provider = try ECSProvider(
+            configuration: .init(environment: emulators.environment), transport: nil, pollInterval: .milliseconds(200))
+        let context = ECSRecordedTests.context("moto")
+        try await provider.initialize(context: context)
+        let names = ECSNames(queue: "moto")
+        let resources = try await provider.prepare(names, port: 8888, logger: context.logger)
+        #expect(resources.subnets.count >= 2, "the default VPC's default subnets: \(resources.subnets)")
+        #expect(resources.executionRoleARN.hasSuffix(":role/\(names.executionRole)"))
+        // Opening the port again is not an error (moto answers InvalidPermission.Duplicate, as AWS does).
+        try await provider.openPort(8888, in: resources.securityGroup)
+        #expect(try await provider.securityGroup(names) == resources.securityGroup)
+        #expect(try await provider.roleIsOurs(names))
+        #expect(try await provider.logGroupIsOurs(names))
+        try await provider.cleanup(context: context, deep: true)
+        let left = try await ECSTesting.leftovers(provider, queue: "moto")
+        #expect(left.isEmpty, "left: \(left)")
+        // The default VPC and its subnets were found, not made: they are still there.
+        let (vpc, subnets) = try await provider.network()
+        #expect(vpc == resources.vpc && subnets == resources.subnets)
+    }
+}
+
 /// The provider on real AWS: runs only when `DOCKERPARALLEL_ECS_LIVE=1`, with credentials and a
 /// region the AWS chain finds, and an image Fargate can pull in `DOCKERPARALLEL_ECS_IMAGE`
 /// (`dockerparallel image build`, pushed to ECR). It costs a few cents: the tasks run minutes.

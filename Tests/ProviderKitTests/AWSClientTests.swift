@@ -95,7 +95,7 @@ import Testing
         let (client, transport) = Self.client(.iam, [
             .init(.POST, "/", body: Data("<CreateRoleResponse><CreateRoleResult><Role><Arn>a</Arn></Role></CreateRoleResult></CreateRoleResponse>".utf8)) { request in
                 #expect(String(decoding: request.body ?? Data(), as: UTF8.self)
-                    == "Action=CreateRole&Version=2010-05-08&AssumeRolePolicyDocument=%7B%22a%22%3A%201%7D&RoleName=my%20role")
+                    == "Action=CreateRole&Version=2010-05-08&AssumeRolePolicyDocument=%7B%22a%22%3A+1%7D&RoleName=my+role")
                 #expect(request.headers.first(name: "Host") == "iam.amazonaws.com")
                 #expect((request.headers.first(name: "Authorization") ?? "").contains("/us-east-1/iam/aws4_request"))
             },
