@@ -238,9 +238,13 @@ public actor DockerEngineProvider: CloudProvider {
         if let startupFailure { throw DockerParallelError(.providerFailed, startupFailure) }
 
         let plan = ScalingPlan(
-            current: workers.map { ScalingPlan.Container(id: $0.Id, slots: $0.slots, order: $0.Created ?? 0) },
+            // Each container's worker is named after it: the server's report says which are busy.
+            current: workers.map {
+                ScalingPlan.Container(
+                    id: $0.Id, slots: $0.slots, order: $0.Created ?? 0, activity: ScalingPlan.activity(of: $0.name, in: context.workerActivity))
+            },
             slotsPerContainer: container.maxWorkersPerContainer, wantedWorkers: workerNumber)
-        // Too many: stop the newest containers first (their workers drain and hand tasks back).
+        // Too many: stop idle containers first, then the newest (their workers drain and hand tasks back).
         try await withThrowingTaskGroup(of: Void.self) { group in
             for id in plan.idsToStop { group.addTask { try await self.stopAndRemove(id) } }
             try await group.waitForAll()

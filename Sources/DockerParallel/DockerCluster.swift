@@ -224,8 +224,13 @@ public actor DockerCluster {
         try await initializeProvider()
         say("Setting worker number to \(number)")
         let container = workerContainer.configuredAsWorker(configuration: configuration, server: endpoint, workerNumber: 1)
+        var context = context()
+        // Which workers are busy, so that scaling down stops idle ones first.
+        if let report = try? await serverReport() {
+            context.workerActivity = Dictionary(report.workers.map { ($0.name, $0.running) }, uniquingKeysWith: +)
+        }
         try await provider.setWorkerNumber(
-            context: context(), container: container, hardware: configuration.workerHardware, workerNumber: number)
+            context: context, container: container, hardware: configuration.workerHardware, workerNumber: number)
         do {
             _ = try await countWorkers()
         } catch {

@@ -110,7 +110,9 @@ public enum DockerParallelMain {
             throw DockerParallelError(
                 .invalidArgument, "the worker needs the server's address in \(EnvironmentKey.host) and \(EnvironmentKey.port)")
         }
-        let name = environment[EnvironmentKey.workerName] ?? "\(ProcessInfo.processInfo.hostName)-\(getpid())"
+        // On ECS a worker is named after its task, which the provider can then tell busy or idle.
+        let name = environment[EnvironmentKey.workerName] ?? ECSTaskMetadata.taskID(environment: environment)
+            ?? "\(ProcessInfo.processInfo.hostName)-\(getpid())"
         var configuration = WorkerConfiguration(
             server: Endpoint(host: host, port: port, usesTLS: environment[EnvironmentKey.tls] == "1"),
             password: ServerPassword(password), name: name,

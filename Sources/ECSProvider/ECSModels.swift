@@ -285,6 +285,7 @@ struct SecretTag: Codable, Sendable, Equatable {
 
 struct CreateSecretInput: Encodable, Sendable {
     var Name: String
+    var ClientRequestToken: String
     var Description: String
     var SecretString: String
     var Tags: [SecretTag]
@@ -292,6 +293,8 @@ struct CreateSecretInput: Encodable, Sendable {
 
 struct SecretOutput: Decodable, Sendable {
     var ARN: String?
+    /// When the secret was scheduled for deletion (epoch seconds); `nil` for a live one.
+    var DeletedDate: Double?
     var Name: String?
     var SecretString: String?
     var Tags: [SecretTag]?

@@ -12,19 +12,26 @@ extension ECSProvider {
         (EnvironmentKey.tlsCertificateAuthorityKey, EnvironmentKey.tlsCertificateAuthorityKeyFile, "tls-ca-key"),
     ]
 
+    /// The ARN partition of the region: `aws`, `aws-cn` or `aws-us-gov`.
+    var partition: String {
+        if region.hasPrefix("cn-") { return "aws-cn" }
+        if region.hasPrefix("us-gov-") { return "aws-us-gov" }
+        return "aws"
+    }
+
     /// The managed policy that lets ECS pull images and write logs for a task.
-    static let executionPolicyARN = "arn:aws:iam::aws:policy/service-role/AmazonECSTaskExecutionRolePolicy"
+    var executionPolicyARN: String { "arn:\(partition):iam::aws:policy/service-role/AmazonECSTaskExecutionRolePolicy" }
 
     /// Finds or makes what the queue's tasks run in, once per process.
     func prepare(_ names: ECSNames, port: Int, logger: Logger) async throws -> Resources {
         if let resources = prepared[names.queue] {
-            try await openPort(port, in: resources.securityGroup)
+            try await openPort(port, in: resources.securityGroup, vpc: resources.vpc)
             return resources
         }
         let cluster = try await ensureCluster(names, logger: logger)
         let (vpc, subnets) = try await network()
         let group = try await ensureSecurityGroup(names, vpc: vpc)
-        try await openPort(port, in: group)
+        try await openPort(port, in: group, vpc: vpc)
         let role = try await ensureExecutionRole(names, logger: logger)
         let logGroup = try await ensureLogGroup(names)
         let resources = Resources(
@@ -40,12 +47,15 @@ extension ECSProvider {
         let found = try await aws {
             try await ecs.json("DescribeClusters", DescribeClustersInput(clusters: [name], include: ["TAGS"]), as: DescribeClustersOutput.self)
         }
-        if let cluster = found.clusters?.first(where: { $0.status == "ACTIVE" }) {
-            if configuration.spotShare > 0, let providers = cluster.capacityProviders, !providers.contains("FARGATE_SPOT") {
+        if let cluster = found.clusters?.first(where: { $0.status == "ACTIVE" || $0.status == "PROVISIONING" }) {
+            // On-demand tasks use the FARGATE launch type; a Spot share needs both capacity providers.
+            if configuration.spotShare > 0, let providers = cluster.capacityProviders,
+               !providers.contains("FARGATE_SPOT") || !providers.contains("FARGATE") {
                 throw DockerParallelError(
                     .invalidArgument,
-                    "the ECS cluster '\(name)' has no FARGATE_SPOT capacity provider: add it with `aws ecs put-cluster-capacity-providers --cluster \(name) --capacity-providers FARGATE FARGATE_SPOT --default-capacity-provider-strategy capacityProvider=FARGATE,weight=1`, or run without --spot")
+                    "the ECS cluster '\(name)' lacks the FARGATE and FARGATE_SPOT capacity providers that --spot needs: add them with `aws ecs put-cluster-capacity-providers --cluster \(name) --capacity-providers FARGATE FARGATE_SPOT --default-capacity-provider-strategy capacityProvider=FARGATE,weight=1`, or run without --spot")
             }
+            if cluster.status == "PROVISIONING" { try await waitUntilActive(name) }
             return name
         }
         if let given = configuration.cluster {
@@ -61,7 +71,23 @@ extension ECSProvider {
                 as: ClusterOutput.self)
         }
         logger.info("Made the ECS cluster \(name) in \(region)")
+        try await waitUntilActive(name)
         return name
+    }
+
+    /// Waits until a new cluster is ACTIVE (it may be PROVISIONING for a moment after CreateCluster).
+    func waitUntilActive(_ name: String) async throws {
+        let deadline = ContinuousClock.now + .seconds(60)
+        while true {
+            let found = try await aws {
+                try await ecs.json("DescribeClusters", DescribeClustersInput(clusters: [name], include: []), as: DescribeClustersOutput.self)
+            }
+            if found.clusters?.contains(where: { $0.status == "ACTIVE" }) ?? false { return }
+            guard ContinuousClock.now < deadline else {
+                throw DockerParallelError(.timedOut, "the ECS cluster '\(name)' did not become ACTIVE within a minute")
+            }
+            try await Task.sleep(for: pollInterval)
+        }
     }
 
     // MARK: Network
@@ -76,7 +102,7 @@ extension ECSProvider {
             }
             return (vpc, configuration.subnets)
         }
-        let vpcs = try await aws { try await ec2.query("DescribeVpcs", Self.filters(["isDefault": "true"])) }
+        let vpcs = try await aws { try await ec2.query("DescribeVpcs", Self.filters(["is-default": "true"])) }
         guard let vpc = vpcs.items("vpcSet").first?.value("vpcId") else {
             throw DockerParallelError(
                 .invalidArgument, "\(region) has no default VPC: name the tasks' subnets with --subnet (repeatable)")
@@ -94,7 +120,7 @@ extension ECSProvider {
     func ensureSecurityGroup(_ names: ECSNames, vpc: String) async throws -> String {
         if let group = try await securityGroup(names, vpc: vpc) { return group }
         var parameters = [
-            "GroupName": names.securityGroup, "GroupDescription": "DockerParallel cluster \(names.queue): its server's port", "VpcId": vpc,
+            "GroupName": names.securityGroup, "GroupDescription": Self.securityGroupDescription(names.queue), "VpcId": vpc,
             "TagSpecification.1.ResourceType": "security-group",
         ]
         for (index, tag) in names.tags.sorted(by: { $0.key < $1.key }).enumerated() {
@@ -123,24 +149,54 @@ extension ECSProvider {
         return answer.items("securityGroupInfo").first?.value("groupId")
     }
 
-    /// Lets the group's members (the workers) reach the server's port, and the client's
-    /// addresses when the server has a public IP; a rule that exists already is kept.
-    func openPort(_ port: Int, in group: String) async throws {
-        var parameters = [
+    /// The security group's description: EC2 takes only `a-zA-Z0-9. _-:/()#,@[]+=&;{}!$*` there.
+    static func securityGroupDescription(_ queue: String) -> String {
+        "DockerParallel cluster \(queue) - the server port"
+    }
+
+    /// Lets the group's members (the workers) reach the server's port, and the client: from
+    /// anywhere in the VPC when it runs there (or the tasks have no public IP), else from
+    /// ``Configuration/clientCIDR``. One call a rule, so that a rule that exists already (from
+    /// an earlier start) does not keep a new one out.
+    func openPort(_ port: Int, in group: String, vpc: String) async throws {
+        let clientRange: String
+        if configuration.serverClientSameLAN || !configuration.assignsPublicIP {
+            clientRange = try await vpcCIDR(vpc)
+        } else {
+            clientRange = configuration.clientCIDR
+        }
+        for rule in Self.ingressRules(port: port, group: group, clientRange: clientRange) {
+            do {
+                try await ec2.query("AuthorizeSecurityGroupIngress", rule)
+            } catch let error as AWSServiceError where error.code == "InvalidPermission.Duplicate" {
+                // Opened by an earlier start.
+            } catch let error as AWSServiceError {
+                throw DockerParallelError(.providerFailed, Self.explain(error, region: region))
+            }
+        }
+    }
+
+    /// The two ingress rules of the server's port: from the group's members, and from the client's range.
+    static func ingressRules(port: Int, group: String, clientRange: String) -> [[String: String]] {
+        let base = [
             "GroupId": group, "IpPermissions.1.IpProtocol": "tcp", "IpPermissions.1.FromPort": String(port),
-            "IpPermissions.1.ToPort": String(port), "IpPermissions.1.Groups.1.GroupId": group,
+            "IpPermissions.1.ToPort": String(port),
         ]
-        if configuration.assignsPublicIP && !configuration.serverClientSameLAN {
-            parameters["IpPermissions.1.IpRanges.1.CidrIp"] = configuration.clientCIDR
-            parameters["IpPermissions.1.IpRanges.1.Description"] = "DockerParallel clients"
+        return [
+            base.merging(["IpPermissions.1.Groups.1.GroupId": group]) { $1 },
+            base.merging([
+                "IpPermissions.1.IpRanges.1.CidrIp": clientRange, "IpPermissions.1.IpRanges.1.Description": "DockerParallel clients",
+            ]) { $1 },
+        ]
+    }
+
+    /// The VPC's IPv4 range.
+    func vpcCIDR(_ vpc: String) async throws -> String {
+        let answer = try await aws { try await ec2.query("DescribeVpcs", ["VpcId.1": vpc]) }
+        guard let range = answer.items("vpcSet").first?.value("cidrBlock"), !range.isEmpty else {
+            throw DockerParallelError(.providerFailed, "Amazon EC2 gave no address range for the VPC \(vpc)")
         }
-        do {
-            try await ec2.query("AuthorizeSecurityGroupIngress", parameters)
-        } catch let error as AWSServiceError where error.code == "InvalidPermission.Duplicate" {
-            // Opened by an earlier start.
-        } catch let error as AWSServiceError {
-            throw DockerParallelError(.providerFailed, Self.explain(error, region: region))
-        }
+        return range
     }
 
     // MARK: IAM
@@ -153,7 +209,12 @@ extension ECSProvider {
                 throw DockerParallelError(.invalidArgument, "the IAM role '\(role)' does not exist: create it, or leave --execution-role out")
             }()
         }
-        if let arn = try await roleARN(names.executionRole) { return arn }
+        if let arn = try await roleARN(names.executionRole) {
+            // Ours: its policies again (idempotent), in case the process that made it stopped
+            // before attaching them, or is attaching them now.
+            if try await roleIsOurs(names) { try await attachExecutionPolicies(names) }
+            return arn
+        }
         let trust = #"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"ecs-tasks.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#
         var parameters = [
             "RoleName": names.executionRole, "AssumeRolePolicyDocument": trust,
@@ -170,19 +231,25 @@ extension ECSProvider {
                 throw DockerParallelError(.providerFailed, "AWS IAM made the role \(names.executionRole) but gave no ARN")
             }
             arn = made
+            logger.info("Made the task execution role \(names.executionRole)")
         } catch let error as AWSServiceError where error.code == "EntityAlreadyExists" {
-            return try await roleARN(names.executionRole) ?? missingRole(names)
+            arn = try await roleARN(names.executionRole) ?? missingRole(names)
         } catch let error as AWSServiceError {
             throw DockerParallelError(.providerFailed, Self.explain(error, region: region))
         }
-        let readSecret = #"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"secretsmanager:GetSecretValue","Resource":"arn:aws:secretsmanager:*:*:secret:\#(names.secret)-*"}]}"#
+        try await attachExecutionPolicies(names)
+        return arn
+    }
+
+    /// Lets the role pull images, write logs, and read the cluster's own secret: its ARN ends
+    /// in `-` and six random characters, so `a` cannot read `a-b`'s.
+    func attachExecutionPolicies(_ names: ECSNames) async throws {
+        let readSecret = #"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"secretsmanager:GetSecretValue","Resource":"arn:\#(partition):secretsmanager:*:*:secret:\#(names.secret)-??????"}]}"#
         try await aws {
-            try await iam.query("AttachRolePolicy", ["RoleName": names.executionRole, "PolicyArn": Self.executionPolicyARN])
+            try await iam.query("AttachRolePolicy", ["RoleName": names.executionRole, "PolicyArn": executionPolicyARN])
             try await iam.query(
                 "PutRolePolicy", ["RoleName": names.executionRole, "PolicyName": "read-cluster-secret", "PolicyDocument": readSecret])
         }
-        logger.info("Made the task execution role \(names.executionRole)")
-        return arn
     }
 
     private func missingRole(_ names: ECSNames) throws -> String {
@@ -239,9 +306,17 @@ extension ECSProvider {
         }
     }
 
-    /// Writes the cluster's secret (made, or given a new value) and moves the secrets out of
-    /// `environment`; returns the secret's ARN.
-    func storeSecret(_ names: ECSNames, environment: inout [String: String], staticData: StaticData) async throws -> String {
+    /// What the cluster's secret holds for the containers: its ARN, and which of
+    /// ``secretItems``' keys it has (a cluster with its own certificate has no CA key, a
+    /// plain-text one no TLS key: ECS fails a task that asks for a missing key).
+    struct StoredSecretReference: Sendable {
+        var arn: String
+        var keys: [String]
+    }
+
+    /// The secret's value for a server: the password, the TLS keys found in `environment`
+    /// (moved out of it), and the static data without them.
+    func secretValue(environment: inout [String: String], staticData: StaticData) throws -> (text: String, keys: [String]) {
         var withoutSecrets = staticData
         withoutSecrets.configuration.serverPassword = ServerPassword("")
         withoutSecrets.configuration.transportSecurity.serverPrivateKey = nil
@@ -251,23 +326,48 @@ extension ECSProvider {
             tlsKey: environment.removeValue(forKey: EnvironmentKey.tlsPrivateKey),
             tlsCAKey: environment.removeValue(forKey: EnvironmentKey.tlsCertificateAuthorityKey),
             staticData: try JSONEncoder().encode(withoutSecrets).base64EncodedString())
-        let text = String(decoding: try JSONEncoder().encode(stored), as: UTF8.self)
-        do {
-            let made = try await secrets.json(
-                "CreateSecret",
-                CreateSecretInput(
-                    Name: names.secret, Description: "DockerParallel cluster \(names.queue): its password, TLS keys and settings",
-                    SecretString: text, Tags: names.tags.sorted { $0.key < $1.key }.map { SecretTag(Key: $0.key, Value: $0.value) }),
-                as: SecretOutput.self)
-            if let arn = made.ARN { return arn }
-        } catch let error as AWSServiceError where error.code == "ResourceExistsException" {
-            struct Put: Encodable, Sendable {
-                var SecretId: String
-                var SecretString: String
+        var keys = ["password"]
+        if stored.tlsKey != nil { keys.append("tls-key") }
+        if stored.tlsCAKey != nil { keys.append("tls-ca-key") }
+        return (String(decoding: try JSONEncoder().encode(stored), as: UTF8.self), keys)
+    }
+
+    /// Makes the cluster's secret. It is the cluster's lock: `nil` when it exists already (another
+    /// process is starting the same cluster). A secret of the same name still being deleted (a
+    /// `down` a moment ago) is waited for.
+    func createSecret(_ names: ECSNames, text: String) async throws -> String? {
+        let deadline = ContinuousClock.now + .seconds(120)
+        while true {
+            do {
+                let made = try await secrets.json(
+                    "CreateSecret",
+                    CreateSecretInput(
+                        Name: names.secret, ClientRequestToken: UUID().uuidString,
+                        Description: "DockerParallel cluster \(names.queue): its password, TLS keys and settings",
+                        SecretString: text, Tags: names.tags.sorted { $0.key < $1.key }.map { SecretTag(Key: $0.key, Value: $0.value) }),
+                    as: SecretOutput.self)
+                if let arn = made.ARN { return arn }
+                return try await secretARN(names)
+            } catch let error as AWSServiceError where error.code == "ResourceExistsException" {
+                return nil
+            } catch let error as AWSServiceError
+                where error.code == "InvalidRequestException" && error.message.lowercased().contains("deletion") && ContinuousClock.now < deadline {
+                try await Task.sleep(for: max(pollInterval, .seconds(1)))
+            } catch let error as AWSServiceError {
+                throw DockerParallelError(.providerFailed, Self.explain(error, region: region))
             }
-            try await aws { try await secrets.jsonData("PutSecretValue", Put(SecretId: names.secret, SecretString: text)) }
-        } catch let error as AWSServiceError {
-            throw DockerParallelError(.providerFailed, Self.explain(error, region: region))
+        }
+    }
+
+    /// Gives the existing secret a new value (a server restarted with its stored settings).
+    func updateSecret(_ names: ECSNames, text: String) async throws -> String {
+        struct Put: Encodable, Sendable {
+            var SecretId: String
+            var ClientRequestToken: String
+            var SecretString: String
+        }
+        try await aws {
+            try await secrets.jsonData("PutSecretValue", Put(SecretId: names.secret, ClientRequestToken: UUID().uuidString, SecretString: text))
         }
         guard let arn = try await secretARN(names) else {
             throw DockerParallelError(.providerFailed, "the secret \(names.secret) was written and cannot be found")
@@ -275,14 +375,24 @@ extension ECSProvider {
         return arn
     }
 
+    /// The secret's ARN; `nil` when there is none, or it is being deleted.
     func secretARN(_ names: ECSNames) async throws -> String? {
         do {
-            return try await secrets.json("DescribeSecret", SecretIDInput(SecretId: names.secret), as: SecretOutput.self).ARN
+            let secret = try await secrets.json("DescribeSecret", SecretIDInput(SecretId: names.secret), as: SecretOutput.self)
+            return secret.DeletedDate == nil ? secret.ARN : nil
         } catch let error as AWSServiceError where error.isNotFound {
             return nil
         } catch let error as AWSServiceError {
             throw DockerParallelError(.providerFailed, Self.explain(error, region: region))
         }
+    }
+
+    /// The keys the cluster's secret holds, read back (for workers started by another process).
+    func secretKeys(_ names: ECSNames) async throws -> [String] {
+        guard let value = try? await secrets.json("GetSecretValue", SecretIDInput(SecretId: names.secret), as: SecretOutput.self),
+              let text = value.SecretString, let stored = try? JSONDecoder().decode(StoredSecret.self, from: Data(text.utf8))
+        else { return ["password"] }
+        return ["password"] + (stored.tlsKey != nil ? ["tls-key"] : []) + (stored.tlsCAKey != nil ? ["tls-ca-key"] : [])
     }
 
     func readSecret(_ names: ECSNames) async throws -> StaticData? {
@@ -324,10 +434,9 @@ extension ECSProvider {
     /// Registers a task definition of one container, its secrets read from the cluster's secret.
     func registerTaskDefinition(
         family: String, names: ECSNames, resources: Resources, container: any WorkerContainer, environment: [String: String],
-        secretARN: String, size: FargateSize, component: String, port: Int?
+        secretARN: String, keys: [String], size: FargateSize, component: String, port: Int?
     ) async throws -> String {
         let environment = DockerEngineProvider.startupEnvironment(container, environment)
-        let keys = component == "server" ? Self.secretItems.map(\.2) : ["password"]
         let secretNames = Dictionary(uniqueKeysWithValues: Self.secretItems.map { ($0.2, $0.0) })
         let definition = ContainerDefinition(
             name: component, image: container.image, essential: true, command: nil,
@@ -361,7 +470,7 @@ extension ECSProvider {
         if let known = workerDefinitions[names.queue], known.key == key { return known.arn }
         let arn = try await registerTaskDefinition(
             family: names.workerFamily, names: names, resources: resources, container: container, environment: environment,
-            secretARN: secretARN, size: size, component: "worker", port: nil)
+            secretARN: secretARN, keys: ["password"], size: size, component: "worker", port: nil)
         workerDefinitions[names.queue] = (key, arn)
         return arn
     }
@@ -407,7 +516,7 @@ extension ECSProvider {
         if configuration.executionRole == nil, try await roleIsOurs(names) {
             try await aws {
                 do {
-                    try await iam.query("DetachRolePolicy", ["RoleName": names.executionRole, "PolicyArn": Self.executionPolicyARN])
+                    try await iam.query("DetachRolePolicy", ["RoleName": names.executionRole, "PolicyArn": executionPolicyARN])
                 } catch let error as AWSServiceError where error.code == "NoSuchEntity" {}
                 do {
                     try await iam.query("DeleteRolePolicy", ["RoleName": names.executionRole, "PolicyName": "read-cluster-secret"])

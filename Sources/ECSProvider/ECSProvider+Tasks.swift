@@ -49,19 +49,22 @@ extension ECSProvider {
     /// Waits until the server's task runs and has an address.
     /// - Throws: `.serverStartFailed` with the task's stop reason, exit code and where its log
     ///   is, when it stopped; `.timedOut` after the start timeout.
-    func waitForServer(_ names: ECSNames) async throws -> ECSTask {
+    /// - Parameter appearingWithin: How long a server task may take to be listed at all
+    ///   (ListTasks may miss a task for a moment after RunTask; another process may still be
+    ///   preparing to start it).
+    func waitForServer(_ names: ECSNames, appearingWithin: Duration = .seconds(15)) async throws -> ECSTask {
         let deadline = ContinuousClock.now + configuration.startTimeout
-        // ListTasks may miss a task for a moment after RunTask.
-        let listedBy = ContinuousClock.now + .seconds(15)
+        let listedBy = ContinuousClock.now + appearingWithin
         var last: ECSTask?
         while true {
             if let task = try await serverTask(names) {
                 last = task
                 if task.isRunning, task.privateAddress != nil { return task }
-            } else if let task = last {
+            } else if let task = last, let stopped = try await describe(names, [task.taskArn]).first, stopped.isStopping {
                 // It stopped while starting: say why.
-                let stopped = try await describe(names, [task.taskArn]).first ?? task
                 throw DockerParallelError(.serverStartFailed, "the server task of '\(names.queue)' stopped: \(stopReason(stopped, names: names))")
+            } else if last != nil {
+                // Listed a moment ago and not stopping: ListTasks left it out; ask again.
             } else if ContinuousClock.now > listedBy {
                 throw DockerParallelError(.serverNotRunning, "no server task of '\(names.queue)' runs in the ECS cluster \(clusterName(names))")
             }
@@ -103,9 +106,12 @@ extension ECSProvider {
     ) async throws -> [String] {
         var started: [String] = []
         for run in Self.launchPlan(count: count, spotShare: spotShare, running: running) {
+            // On-demand alone uses the FARGATE launch type, which needs no capacity provider on
+            // the cluster; a Spot mix names both.
+            let usesStrategy = spotShare > 0
             let input = RunTaskInput(
-                cluster: resources.cluster, taskDefinition: definition, count: run.count, launchType: nil,
-                capacityProviderStrategy: [CapacityProviderStrategyItem(capacityProvider: run.provider, weight: 1, base: nil)],
+                cluster: resources.cluster, taskDefinition: definition, count: run.count, launchType: usesStrategy ? nil : "FARGATE",
+                capacityProviderStrategy: usesStrategy ? [CapacityProviderStrategyItem(capacityProvider: run.provider, weight: 1, base: nil)] : nil,
                 networkConfiguration: NetworkConfiguration(awsvpcConfiguration: AwsVpcConfiguration(
                     subnets: resources.subnets, securityGroups: [resources.securityGroup] + configuration.securityGroups,
                     assignPublicIp: configuration.assignsPublicIP ? "ENABLED" : "DISABLED")),

@@ -214,23 +214,45 @@ public actor ECSProvider: CloudProvider {
         }
         let port = context.configuration.serverPort == 0 ? 8888 : context.configuration.serverPort
         let size = try FargateSize(hardware)
-        let resources = try await prepare(names, port: port, logger: context.logger)
         var environment = container.environment
         var staticData = context.staticData
         staticData.configuration.serverPort = port
-        let secretARN = try await storeSecret(names, environment: &environment, staticData: staticData)
+        let (value, keys) = try secretValue(environment: &environment, staticData: staticData)
+        let secretARN: String
+        if context.isRestart {
+            secretARN = try await updateSecret(names, text: value)
+        } else if let made = try await createSecret(names, text: value) {
+            secretARN = made
+        } else {
+            // The secret is the cluster's lock: another process is starting this cluster, and
+            // its server (with its password) is the one.
+            _ = try await waitForServer(names, appearingWithin: configuration.startTimeout)
+            return
+        }
+        let resources = try await prepare(names, port: port, logger: context.logger)
         environment[EnvironmentKey.host] = "0.0.0.0"
         environment[EnvironmentKey.port] = String(port)
         environment[EnvironmentKey.storePath] = "/workspace/store/broker.sqlite"
         if let address = configuration.serverAddress { environment[EnvironmentKey.tlsNames] = address }
         let definition = try await registerTaskDefinition(
             family: names.serverFamily, names: names, resources: resources, container: container, environment: environment,
-            secretARN: secretARN, size: size, component: "server", port: port)
+            secretARN: secretARN, keys: keys, size: size, component: "server", port: port)
         let started = try await runTasks(
             names, resources: resources, definition: definition, count: 1, spotShare: 0,
             tags: [ECSNames.componentTag: "server", ECSNames.portTag: String(port)], overrides: nil)
         context.logger.debug("started the server task", metadata: ["task": "\(started.first ?? "")", "size": "\(size)"])
+        try await keepOneServer(names)
         _ = try await waitForServer(names)
+    }
+
+    /// Stops every server task but the oldest: two processes that restarted the same server at
+    /// once both stop the same extra ones.
+    func keepOneServer(_ names: ECSNames) async throws {
+        let servers = try await tasks(names, family: names.serverFamily).filter { !$0.isStopping }
+            .sorted { ($0.createdAt ?? 0, $0.taskArn) < ($1.createdAt ?? 0, $1.taskArn) }
+        for extra in servers.dropFirst() {
+            try await stopTask(names, extra.taskArn, reason: "dockerparallel: another process started this server first")
+        }
     }
 
     /// Stops the server's task and deletes the cluster's secret, so that nothing restarts it.
@@ -280,9 +302,11 @@ public actor ECSProvider: CloudProvider {
         for task in try await tasks(names, family: names.workerFamily) where !task.isStopping {
             running.total += 1
             if task.capacityProviderName == "FARGATE_SPOT" { running.spot += 1 }
+            // Workers are named after their task's id (the worker reads it from the task's metadata).
+            let id = task.taskArn.split(separator: "/").last.map(String.init) ?? task.taskArn
             current.append(ScalingPlan.Container(
                 id: task.taskArn, slots: task.tag(ECSNames.workersTag).flatMap(Int.init) ?? 1,
-                order: Int64((task.createdAt ?? 0) * 1e9)))
+                order: Int64((task.createdAt ?? 0) * 1e9), activity: ScalingPlan.activity(of: id, in: context.workerActivity)))
         }
         let plan = ScalingPlan(current: current, slotsPerContainer: container.maxWorkersPerContainer, wantedWorkers: workerNumber)
         for arn in plan.idsToStop { try await stopTask(names, arn, reason: "dockerparallel: scaled down") }
@@ -298,6 +322,7 @@ public actor ECSProvider: CloudProvider {
         for (key, _, _) in Self.secretItems { environment[key] = nil }
         environment[EnvironmentKey.passwordFile] = nil
         environment[EnvironmentKey.slots] = nil
+        environment[EnvironmentKey.workerName] = nil
         let definition = try await workerDefinition(
             names, resources: resources, container: container, environment: environment, secretARN: secretARN, hardware: hardware)
         var counts: [Int: Int] = [:]

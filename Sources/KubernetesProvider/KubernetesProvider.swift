@@ -342,8 +342,10 @@ public actor KubernetesProvider: CloudProvider {
                 try await client.delete(.pods, name, gracePeriod: 0)
                 continue
             }
+            // Each pod's worker is named after it (the downward API's metadata.name).
             current.append(ScalingPlan.Container(
-                id: name, slots: pod.metadata.labels?[ClusterObjects.Key.workers].flatMap(Int.init) ?? 1, order: Self.order(of: pod)))
+                id: name, slots: pod.metadata.labels?[ClusterObjects.Key.workers].flatMap(Int.init) ?? 1, order: Self.order(of: pod),
+                activity: ScalingPlan.activity(of: name, in: context.workerActivity)))
         }
         let plan = ScalingPlan(current: current, slotsPerContainer: container.maxWorkersPerContainer, wantedWorkers: workerNumber)
         for name in plan.idsToStop { try await client.delete(.pods, name, gracePeriod: grace) }

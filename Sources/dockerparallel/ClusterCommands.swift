@@ -186,7 +186,8 @@ struct Down: AsyncParsableCommand {
         let handle: DockerCluster
         do {
             handle = try await cluster.reconnected()
-        } catch let error as DockerParallelError where error.code != .clusterNotFound {
+        } catch let error as DockerParallelError
+            where [.connectionFailed, .serverNotRunning, .serverStartFailed, .timedOut].contains(error.code) {
             // A cluster whose server cannot be reached (it died, or this client cannot see its
             // address) is still removed: the provider's cleanup needs no server.
             CLIEnvironment.warn("cannot reach the server of '\(cluster.name)' (\(error.message)); removing the cluster without it")

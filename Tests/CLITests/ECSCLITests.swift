@@ -66,15 +66,23 @@ struct ECSCLITests {
             #expect(status.status == 0, "\(status.errorOutput)")
             #expect(status.output.contains("cli-ecs"), "\(status.output)")
 
-            // From outside the VPC (no --same-lan) the server's public IP is needed, and emulated
-            // tasks have none: `down` cannot reach the server, says so, and removes the cluster anyway.
-            let down = try await cli.run(["down", "--name", "cli-ecs", "--provider", "ecs", "--image", Self.image])
+            let down = try await cli.run(["down", "--name", "cli-ecs"] + ecs)
             #expect(down.status == 0, "\(down.errorOutput)")
-            #expect(down.errorOutput.contains("cannot reach the server of 'cli-ecs'"), "\(down.errorOutput)")
+            #expect(!down.errorOutput.contains("cannot reach"), "\(down.errorOutput)")
             #expect(try Self.tasks(emulators, queue: "cli-ecs", family: "dockerparallel-cli-ecs-worker").isEmpty)
             #expect(try Self.tasks(emulators, queue: "cli-ecs", family: "dockerparallel-cli-ecs-server").isEmpty)
+
+            // From outside the VPC (no --same-lan) the server's public IP is needed, and emulated
+            // tasks have none: `down` cannot reach the server, says so, and removes the cluster anyway.
+            let second = try await cli.run(["up", "--name", "cli-ecs-2", "--workers", "1"] + ecs)
+            #expect(second.status == 0, "\(second.errorOutput)")
+            let orphanDown = try await cli.run(["down", "--name", "cli-ecs-2", "--provider", "ecs", "--image", Self.image])
+            #expect(orphanDown.status == 0, "\(orphanDown.errorOutput)")
+            #expect(orphanDown.errorOutput.contains("cannot reach the server of 'cli-ecs-2'"), "\(orphanDown.errorOutput)")
+            #expect(try Self.tasks(emulators, queue: "cli-ecs-2", family: "dockerparallel-cli-ecs-2-worker").isEmpty)
+            #expect(try Self.tasks(emulators, queue: "cli-ecs-2", family: "dockerparallel-cli-ecs-2-server").isEmpty)
             let list = try await cli.run(["list"] + ecs)
-            #expect(!list.output.contains("cli-ecs"), "\(list.output)")
+            #expect(!list.output.contains("cli-ecs"), "no cluster is left: \(list.output)")
         }
     }
 
@@ -91,8 +99,13 @@ struct ECSCLITests {
         for source in ["environment", "shared", "instance metadata"] {
             #expect(up.errorOutput.contains(source), "\(up.errorOutput)")
         }
-        let noRegion = try await cli.run(["up", "--name", "no-region", "--provider", "ecs", "--spot", "1.5"])
+        let badSpot = try await cli.run(["up", "--name", "bad-spot", "--provider", "ecs", "--spot", "1.5"])
+        #expect(badSpot.status != 0)
+        #expect(badSpot.errorOutput.contains("Spot share"), "\(badSpot.errorOutput)")
+        cli.environment["AWS_REGION"] = ""
+        cli.environment["AWS_DEFAULT_REGION"] = ""
+        let noRegion = try await cli.run(["up", "--name", "no-region", "--provider", "ecs"])
         #expect(noRegion.status != 0)
-        #expect(noRegion.errorOutput.contains("Spot share"), "\(noRegion.errorOutput)")
+        #expect(noRegion.errorOutput.contains("no AWS region is set: pass --region"), "\(noRegion.errorOutput)")
     }
 }

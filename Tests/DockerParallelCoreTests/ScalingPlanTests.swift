@@ -108,4 +108,11 @@ import Testing
         #expect(ScalingPlan(current: current, slotsPerContainer: 1, wantedWorkers: 1).idsToStop == ["z", "y"])
         #expect(ScalingPlan(current: current.reversed(), slotsPerContainer: 1, wantedWorkers: 1).idsToStop == ["z", "y"])
     }
+
+    @Test func theServersReportGivesEachContainerItsActivity() {
+        #expect(ScalingPlan.activity(of: "w1", in: nil) == .unknown)
+        #expect(ScalingPlan.activity(of: "w1", in: ["w1": 2]) == .busy)
+        #expect(ScalingPlan.activity(of: "w1", in: ["w1": 0]) == .idle)
+        #expect(ScalingPlan.activity(of: "w1", in: ["w2": 3]) == .idle, "not connected yet: nothing to lose")
+    }
 }

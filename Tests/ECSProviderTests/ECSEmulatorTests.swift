@@ -235,6 +235,42 @@ struct ECSEmulatorTests {
         }
     }
 
+    @Test("scaling down stops the idle worker task and keeps the busy one, whose task finishes in its first attempt")
+    func scalingDownKeepsTheBusyWorker() async throws {
+        try await HeavyTests.oneAtATime {
+            let image = try await ECSTesting.image.get()
+            let emulators = try await AWSEmulators(harness: ECSTesting.harness)
+            defer { emulators.stop() }
+            let transport = RecordingTransport(emulators)
+            let provider = try ECSTesting.provider(emulators, transport)
+            let queue = "idle-ecs"
+            let names = ECSNames(queue: queue)
+            let cluster = try DockerCluster(
+                provider: provider, workerContainer: DockerWorkerContainer(image: image),
+                configuration: ClusterConfiguration(
+                    jobQueueName: queue, expectedWorkerNumber: 3, serverPort: try await DockerEngineProvider.freePort(on: "127.0.0.1")),
+                verbosity: 0)
+            try await cluster.startCluster()
+            try await waitUntil("three workers are connected", timeout: 90, interval: 0.2) { try await cluster.serverReport().workers.count == 3 }
+            // Each worker is named after its task, read from the task's metadata.
+            let tasks = Set(try await provider.tasks(names, family: names.workerFamily).map { String($0.taskArn.split(separator: "/").last ?? "") })
+            #expect(Set(try await cluster.serverReport().workers.map(\.name)) == tasks)
+            let job = try await cluster.submitCommands(try CommandTemplate(["sh", "-c", "sleep 4; echo {}"]), inputs: ["long"])
+            let busy = try await waitUntil("a worker runs the task", timeout: 30, interval: 0.05) {
+                try await cluster.serverReport().workers.first { $0.running > 0 }?.name
+            }
+            try await cluster.setWorkerNumber(1)
+            let left = try await provider.tasks(names, family: names.workerFamily).filter { !$0.isStopping }
+            #expect(left.map { String($0.taskArn.split(separator: "/").last ?? "") } == [busy], "the busy worker's task is the one kept")
+            var results: [TaskResult] = []
+            for try await result in try await job.results() { results.append(result) }
+            #expect(results.map(\.attempts) == [1], "the long task was not interrupted")
+            #expect(results.map { String(decoding: $0.output, as: UTF8.self) } == ["long\n"])
+            try await cluster.stopCluster(cleanup: true)
+            try await cluster.cleanup(deep: true)
+        }
+    }
+
     @Test("with signatures checked, signed requests pass, and a wrong secret key fails with an error that names it")
     func signaturesAreVerified() async throws {
         let emulators = try await AWSEmulators(harness: ECSTesting.harness, checksSignatures: true)
@@ -278,8 +314,8 @@ struct ECSMotoTests {
         let resources = try await provider.prepare(names, port: 8888, logger: context.logger)
         #expect(resources.subnets.count >= 2, "the default VPC's default subnets: \(resources.subnets)")
         #expect(resources.executionRoleARN.hasSuffix(":role/\(names.executionRole)"))
-        // Opening the port again is not an error (moto answers InvalidPermission.Duplicate, as AWS does).
-        try await provider.openPort(8888, in: resources.securityGroup)
+        // Opening the port again is not an error: each rule exists, and moto answers InvalidPermission.Duplicate for it, as AWS does.
+        try await provider.openPort(8888, in: resources.securityGroup, vpc: resources.vpc)
         #expect(try await provider.securityGroup(names) == resources.securityGroup)
         #expect(try await provider.roleIsOurs(names))
         #expect(try await provider.logGroupIsOurs(names))

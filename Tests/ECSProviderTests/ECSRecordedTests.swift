@@ -70,7 +70,9 @@ import Testing
                 let tags = body["tags"] as? [[String: String]] ?? []
                 #expect(tags.contains(["key": "dockerparallel:queue", "value": "q"]))
                 #expect(tags.contains(["key": "dockerparallel:workers", "value": "2"]))
-                #expect(Self.provider(of: body) == "FARGATE")
+                // On-demand alone: the FARGATE launch type, which needs no capacity provider on the cluster.
+                #expect(body["launchType"] as? String == "FARGATE")
+                #expect(body["capacityProviderStrategy"] == nil)
             },
         ])
         let started = try await provider.runTasks(
@@ -173,6 +175,70 @@ import Testing
         try await provider.setWorkerNumber(
             context: Self.context("q"), container: TestContainer(), hardware: .defaultWorker, workerNumber: 1)
         #expect(stopped.runs.map(\.provider) == ["arn:aws:ecs:eu-west-1:1:task/c/newest", "arn:aws:ecs:eu-west-1:1:task/c/middle"])
+        try await transport.verify()
+    }
+
+    @Test func scalingDownStopsIdleWorkersBeforeBusyOnesWhateverTheirAge() async throws {
+        func worker(_ id: String, created: Double) -> String {
+            #"{"taskArn":"arn:aws:ecs:eu-west-1:1:task/c/\#(id)","lastStatus":"RUNNING","desiredStatus":"RUNNING","createdAt":\#(created),"tags":[{"key":"dockerparallel:workers","value":"1"}]}"#
+        }
+        let stopped = Seen()
+        let (provider, transport) = try Self.provider(
+            Self.listed([worker("old", created: 100), worker("newest", created: 300), worker("middle", created: 200)]) + [
+                .json(.POST, "/", #"{"task":{"taskArn":"x"}}"#) { request in
+                    let body = try JSONSerialization.jsonObject(with: request.body ?? Data()) as? [String: Any]
+                    stopped.add(body?["task"] as? String ?? "", 0)
+                },
+            ])
+        // The newest runs a task; the old one is connected and idle; the middle one has not connected.
+        var context = Self.context("q")
+        context.workerActivity = ["newest": 1, "old": 0]
+        try await provider.setWorkerNumber(context: context, container: TestContainer(), hardware: .defaultWorker, workerNumber: 2)
+        #expect(stopped.runs.map(\.provider) == ["arn:aws:ecs:eu-west-1:1:task/c/middle"])
+        try await transport.verify()
+    }
+
+    @Test func theSecurityGroupsDescriptionUsesOnlyWhatEC2Takes() throws {
+        // botocore's model: GroupDescription ^[a-zA-Z0-9. _-:/()#,@[]+=&;{}!$*]*$ (AWS refuses others).
+        let allowed = Set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789. _-:/()#,@[]+=&;{}!$*")
+        for queue in ["a", "nightly.run_2", String(repeating: "q", count: 64)] {
+            let text = ECSProvider.securityGroupDescription(queue)
+            #expect(text.allSatisfy { allowed.contains($0) }, "\(text)")
+            #expect(text.count <= 255)
+        }
+    }
+
+    @Test func eachIngressRuleIsItsOwnCallSoAnOldRuleDoesNotKeepANewOneOut() {
+        let rules = ECSProvider.ingressRules(port: 8888, group: "sg-1", clientRange: "10.0.0.0/16")
+        #expect(rules.count == 2)
+        #expect(rules[0]["IpPermissions.1.Groups.1.GroupId"] == "sg-1" && rules[0]["IpPermissions.1.IpRanges.1.CidrIp"] == nil)
+        #expect(rules[1]["IpPermissions.1.IpRanges.1.CidrIp"] == "10.0.0.0/16" && rules[1]["IpPermissions.1.Groups.1.GroupId"] == nil)
+        #expect(rules.allSatisfy { $0["IpPermissions.1.FromPort"] == "8888" && $0["IpPermissions.1.ToPort"] == "8888" && $0["GroupId"] == "sg-1" })
+    }
+
+    @Test func theSecretHoldsOnlyTheKeysTheClusterHasAndTheServerAsksForThoseOnly() async throws {
+        let (provider, transport) = try Self.provider([
+            .json(.POST, "/", #"{"taskDefinition":{"taskDefinitionArn":"arn:aws:ecs:eu-west-1:1:task-definition/dockerparallel-q-server:1"}}"#) { request in
+                let body = try JSONSerialization.jsonObject(with: request.body ?? Data()) as? [String: Any]
+                let container = (body?["containerDefinitions"] as? [[String: Any]])?.first
+                let secrets = container?["secrets"] as? [[String: String]] ?? []
+                #expect(secrets == [["name": "DOCKERPARALLEL_PASSWORD", "valueFrom": "arn:s:password::"]])
+                let environment = container?["environment"] as? [[String: String]] ?? []
+                #expect(!environment.contains { $0["name"] == "DOCKERPARALLEL_PASSWORD" }, "the password is in no task definition")
+                #expect(!String(decoding: request.body ?? Data(), as: UTF8.self).contains("the-password"))
+            },
+        ])
+        // A plain-text cluster: a password, no TLS keys.
+        var environment = ["DOCKERPARALLEL_PASSWORD": "the-password", "OTHER": "1"]
+        let context = Self.context("q")
+        let (value, keys) = try await provider.secretValue(environment: &environment, staticData: context.staticData)
+        #expect(keys == ["password"])
+        #expect(environment == ["OTHER": "1"], "the secrets left the environment")
+        #expect(value.contains("the-password"))
+        _ = try await provider.registerTaskDefinition(
+            family: "dockerparallel-q-server", names: ECSNames(queue: "q"), resources: Self.resources, container: TestContainer(),
+            environment: environment, secretARN: "arn:s", keys: keys, size: try FargateSize(holding: 256, memory: 512), component: "server",
+            port: 8888)
         try await transport.verify()
     }
 

@@ -18,6 +18,12 @@ public struct ClusterContext: Sendable {
     /// died: it then starts one only while the server's static data is still stored, so that a
     /// server stopped on purpose meanwhile (by another process) stays stopped.
     public var isRestart = false
+    /// The tasks each connected worker runs now, by worker name (`DOCKERPARALLEL_WORKER_NAME`),
+    /// from the server's report, when ``CloudProvider/setWorkerNumber(context:container:hardware:workerNumber:)``
+    /// is called; `nil` when the server could not be asked. A provider that names its workers
+    /// after its containers gives ``ScalingPlan`` their activity, so that scaling down stops
+    /// idle workers first.
+    public var workerActivity: [String: Int]?
 
     /// Creates a context.
     public init(

@@ -86,6 +86,14 @@ public struct ScalingPlan: Sendable, Equatable {
         }
     }
 
+    /// What a container holds, from ``ClusterContext/workerActivity``: `.unknown` without a
+    /// report, `.busy` when the worker named `name` runs tasks, else `.idle` (connected and
+    /// waiting, or not connected yet).
+    public static func activity(of name: String, in report: [String: Int]?) -> Container.Activity {
+        guard let report else { return .unknown }
+        return (report[name] ?? 0) > 0 ? .busy : .idle
+    }
+
     /// Whether there is nothing to do.
     public var isEmpty: Bool { sizesToStart.isEmpty && idsToStop.isEmpty }
 }
