@@ -175,6 +175,15 @@ public actor DockerCluster {
         var context = context()
         context.isRestart = isRestart
         try await provider.runServer(context: context, container: container, hardware: configuration.serverHardware)
+        // Another process that started the same cluster at the same moment may have won: its
+        // password, port and settings are the cluster's now.
+        if let stored = try await storedStaticData(), !stored.configuration.serverPassword.value.isEmpty,
+           stored.configuration.serverPassword != configuration.serverPassword {
+            say("Another process started '\(configuration.jobQueueName)' first: using its server")
+            var adopted = stored.configuration
+            adopted.expectedWorkerNumber = configuration.expectedWorkerNumber
+            configuration = adopted
+        }
         runtime.serverEndpoints = try await provider.serverEndpoints(context: self.context())
     }
 

@@ -271,6 +271,40 @@ struct ECSEmulatorTests {
         }
     }
 
+    @Test("two processes starting the same cluster at once end with one server task, and both hold its password")
+    func concurrentStartsMakeOneServer() async throws {
+        try await HeavyTests.oneAtATime {
+            let image = try await ECSTesting.image.get()
+            let emulators = try await AWSEmulators(harness: ECSTesting.harness)
+            defer { emulators.stop() }
+            let queue = "race-ecs"
+            let names = ECSNames(queue: queue)
+            let port = try await DockerEngineProvider.freePort(on: "127.0.0.1")
+            // Two providers, as two processes would have: nothing shared but AWS.
+            let first = try ECSTesting.provider(emulators, RecordingTransport(emulators))
+            let second = try ECSTesting.provider(emulators, RecordingTransport(emulators))
+            func cluster(_ provider: ECSProvider) throws -> DockerCluster {
+                try DockerCluster(
+                    provider: provider, workerContainer: DockerWorkerContainer(image: image),
+                    configuration: ClusterConfiguration(jobQueueName: queue, expectedWorkerNumber: 1, serverPort: port), verbosity: 0)
+            }
+            let a = try cluster(first)
+            let b = try cluster(second)
+            async let startA: Void = a.startServer()
+            async let startB: Void = b.startServer()
+            _ = try await (startA, startB)
+            let servers = try await first.tasks(names, family: names.serverFamily).filter { !$0.isStopping }
+            #expect(servers.count == 1, "\(servers.map(\.taskArn))")
+            // Both handles reach the one server: their passwords are the same.
+            _ = try await a.serverReport()
+            _ = try await b.serverReport()
+            try await a.stopCluster(cleanup: true)
+            try await a.cleanup(deep: true)
+            let left = try await ECSTesting.leftovers(first, queue: queue)
+            #expect(left.isEmpty, "left: \(left)")
+        }
+    }
+
     @Test("with signatures checked, signed requests pass, and a wrong secret key fails with an error that names it")
     func signaturesAreVerified() async throws {
         let emulators = try await AWSEmulators(harness: ECSTesting.harness, checksSignatures: true)
