@@ -190,7 +190,8 @@ let package = Package(
         ),
         // DockerParallel's side of the benchmark harness (bench/run).
         .executableTarget(
-            name: "dockerparallel-bench", dependencies: ["DockerParallel", "DockerParallelCore", "DockerEngineProvider", "SwarmProvider", "KubernetesProvider"]),
+            name: "dockerparallel-bench",
+            dependencies: ["DockerParallel", "DockerParallelCore", "DockerEngineProvider", "SwarmProvider", "KubernetesProvider", "ECSProvider"]),
         .testTarget(name: "DockerParallelCoreTests", dependencies: ["DockerParallelCore"]),
         .testTarget(
             name: "DockerParallelWireTests",

@@ -3,6 +3,7 @@ import Glibc
 #endif
 import DockerEngineProvider
 import KubernetesProvider
+import ECSProvider
 import SwarmProvider
 import DockerParallel
 import DockerParallelCore
@@ -36,7 +37,7 @@ struct Bench {
         await DockerParallelMain.runIfRequested(registry: TaskRegistry([NoOp.self, Spin.self, Stamp.self]))
         var arguments = Array(CommandLine.arguments.dropFirst())
         guard let scenario = arguments.first else {
-            FileHandle.standardError.write(Data("usage: dockerparallel-bench tiny|roundtrip|efficiency|startup|memory [--tasks N] [--workers N] [--chunk N] [--memory-store] [--on-event-loop] [--store-writes-off-loop] [--docker-image IMAGE] [--swarm-image IMAGE] [--kubernetes-image IMAGE]\n".utf8))
+            FileHandle.standardError.write(Data("usage: dockerparallel-bench tiny|roundtrip|efficiency|startup|memory [--tasks N] [--workers N] [--chunk N] [--memory-store] [--on-event-loop] [--store-writes-off-loop] [--docker-image IMAGE] [--swarm-image IMAGE] [--kubernetes-image IMAGE] [--ecs-image IMAGE]\n".utf8))
             exit(2)
         }
         arguments.removeFirst()
@@ -64,6 +65,11 @@ struct Bench {
                 // The cluster KUBECONFIG names; the node's network, as the test emulator runs pods.
                 result = try await startup(
                     workers: workers, provider: try KubernetesProvider(configuration: .init(network: "host")),
+                    container: DockerWorkerContainer(image: arguments[index + 1]))
+            } else if let index = arguments.firstIndex(of: "--ecs-image"), index + 1 < arguments.count {
+                // The AWS endpoints the environment names (the emulators); the client in the VPC.
+                result = try await startup(
+                    workers: workers, provider: try ECSProvider(configuration: .init(serverClientSameLAN: true)),
                     container: DockerWorkerContainer(image: arguments[index + 1]))
             } else if let index = arguments.firstIndex(of: "--swarm-image"), index + 1 < arguments.count {
                 result = try await startup(

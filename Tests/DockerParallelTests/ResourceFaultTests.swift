@@ -45,8 +45,15 @@ import Testing
             #expect(try await warm.outputs().map(\.output) == [Data("warm\n".utf8)])
             let worker = try #require(try await workers(of: warm.id, in: cluster).first)
 
-            // The idle worker's descriptors, and a limit that leaves it two more.
-            let open = try FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/fd").compactMap { Int($0) }
+            // The idle worker's descriptors, once the warm task's pipes are closed (the same set
+            // twice in a row: on a loaded machine they close a while after its result came), and
+            // a limit that leaves it two more.
+            var previous: [Int] = []
+            let open = try await waitUntil("the worker's descriptors settle", timeout: 30, interval: 0.1) { () -> [Int]? in
+                let current = try FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/fd").compactMap { Int($0) }.sorted()
+                defer { previous = current }
+                return current == previous ? current : nil
+            }
             let highest = try #require(open.max())
             let holes = highest + 1 - open.count
             let lowered = highest + 1 + max(0, 2 - holes)
