@@ -234,8 +234,10 @@ public actor DockerCluster {
         say("Setting worker number to \(number)")
         let container = workerContainer.configuredAsWorker(configuration: configuration, server: endpoint, workerNumber: 1)
         var context = context()
-        // Which workers are busy, so that scaling down stops idle ones first.
-        if let report = try? await serverReport() {
+        // Which workers are busy, so that scaling down stops idle ones first: asked on the open
+        // connection only, briefly, so that scaling never waits on a server it cannot reach.
+        if let connection, connection.isOpen, let reply = try? await connection.request(.status, timeout: 2),
+           case .status(let report) = reply {
             context.workerActivity = Dictionary(report.workers.map { ($0.name, $0.running) }, uniquingKeysWith: +)
         }
         try await provider.setWorkerNumber(

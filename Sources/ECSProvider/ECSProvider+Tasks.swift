@@ -52,18 +52,22 @@ extension ECSProvider {
     /// - Parameter appearingWithin: How long a server task may take to be listed at all
     ///   (ListTasks may miss a task for a moment after RunTask; another process may still be
     ///   preparing to start it).
-    func waitForServer(_ names: ECSNames, appearingWithin: Duration = .seconds(15)) async throws -> ECSTask {
+    /// - Parameter started: The server task this process just started, if it did: one that
+    ///   stops before it is ever listed as running is described by its ARN.
+    func waitForServer(_ names: ECSNames, appearingWithin: Duration = .seconds(15), started: String? = nil) async throws -> ECSTask {
         let deadline = ContinuousClock.now + configuration.startTimeout
         let listedBy = ContinuousClock.now + appearingWithin
         var last: ECSTask?
         while true {
+            let watched = last?.taskArn ?? started
             if let task = try await serverTask(names) {
                 last = task
                 if task.isRunning, task.privateAddress != nil { return task }
-            } else if let task = last, let stopped = try await describe(names, [task.taskArn]).first, stopped.isStopping {
+            } else if let arn = watched, let stopped = try await describe(names, [arn]).first, stopped.isStopping {
                 // It stopped while starting: say why.
-                throw DockerParallelError(.serverStartFailed, "the server task of '\(names.queue)' stopped: \(stopReason(stopped, names: names))")
-            } else if last != nil {
+                throw DockerParallelError(
+                    .serverStartFailed, "the server task of '\(names.queue)' stopped: \(await stopReason(stopped, names: names, component: "server"))")
+            } else if watched != nil {
                 // Listed a moment ago and not stopping: ListTasks left it out; ask again.
             } else if ContinuousClock.now > listedBy {
                 throw DockerParallelError(.serverNotRunning, "no server task of '\(names.queue)' runs in the ECS cluster \(clusterName(names))")
@@ -78,8 +82,8 @@ extension ECSProvider {
     }
 
     /// Why a task stopped, in words: the stop code and reason, the container's exit code and
-    /// reason, and where its log is.
-    func stopReason(_ task: ECSTask, names: ECSNames) -> String {
+    /// reason, and the end of its log (or where it is).
+    func stopReason(_ task: ECSTask, names: ECSNames, component: String) async -> String {
         var parts: [String] = []
         if let code = task.stopCode, !code.isEmpty { parts.append(code) }
         if let reason = task.stoppedReason, !reason.isEmpty { parts.append(reason) }
@@ -92,8 +96,56 @@ extension ECSProvider {
             if let reason = container.reason, !reason.isEmpty { parts.append(reason) }
         }
         let id = task.taskArn.split(separator: "/").last.map(String.init) ?? task.taskArn
-        parts.append("its log: CloudWatch Logs group \(names.logGroup), stream <server|worker>/<container>/\(id)")
+        let stream = "\(component)/\(component)/\(id)"
+        let where_ = "CloudWatch Logs group \(names.logGroup), stream \(stream)"
+        if let tail = await logTail(group: names.logGroup, stream: stream), !tail.isEmpty {
+            return parts.joined(separator: "; ") + ". Its log (\(where_)) ends:\n" + tail
+        }
+        parts.append("its log: \(where_)")
         return parts.joined(separator: "; ")
+    }
+
+    /// The last lines of a task's log, or `nil` when there is none (yet, or any more).
+    func logTail(group: String, stream: String, lines: Int = 20) async -> String? {
+        struct Input: Encodable, Sendable {
+            var logGroupName: String
+            var logStreamName: String
+            var limit: Int
+            var startFromHead: Bool
+        }
+        struct Output: Decodable, Sendable {
+            struct Event: Decodable, Sendable { var message: String? }
+            var events: [Event]?
+        }
+        guard let answer = try? await logs.json(
+            "GetLogEvents", Input(logGroupName: group, logStreamName: stream, limit: lines, startFromHead: false), as: Output.self)
+        else { return nil }
+        let text = (answer.events ?? []).compactMap(\.message).map { $0.hasSuffix("\n") ? String($0.dropLast()) : $0 }
+        return text.isEmpty ? nil : text.joined(separator: "\n")
+    }
+
+    /// Why a worker of this task definition failed at start-up (exit status 78), from the
+    /// tasks of it that stopped; `nil` when none did. Only this definition's: an earlier
+    /// image's failures do not fail a new start.
+    func workerStartupFailure(_ names: ECSNames, definition: String) async throws -> String? {
+        var token: String?
+        var arns: [String] = []
+        repeat {
+            let page = try await aws {
+                try await ecs.json(
+                    "ListTasks",
+                    ListTasksInput(cluster: clusterName(names), family: names.workerFamily, startedBy: nil, desiredStatus: "STOPPED", nextToken: token, maxResults: 100),
+                    as: ListTasksOutput.self)
+            }
+            arns += page.taskArns ?? []
+            token = page.nextToken
+        } while token != nil && arns.count < 300
+        for task in try await describe(names, arns) where task.taskDefinitionArn == definition {
+            if task.containers?.contains(where: { $0.exitCode == Self.startupFailureStatus }) ?? false {
+                return "a worker task of '\(names.queue)' failed at start-up: \(await stopReason(task, names: names, component: "worker"))"
+            }
+        }
+        return nil
     }
 
     /// Starts `count` tasks in batches of at most 10 (RunTask's most), on FARGATE, FARGATE_SPOT

@@ -242,7 +242,7 @@ public actor ECSProvider: CloudProvider {
             tags: [ECSNames.componentTag: "server", ECSNames.portTag: String(port)], overrides: nil)
         context.logger.debug("started the server task", metadata: ["task": "\(started.first ?? "")", "size": "\(size)"])
         try await keepOneServer(names)
-        _ = try await waitForServer(names)
+        _ = try await waitForServer(names, started: started.first)
     }
 
     /// Stops every server task but the oldest: two processes that restarted the same server at
@@ -325,6 +325,10 @@ public actor ECSProvider: CloudProvider {
         environment[EnvironmentKey.workerName] = nil
         let definition = try await workerDefinition(
             names, resources: resources, container: container, environment: environment, secretARN: secretARN, hardware: hardware)
+        // Workers that cannot start would be replaced forever: say why instead.
+        if let failure = try await workerStartupFailure(names, definition: definition) {
+            throw DockerParallelError(.providerFailed, failure)
+        }
         var counts: [Int: Int] = [:]
         for slots in plan.sizesToStart { counts[slots, default: 0] += 1 }
         for (slots, count) in counts.sorted(by: { $0.key > $1.key }) {

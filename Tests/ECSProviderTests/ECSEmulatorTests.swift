@@ -305,6 +305,53 @@ struct ECSEmulatorTests {
         }
     }
 
+    @Test("a server whose image cannot be pulled fails at once with ECS's reason, not at the deadline")
+    func missingImage() async throws {
+        let emulators = try await AWSEmulators(harness: ECSTesting.harness)
+        defer { emulators.stop() }
+        let provider = try ECSTesting.provider(emulators, RecordingTransport(emulators))
+        let cluster = try DockerCluster(
+            provider: provider, workerContainer: DockerWorkerContainer(image: "127.0.0.1:5999/dockerparallel-test/no-such-image:1"),
+            configuration: ClusterConfiguration(jobQueueName: "missing-image-ecs", serverPort: 18_899), verbosity: 0)
+        let started = ContinuousClock.now
+        let error = await #expect(throws: DockerParallelError.self) { try await cluster.startServer() }
+        #expect(ContinuousClock.now - started < .seconds(45), "it failed at once, not at the 90 s deadline")
+        #expect(error?.code == .serverStartFailed)
+        #expect(error?.message.contains("no-such-image") == true, "\(String(describing: error))")
+        try await cluster.cleanup(deep: true)
+        let left = try await ECSTesting.leftovers(provider, queue: "missing-image-ecs")
+        #expect(left.isEmpty, "left: \(left)")
+    }
+
+    @Test("workers whose start-up fails are an error with the end of their log, not replaced forever")
+    func workersThatCannotStart() async throws {
+        try await HeavyTests.oneAtATime {
+            let image = try await ECSTesting.image.get()
+            let emulators = try await AWSEmulators(harness: ECSTesting.harness)
+            defer { emulators.stop() }
+            let provider = try ECSTesting.provider(emulators, RecordingTransport(emulators))
+            let queue = "broken-workers-ecs"
+            let names = ECSNames(queue: queue)
+            var container = DockerWorkerContainer(image: image)
+            container.systemPackages = ["dockerparallel-no-such-package"]
+            let cluster = try DockerCluster(
+                provider: provider, workerContainer: container,
+                configuration: ClusterConfiguration(
+                    jobQueueName: queue, expectedWorkerNumber: 0, serverPort: try await DockerEngineProvider.freePort(on: "127.0.0.1")),
+                verbosity: 0)
+            try await cluster.startCluster()
+            try await cluster.setWorkerNumber(1)
+            try await waitUntil("the worker task stops", timeout: 60, interval: 0.2) {
+                try await provider.tasks(names, family: names.workerFamily).filter { !$0.isStopping }.isEmpty
+            }
+            let error = await #expect(throws: DockerParallelError.self) { try await cluster.setWorkerNumber(1) }
+            #expect(error?.message.contains("failed at start-up") == true, "\(String(describing: error))")
+            #expect(error?.message.contains("dockerparallel-no-such-package") == true, "the log's end names the package: \(String(describing: error))")
+            try await cluster.stopCluster(ignoreErrors: true, cleanup: true)
+            try await cluster.cleanup(deep: true)
+        }
+    }
+
     @Test("with signatures checked, signed requests pass, and a wrong secret key fails with an error that names it")
     func signaturesAreVerified() async throws {
         let emulators = try await AWSEmulators(harness: ECSTesting.harness, checksSignatures: true)
