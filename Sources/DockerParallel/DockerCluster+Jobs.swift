@@ -130,6 +130,31 @@ extension DockerCluster {
         return JobHandle(cluster: self, id: jobID, count: inputs.count)
     }
 
+    /// Submits one command per argument list, as GNU parallel builds and runs them (a shell
+    /// command line with the arguments quoted in it, or the quoted words as they are), and
+    /// returns at once with a handle. Each command sees its number as `PARALLEL_SEQ`.
+    /// - Parameters:
+    ///   - command: The command's words and how they run.
+    ///   - arguments: One task per argument list.
+    ///   - numbers: The commands' numbers (`{#}`, `PARALLEL_SEQ`); default 1, 2, 3 …
+    ///   - environment: Extra environment for every command.
+    public func submitCommandLines(
+        _ command: ShellCommandLine, arguments: [[String]], numbers: [Int]? = nil, environment: [String: String] = [:],
+        options: JobOptions = JobOptions(), jobID: JobID = .random()
+    ) async throws -> JobHandle<TaskResult> {
+        let numbers = numbers ?? arguments.indices.map { $0 + 1 }
+        guard numbers.count == arguments.count else {
+            throw DockerParallelError(.invalidArgument, "\(numbers.count) command numbers for \(arguments.count) commands")
+        }
+        let specs = arguments.enumerated().map { index, arguments in
+            var environment = environment
+            environment["PARALLEL_SEQ"] = String(numbers[index])
+            return TaskSpec(index: index, kind: .command(argv: command.argv(arguments: arguments, number: numbers[index]), environment: environment))
+        }
+        try await submit(specs, jobID: jobID, options: options)
+        return JobHandle(cluster: self, id: jobID, count: arguments.count)
+    }
+
     /// Submits task specifications in batches; returns once the server has stored them all.
     public func submit(_ tasks: [TaskSpec], jobID: JobID, options: JobOptions) async throws {
         try options.validate()

@@ -251,7 +251,16 @@ struct StoreLock {
                 .serverStartFailed,
                 "cannot open the broker's database at \(storePath): its lock file \(path): \(String(cString: strerror(errno))). Check the folder exists and is writable.")
         }
-        guard flock(descriptor, LOCK_EX | LOCK_NB) == 0 else {
+        // A server that just stopped may still hold the lock for a moment through a child
+        // process that another thread of its process was starting (the child shares the lock
+        // until it execs): a short wait tells that apart from a second live server.
+        var tries = 0
+        while flock(descriptor, LOCK_EX | LOCK_NB) != 0 {
+            tries += 1
+            guard tries < 100 else { break }
+            usleep(20_000)
+        }
+        guard tries < 100 else {
             close(descriptor)
             throw DockerParallelError(
                 .serverStartFailed,

@@ -14,7 +14,7 @@ struct DockerParallelCommand: AsyncParsableCommand {
         abstract: "Run parallel work on a cluster of workers launched on demand.",
         discussion: """
             Run a command per input on an ephemeral local cluster:
-              dockerparallel run -j 4 -- sh -c 'echo $(( {} * {} ))' ::: 1 2 3
+              dockerparallel run -j 4 'echo $(( {} * {} ))' ::: 1 2 3
             Manage a named cluster that outlives this process:
               dockerparallel up --name demo --workers 2
               dockerparallel run --cluster demo -- gzip -k {} ::: *.csv

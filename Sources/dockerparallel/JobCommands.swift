@@ -20,15 +20,20 @@ struct Submit: AsyncParsableCommand {
     @Option(help: "The job's id (default: a new one). Submitting again with the same id adds nothing twice.")
     var job: JobID?
 
-    @Argument(parsing: .captureForPassthrough, help: "-- COMMAND ARGS… [::: INPUT…]")
+    @OptionGroup var inputOptions: InputOptionGroup
+
+    @Argument(parsing: .captureForPassthrough, help: "[--] COMMAND ARGS… [::: INPUT… | :::+ INPUT… | :::: FILE…]…")
     var words: [String] = []
 
     func run() async throws {
-        let (template, inputs) = try CommandInputs.parse(words)
+        let commands = try CommandJob.parse(words, options: inputOptions, known: UnknownOption.names(of: Self.self))
         let options = try jobOptions.options()
+        if try jobOptions.timeoutShareOfMedian() != nil {
+            throw ValidationError("--timeout N% needs run, which watches the job; give submit a number of seconds")
+        }
         let handle = try await cluster.reconnected()
-        let submitted = try await handle.submitCommands(
-            template, inputs: inputs, options: options, jobID: job ?? .random())
+        let submitted = try await handle.submitCommandLines(
+            commands.command, arguments: commands.arguments, numbers: commands.numbers, options: options, jobID: job ?? .random())
         print(submitted.id)
     }
 }
@@ -61,7 +66,7 @@ struct Results: AsyncParsableCommand {
         }
         let status = try await handle.jobStatus(jobID: job)
         let progress = ProgressBar(total: status.total, enabled: !noProgress && isatty(2) == 1)
-        let failures = try await JobOutput.printInOrder(
+        let failures = try await JobOutput.print(
             try await handle.results(jobID: job, progress: { progress.update($0) }), progress: progress)
         if forget { try await handle.forget(jobID: job) }
         try JobOutput.finish(failures: failures, total: status.total) { "task \($0 + 1)" }

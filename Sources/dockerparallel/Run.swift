@@ -12,22 +12,63 @@ import Foundation
 
 struct Run: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Run a command once per input, GNU parallel style, and print the outputs in input order.",
+        abstract: "Run a command per input, as GNU parallel does, and print the outputs in input order.",
         discussion: """
-            {} is replaced by the input ({.} without extension, {/} base name, {//} directory, \
-            {/.} base name without extension, {#} the task number); without any, the input is \
-            appended. Inputs follow ':::', or are read from standard input one per line.
+            The command's words form one shell command line, with each input quoted in place of \
+            {} ({.} without extension, {/} base name, {//} directory, {/.} base name without \
+            extension, {#} the command's number; {1}, {2.}, {-1/} … one input of several); \
+            without any, the inputs are appended. -q runs the words as they are, without a shell.
+            Inputs follow ':::' (several ':::' combine, ':::+' pairs), come from files ('::::', \
+            -a), or from standard input, one a line.
             Without --cluster, an ephemeral local cluster of -j workers is started and stopped.
-            The exit status is the number of failed tasks (at most 101), 0 when all succeeded.
+            The exit status is the number of failed commands (at most 101), 0 when all succeeded.
             """)
 
-    @Option(name: .short, help: "Workers of the ephemeral cluster.")
-    var jobs: Int = max(1, ProcessInfo.processInfo.activeProcessorCount)
+    @Option(name: [.customShort("j", allowingJoined: true), .customShort("P"), .customLong("jobs")], parsing: .unconditional, help: ArgumentHelp(
+        "Workers of the ephemeral cluster: N, +N or -N (the cores plus or minus N), N% of the cores, or 0 (one per command, up to 64).",
+        valueName: "N"))
+    var jobs: String?
 
     @Option(help: "Run on this running named cluster instead of an ephemeral one.")
     var cluster: String?
 
+    @OptionGroup var inputOptions: InputOptionGroup
+
+    @Option(name: .customShort("n", allowingJoined: true), help: ArgumentHelp("The same as -N.", valueName: "count"))
+    var maxArguments: Int?
+
     @OptionGroup var jobOptions: JobOptionGroup
+
+    @Flag(help: "Print each command line instead of running it.")
+    var dryRun = false
+
+    @Flag(help: "Begin each line of a command's output with its inputs and a tab.")
+    var tag = false
+
+    @Flag(name: [.customShort("u"), .customLong("ungroup"), .customLong("line-buffer")], help: "Print each command's output as soon as it finishes, not in input order.")
+    var asItFinishes = false
+
+    @Option(help: ArgumentHelp(
+        "Stop early: now (kill running commands) or soon (start no more), once fail=, success= or done= reaches N or N%.",
+        valueName: "now|soon,fail=N"))
+    var halt: String?
+
+    @Option(help: ArgumentHelp(
+        "Write each command's stdout, stderr and number to files in FOLDER, as GNU parallel lays them out, instead of printing them.",
+        valueName: "folder"))
+    var results: String?
+
+    @Flag(name: [.customLong("bar"), .customLong("eta"), .customLong("progress")], help: "Show the progress bar, with a rate and an ETA, even when standard error is not a terminal.")
+    var showsProgress = false
+
+    @Option(help: ArgumentHelp("Log each finished command to FILE, in GNU parallel's columns.", valueName: "file"))
+    var joblog: String?
+
+    @Flag(help: "With --joblog: skip the commands the log lists, and add to it.")
+    var resume = false
+
+    @Flag(help: "With --joblog: skip the commands the log lists as succeeded, and add to it.")
+    var resumeFailed = false
 
     @Option(help: "Where cluster state lives.")
     var stateDir: String?
@@ -43,7 +84,7 @@ struct Run: AsyncParsableCommand {
     @Flag(help: "Print the number of tasks, workers, wall time and throughput to standard error at the end.")
     var stats = false
 
-    @Argument(parsing: .captureForPassthrough, help: "-- COMMAND ARGS… [::: INPUT…]")
+    @Argument(parsing: .captureForPassthrough, help: "[--] COMMAND ARGS… [::: INPUT… | :::+ INPUT… | :::: FILE…]…")
     var words: [String] = []
 
     /// Stops an ephemeral cluster and frees all it used (containers, the store's volume).
@@ -52,14 +93,43 @@ struct Run: AsyncParsableCommand {
         try? await handle.cleanup(deep: true)
     }
 
-    mutating func validate() throws {
-        guard jobs >= 1 else { throw ValidationError("-j must be at least 1, got \(jobs)") }
+    /// The number of workers `-j` asks for, given the cores and the commands.
+    static func workers(_ jobs: String?, cores: Int, commands: Int) throws -> Int {
+        guard let jobs else { return cores }
+        let invalid = ValidationError("-j takes N, +N, -N, N% or 0, not '\(jobs)'")
+        if jobs.hasSuffix("%") {
+            guard let percent = Double(jobs.dropLast()), percent > 0 else { throw invalid }
+            return max(1, Int((Double(cores) * percent / 100).rounded(.down)))
+        }
+        guard let number = Int(jobs) else { throw invalid }
+        if jobs.hasPrefix("+") || jobs.hasPrefix("-") { return max(1, cores + number) }
+        return number == 0 ? max(1, min(commands, 64)) : number
     }
 
     func run() async throws {
-        let (template, inputs) = try CommandInputs.parse(words)
+        var job = try CommandJob.parse(
+            words, options: inputOptions, inputsPerCommand: maxArguments, known: UnknownOption.names(of: Self.self))
         let options = try jobOptions.options()
-        guard !inputs.isEmpty else { return }
+        if resume || resumeFailed {
+            guard let joblog else { throw ValidationError("--resume and --resume-failed read the log that --joblog FILE names") }
+            job = job.skipping(try JobLog.done(in: joblog, failedToo: !resumeFailed))
+        }
+        let jobs = try Self.workers(self.jobs, cores: ProcessInfo.processInfo.activeProcessorCount, commands: job.arguments.count)
+        if dryRun {
+            for index in job.arguments.indices { print(job.commandLine(index)) }
+            return
+        }
+        let haltPolicy: HaltPolicy?
+        do {
+            haltPolicy = try halt.flatMap { try HaltPolicy.parse($0) }
+        } catch let error as DockerParallelError {
+            throw ValidationError(error.message)
+        }
+        let files = try results.map { try ResultFiles(folder: $0, job: job) }
+        let timeoutShare = try jobOptions.timeoutShareOfMedian()
+        let log = try joblog.map { try JobLog(path: $0, appending: resume || resumeFailed) }
+        defer { log?.close() }
+        guard !job.arguments.isEmpty else { return }
 
         let started = ContinuousClock.now
         let handle: DockerCluster
@@ -90,8 +160,8 @@ struct Run: AsyncParsableCommand {
             }
         }
         let failures: [TaskResult]
-        let taskInputs = inputs
         let submitted = SubmittedJob()
+        let style = JobOutput.Style(tags: tag ? job.arguments.map { $0.joined(separator: " ") } : nil, inOrder: !asItFinishes)
         do {
             failures = try await withThrowingTaskGroup(of: [TaskResult]?.self) { group in
                 // Restart the server or workers that die while the job runs; a named cluster's
@@ -102,11 +172,12 @@ struct Run: AsyncParsableCommand {
                     await handle.supervise(restoringWorkers: ephemeralState != nil)
                     return nil
                 }
-                let showProgress = !noProgress && isatty(2) == 1
+                let showProgress = !noProgress && (showsProgress || isatty(2) == 1)
+                let watch = Watch(files: files, halt: haltPolicy, timeoutShare: timeoutShare, log: log)
+                let commands = job
                 group.addTask {
                     try await Self.execute(
-                        template: template, inputs: taskInputs, options: options, on: handle, showProgress: showProgress,
-                        submitted: submitted)
+                        commands, options: options, on: handle, style: style, watch: watch, showProgress: showProgress, submitted: submitted)
                 }
                 defer { group.cancelAll() }
                 while let next = try await group.next() {
@@ -133,41 +204,125 @@ struct Run: AsyncParsableCommand {
             let workers = cluster == nil ? "\(jobs) \(kind) workers" : "cluster '\(cluster ?? "")'"
             let line = String(
                 format: "dockerparallel: %d tasks on %@ in %.2f s (%.0f tasks/s), %d failed\n",
-                inputs.count, workers, seconds, Double(inputs.count) / max(seconds, 1e-9), failures.count)
+                job.arguments.count, workers, seconds, Double(job.arguments.count) / max(seconds, 1e-9), failures.count)
             FileHandle.standardError.write(Data(line.utf8))
         }
-        try JobOutput.finish(failures: failures, total: inputs.count) { "input \(inputs[$0])" }
+        try JobOutput.finish(failures: failures, total: job.arguments.count, status: submitted.haltStatus, describe: job.describe)
     }
 
     /// Submits, prints outputs in input order as they become printable, returns the failures.
     private static func execute(
-        template: CommandTemplate, inputs: [String], options: JobOptions, on cluster: DockerCluster, showProgress: Bool,
-        submitted: SubmittedJob
+        _ commands: CommandJob, options: JobOptions, on cluster: DockerCluster, style: JobOutput.Style, watch: Watch,
+        showProgress: Bool, submitted: SubmittedJob
     ) async throws -> [TaskResult] {
-        let job = try await cluster.submitCommands(template, inputs: inputs, options: options)
+        let log = watch.log
+        let job = try await cluster.submitCommandLines(
+            commands.command, arguments: commands.arguments, numbers: commands.numbers, options: options)
         submitted.value = job.id
-        let progress = ProgressBar(total: inputs.count, enabled: showProgress)
-        let failures = try await JobOutput.printInOrder(try await job.results(progress: { progress.update($0) }), progress: progress)
+        let progress = ProgressBar(total: commands.arguments.count, enabled: showProgress)
+        let results = try await job.results(progress: { progress.update($0) })
+        // Each command's line in the job log, with its worker and times from the attempt log,
+        // in the order of the output (as GNU parallel writes it), apart from the printing.
+        let (toLog, logging) = AsyncStream.makeStream(of: TaskResult.self)
+        let logged = log.map { log in
+            Task {
+                for await result in toLog {
+                    let attempt = try? await cluster.attemptLog(jobID: job.id, index: result.index).last
+                    log.record(number: commands.numbers[result.index], result: result, attempt: attempt, command: commands.commandLine(result.index))
+                }
+            }
+        }
+        let halt = watch.halt.map { policy in
+            HaltTracker(policy: policy, total: commands.arguments.count) { running in
+                await Self.cancel(job.id, on: cluster, count: commands.arguments.count, running: running)
+            }
+        }
+        // --timeout N%: commands that run longer than that share of the median are killed.
+        let timeouts = watch.timeoutShare.map { share in
+            Task { await Self.killSlowCommands(job.id, on: cluster, share: share) }
+        }
+        defer { timeouts?.cancel() }
+        let failures: [TaskResult]
+        do {
+            failures = try await JobOutput.print(
+                results, style: style, progress: progress, files: watch.files, halt: halt,
+                printed: { if log != nil { logging.yield($0) } })
+        } catch {
+            logging.finish()
+            throw error
+        }
+        logging.finish()
+        submitted.haltStatus = halt?.exitStatus
+        await logged?.value
         try? await cluster.forget(jobID: job.id)
         return failures
     }
 }
 
-/// The id of the job `run` submitted, once it has.
+/// What `run` watches as its commands finish besides printing them.
+struct Watch: Sendable {
+    var files: ResultFiles?
+    var halt: HaltPolicy?
+    var timeoutShare: Double?
+    var log: JobLog?
+}
+
+extension Run {
+    /// Cancels a job's unfinished commands, or (`running` false) only those no worker runs yet.
+    static func cancel(_ jobID: JobID, on cluster: DockerCluster, count: Int, running: Bool) async {
+        if running {
+            _ = try? await cluster.cancel(jobID: jobID)
+            return
+        }
+        guard let attempts = try? await cluster.attemptLog(jobID: jobID) else { return }
+        let started = Set(attempts.map(\.index))
+        for index in 0..<count where !started.contains(index) {
+            _ = try? await cluster.cancel(jobID: jobID, index: index)
+        }
+    }
+
+    /// Kills, every half second, the commands that have run longer than `share` of the median
+    /// run time of the commands finished so far (once three have).
+    static func killSlowCommands(_ jobID: JobID, on cluster: DockerCluster, share: Double) async {
+        while !Task.isCancelled {
+            try? await Task.sleep(for: .milliseconds(500))
+            guard let attempts = try? await cluster.attemptLog(jobID: jobID) else { continue }
+            let runtimes = attempts.compactMap { attempt in attempt.outcome == .succeeded ? attempt.ended.map { $0 - attempt.started } : nil }.sorted()
+            guard runtimes.count >= 3 else { continue }
+            let median = runtimes[runtimes.count / 2]
+            let now = Date().timeIntervalSince1970
+            for attempt in attempts where attempt.outcome == .running && now - attempt.started > max(median * share, 0.001) {
+                _ = try? await cluster.cancel(jobID: jobID, index: attempt.index)
+                FileHandle.standardError.write(Data(String(
+                    format: "dockerparallel: command #%d killed: it ran %.1f s, over %.0f%% of the median %.3f s (--timeout)\n",
+                    attempt.index + 1, now - attempt.started, share * 100, median).utf8))
+            }
+        }
+    }
+}
+
+/// The id of the job `run` submitted, once it has, and the exit status `--halt` set.
 final class SubmittedJob: @unchecked Sendable {
     private let lock = NSLock()
     private var jobID: JobID?
+    private var halted: Int32?
 
     var value: JobID? {
         get { lock.withLock { jobID } }
         set { lock.withLock { jobID = newValue } }
     }
+
+    var haltStatus: Int32? {
+        get { lock.withLock { halted } }
+        set { lock.withLock { halted = newValue } }
+    }
 }
 
-/// A one-line progress bar on standard error.
+/// A one-line progress bar on standard error, with the rate so far and the time left at it.
 final class ProgressBar: Sendable {
     let total: Int
     let enabled: Bool
+    let started = ContinuousClock.now
 
     init(total: Int, enabled: Bool) {
         self.total = total
@@ -176,11 +331,22 @@ final class ProgressBar: Sendable {
 
     func update(_ status: JobStatus) {
         guard enabled else { return }
+        FileHandle.standardError.write(Data("\r\(Self.line(status, total: total, seconds: (ContinuousClock.now - started).inSeconds)) ".utf8))
+    }
+
+    /// The bar's text after `seconds`: `[####    ] 40/100 done, 2 running, 12.5/s, ETA 0:05`.
+    static func line(_ status: JobStatus, total: Int, seconds: Double) -> String {
         let width = 30
-        let filled = total == 0 ? width : status.finished * width / total
+        let filled = total == 0 ? width : min(width, status.finished * width / total)
         let bar = String(repeating: "#", count: filled) + String(repeating: " ", count: width - filled)
         let failed = status.failed > 0 ? ", \(status.failed) failed" : ""
-        FileHandle.standardError.write(Data("\r[\(bar)] \(status.finished)/\(total) done, \(status.running) running\(failed) ".utf8))
+        var speed = ""
+        if status.finished > 0, seconds > 0 {
+            let rate = Double(status.finished) / seconds
+            let left = Int((Double(max(total - status.finished, 0)) / rate).rounded(.up))
+            speed = String(format: ", %.1f/s, ETA %d:%02d", rate, left / 60, left % 60)
+        }
+        return "[\(bar)] \(status.finished)/\(total) done, \(status.running) running\(failed)\(speed)"
     }
 
     func clear() {

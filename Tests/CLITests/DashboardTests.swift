@@ -12,7 +12,7 @@ struct DashboardTests {
         // Past the first 10, tasks wait for a gate; task 3 fails with a line on standard error.
         let gate = "\(cli.home)/gate"
         let script = "[ {} != 3 ] || { echo 'boom on three' >&2; exit 3; }; [ {} -le 10 ] || while [ ! -e '\(gate)' ]; do sleep 0.01; done; echo {}"
-        let submit = try await cli.run(["submit", "--name", "board", "--job", "web", "--", "sh", "-c", script, ":::"] + (1...40).map(String.init))
+        let submit = try await cli.run(["submit", "--name", "board", "--job", "web", "-q", "--", "sh", "-c", script, ":::"] + (1...40).map(String.init))
         #expect(submit.status == 0, "\(submit.errorOutput)")
         try await waitUntil("ten tasks are done") {
             try await cli.run(["status", "--name", "board"]).output.contains("Job web: 10/40 done")

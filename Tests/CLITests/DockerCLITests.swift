@@ -45,7 +45,7 @@ struct DockerCLITests {
     @Test func runOnDockerPrintsEverySquareInOrderAndLeavesNothing() async throws {
         defer { cli.tearDown() }
         let run = try await cli.run(
-            ["run", "--provider", "docker", "--image", DockerCLI.image, "-j", "4", "--stats", "--", "sh", "-c", "echo $(( {} * {} ))", ":::"]
+            ["run", "--provider", "docker", "--image", DockerCLI.image, "-j", "4", "--stats", "-q", "--", "sh", "-c", "echo $(( {} * {} ))", ":::"]
                 + (1...100).map(String.init))
         #expect(run.status == 0, "\(run.errorOutput)")
         #expect(run.output == (1...100).map { "\($0 * $0)\n" }.joined())
@@ -69,7 +69,7 @@ struct DockerCLITests {
         let status = try await cli.run(["status", "--name", "cli-docker"] + docker)
         #expect(status.output.contains("Worker number:  3 / 3 / 0"), "\(status.output)")
 
-        let submit = try await cli.run(["submit", "--name", "cli-docker", "--job", "squares"] + docker + ["--", "sh", "-c", "echo $(( {} * 2 ))", ":::", "1", "2", "3"])
+        let submit = try await cli.run(["submit", "--name", "cli-docker", "--job", "squares"] + docker + ["-q", "--", "sh", "-c", "echo $(( {} * 2 ))", ":::", "1", "2", "3"])
         #expect(submit.status == 0, "\(submit.errorOutput)")
         let results = try await cli.run(["results", "--name", "cli-docker", "--job", "squares"] + docker)
         #expect(results.output == "2\n4\n6\n", "\(results.errorOutput)")
@@ -86,7 +86,7 @@ struct DockerCLITests {
     @Test func aCrashedClientLeavesNothingThatDownCannotRemove() async throws {
         defer { cli.tearDown() }
         let (process, _, _) = try cli.start(
-            ["run", "--provider", "docker", "--image", DockerCLI.image, "-j", "2", "--", "sh", "-c", "sleep 0.5; echo {}", ":::"]
+            ["run", "--provider", "docker", "--image", DockerCLI.image, "-j", "2", "-q", "--", "sh", "-c", "sleep 0.5; echo {}", ":::"]
                 + (1...40).map(String.init))
         let queue = "run-\(process.processIdentifier)"
         try await waitUntil("the run's workers start", timeout: 60) { try DockerCLI.containers(of: queue).count == 3 }

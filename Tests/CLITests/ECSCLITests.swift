@@ -48,11 +48,11 @@ struct ECSCLITests {
             #expect(try Self.tasks(emulators, queue: "cli-ecs", family: "dockerparallel-cli-ecs-server") == ["FARGATE"])
 
             let run = try await cli.run(
-                ["run", "--cluster", "cli-ecs"] + ecs + ["--", "sh", "-c", "echo $(( {} * {} ))", ":::"] + (1...200).map(String.init))
+                ["run", "--cluster", "cli-ecs"] + ecs + ["-q", "--", "sh", "-c", "echo $(( {} * {} ))", ":::"] + (1...200).map(String.init))
             #expect(run.status == 0, "\(run.errorOutput)")
             #expect(run.output == (1...200).map { "\($0 * $0)\n" }.joined())
 
-            let submit = try await cli.run(["submit", "--cluster", "cli-ecs"] + ecs + ["--", "sh", "-c", "echo {}", ":::", "a", "b", "c"])
+            let submit = try await cli.run(["submit", "--cluster", "cli-ecs"] + ecs + ["-q", "--", "sh", "-c", "echo {}", ":::", "a", "b", "c"])
             #expect(submit.status == 0, "\(submit.errorOutput)")
             let job = submit.output.trimmingCharacters(in: .whitespacesAndNewlines).split(separator: "\n").last.map(String.init) ?? ""
             let results = try await cli.run(["results", "--job", job, "--cluster", "cli-ecs"] + ecs)

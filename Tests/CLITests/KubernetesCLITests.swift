@@ -56,7 +56,7 @@ struct KubernetesCLITests {
             #expect(!deployment.contains("\"DOCKERPARALLEL_PASSWORD\""))
 
             let run = try await cli.run(
-                ["run", "--cluster", "cli-k8s"] + kubernetes + ["--", "sh", "-c", "echo $(( {} * {} ))", ":::"] + (1...200).map(String.init))
+                ["run", "--cluster", "cli-k8s"] + kubernetes + ["-q", "--", "sh", "-c", "echo $(( {} * {} ))", ":::"] + (1...200).map(String.init))
             #expect(run.status == 0, "\(run.errorOutput)")
             #expect(run.output == (1...200).map { "\($0 * $0)\n" }.joined())
 

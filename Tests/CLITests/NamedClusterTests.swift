@@ -88,12 +88,12 @@ import Testing
         defer { cli.tearDown() }
         let up = try await cli.run(["up", "--cluster", "batch", "--port", "0", "--workers", "2"])
         #expect(up.status == 0, "\(up.errorOutput)")
-        let submit = try await cli.run(["submit", "--cluster", "batch", "--job", "nightly", "--",
+        let submit = try await cli.run(["submit", "--cluster", "batch", "--job", "nightly", "-q", "--",
                                         "sh", "-c", "echo out {}; echo err {} >&2; [ {} != 2 ]", ":::", "1", "2", "3"])
         #expect(submit.status == 0, "\(submit.errorOutput)")
         #expect(submit.output == "nightly\n")
         // Submitting again with the same id adds nothing.
-        let again = try await cli.run(["submit", "--cluster", "batch", "--job", "nightly", "--",
+        let again = try await cli.run(["submit", "--cluster", "batch", "--job", "nightly", "-q", "--",
                                        "sh", "-c", "echo out {}; echo err {} >&2; [ {} != 2 ]", ":::", "1", "2", "3"])
         #expect(again.status == 0)
 
@@ -125,7 +125,7 @@ import Testing
         // Task 2 fails until its marker file exists.
         let marker = "\(cli.home)/fixed"
         let script = "[ {} != 2 ] || [ -e \"$0\" ] || { echo missing >&2; exit 3; }; echo ok {}"
-        _ = try await cli.run(["submit", "--cluster", "retry", "--job", "j", "--", "sh", "-c", script, marker, ":::", "1", "2", "3"])
+        _ = try await cli.run(["submit", "--cluster", "retry", "--job", "j", "-q", "--", "sh", "-c", script, marker, ":::", "1", "2", "3"])
         let first = try await cli.run(["results", "--cluster", "retry", "--job", "j"])
         #expect(first.status == 1)
         #expect(first.output == "ok 1\nok 3\n")

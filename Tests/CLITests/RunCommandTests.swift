@@ -6,7 +6,7 @@ import Testing
     @Test func printsATousandSquaresInInputOrder() async throws {
         let cli = try CLI()
         defer { cli.tearDown() }
-        let outcome = try await cli.run(["run", "-j", "4", "--", "sh", "-c", "echo $(( {} * {} ))", ":::"] + (1...1000).map(String.init))
+        let outcome = try await cli.run(["run", "-j", "4", "-q", "--", "sh", "-c", "echo $(( {} * {} ))", ":::"] + (1...1000).map(String.init))
         #expect(outcome.status == 0, "\(outcome.errorOutput)")
         #expect(outcome.output == (1...1000).map { "\($0 * $0)\n" }.joined())
     }
@@ -43,7 +43,7 @@ import Testing
         // Workers are killed again and again, and requeued tasks go first to fresh workers: give
         // tasks room for more lost attempts than the default 3.
         let (process, output, errorOutput) = try cli.start(
-            ["run", "-j", "4", "--max-attempts", "10", "--", "sh", "-c", "sleep 0.05; echo $(( {} * {} ))", ":::"]
+            ["run", "-j", "4", "--max-attempts", "10", "-q", "--", "sh", "-c", "sleep 0.05; echo $(( {} * {} ))", ":::"]
                 + (1...count).map(String.init))
         let reader = StreamReader(output)
         let errorReader = StreamReader(errorOutput)
@@ -77,7 +77,7 @@ import Testing
         // has killed its servers, however loaded the machine is.
         let gate = "\(cli.home)/gate"
         let script = "[ {} -le 20 ] || while [ ! -e '\(gate)' ]; do sleep 0.01; done; echo $(( {} * {} ))"
-        let (process, output, errorOutput) = try cli.start(["run", "-j", "2", "--", "sh", "-c", script, ":::"] + (1...count).map(String.init))
+        let (process, output, errorOutput) = try cli.start(["run", "-j", "2", "-q", "--", "sh", "-c", script, ":::"] + (1...count).map(String.init))
         let reader = StreamReader(output)
         let errorReader = StreamReader(errorOutput)
         let folder = "\(cli.home)/dockerparallel-run-\(process.processIdentifier)/run-\(process.processIdentifier)"
@@ -106,7 +106,7 @@ import Testing
     @Test func failuresAreSummarisedAndSetTheExitStatus() async throws {
         let cli = try CLI()
         defer { cli.tearDown() }
-        let outcome = try await cli.run(["run", "-j", "2", "--", "sh", "-c", "[ {} != 3 ] && echo ok {} || { echo broken >&2; exit 7; }", ":::", "1", "2", "3", "4"])
+        let outcome = try await cli.run(["run", "-j", "2", "-q", "--", "sh", "-c", "[ {} != 3 ] && echo ok {} || { echo broken >&2; exit 7; }", ":::", "1", "2", "3", "4"])
         #expect(outcome.status == 1)
         #expect(outcome.output == "ok 1\nok 2\nok 4\n")
         #expect(outcome.errorOutput.contains("1 of 4 tasks failed"))
@@ -117,9 +117,14 @@ import Testing
     @Test func aMissingCommandIsNamed() async throws {
         let cli = try CLI()
         defer { cli.tearDown() }
-        let outcome = try await cli.run(["run", "-j", "1", "--", "no-such-command-xyz", ":::", "a"])
-        #expect(outcome.status == 1)
-        #expect(outcome.errorOutput.contains("command not found: 'no-such-command-xyz'"))
+        // Run without a shell (-q), the worker names the command it cannot find; through the
+        // shell, the shell does.
+        let quoted = try await cli.run(["run", "-j", "1", "-q", "--", "no-such-command-xyz", ":::", "a"])
+        #expect(quoted.status == 1)
+        #expect(quoted.errorOutput.contains("command not found: 'no-such-command-xyz'"), "\(quoted.errorOutput)")
+        let shell = try await cli.run(["run", "-j", "1", "--", "no-such-command-xyz", ":::", "a"])
+        #expect(shell.status == 1)
+        #expect(shell.errorOutput.contains("no-such-command-xyz: not found"), "\(shell.errorOutput)")
     }
 
     @Test func aTimeoutKillsTheTask() async throws {

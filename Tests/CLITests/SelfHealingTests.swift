@@ -25,7 +25,7 @@ import Testing
             try await cli.run(["status", "--name", "heal-up"]).output.contains("Connected:      3 worker process(es)")
         }
         let workers = Set(workerProcessIDs(in: "\(folder)/workers"))
-        let submit = try await cli.run(["submit", "--name", "heal-up", "--"] + Self.command + [":::"] + (1...Self.count).map(String.init))
+        let submit = try await cli.run(["submit", "--name", "heal-up", "-q", "--"] + Self.command + [":::"] + (1...Self.count).map(String.init))
         #expect(submit.status == 0, "\(submit.errorOutput)")
         let jobID = submit.output.trimmingCharacters(in: .whitespacesAndNewlines)
 
@@ -65,7 +65,7 @@ import Testing
         #expect(up.status == 0, "\(up.errorOutput)")
         let folder = "\(cli.home)/clusters/heal-run"
         let (process, output, errorOutput) = try cli.start(
-            ["run", "--cluster", "heal-run", "--no-progress", "--"] + Self.command + [":::"] + (1...Self.count).map(String.init))
+            ["run", "--cluster", "heal-run", "--no-progress", "-q", "--"] + Self.command + [":::"] + (1...Self.count).map(String.init))
         let reader = StreamReader(output)
         let errorReader = StreamReader(errorOutput)
         try await waitUntil("a hundred outputs are printed") { reader.text.count(where: { $0 == "\n" }) >= 100 || reader.isDone }
@@ -114,7 +114,7 @@ import Testing
         let gate = "\(cli.home)/gate"
         let script = "[ {} -le 10 ] || while [ ! -e '\(gate)' ]; do sleep 0.01; done; echo {}"
         let (process, output, _) = try cli.start(
-            ["run", "--cluster", "heal-client", "--no-progress", "--", "sh", "-c", script, ":::"] + (1...count).map(String.init))
+            ["run", "--cluster", "heal-client", "--no-progress", "-q", "--", "sh", "-c", script, ":::"] + (1...count).map(String.init))
         let reader = StreamReader(output)
         try await waitUntil("ten outputs are printed", timeout: 60) { reader.text.count(where: { $0 == "\n" }) >= 10 }
         #expect(kill(process.processIdentifier, SIGKILL) == 0)
@@ -137,7 +137,7 @@ import Testing
         #expect(up.status == 0, "\(up.errorOutput)")
         let count = 100
         let (process, output, errorOutput) = try cli.start(
-            ["run", "--cluster", "heal-scale", "--no-progress", "--", "sh", "-c", "sleep 0.03; echo {}", ":::"]
+            ["run", "--cluster", "heal-scale", "--no-progress", "-q", "--", "sh", "-c", "sleep 0.03; echo {}", ":::"]
                 + (1...count).map(String.init))
         let reader = StreamReader(output)
         let errorReader = StreamReader(errorOutput)
@@ -161,7 +161,7 @@ import Testing
         // Past the first 5, tasks wait for a gate that never opens: the job cannot end by itself.
         let gate = "\(cli.home)/never"
         let (process, output, errorOutput) = try cli.start(
-            ["run", "--cluster", "heal-down", "--no-progress", "--", "sh", "-c",
+            ["run", "--cluster", "heal-down", "--no-progress", "-q", "--", "sh", "-c",
              "[ {} -le 5 ] || while [ ! -e '\(gate)' ]; do sleep 0.01; done; echo {}", ":::"]
                 + (1...400).map(String.init))
         let reader = StreamReader(output)

@@ -41,7 +41,7 @@ struct SwarmCLITests {
         try await HeavyTests.oneAtATime {
             defer { cli.tearDown() }
             let run = try await cli.run(
-                ["run", "--provider", "swarm", "--image", SwarmCLI.image, "-j", "4", "--stats", "--", "sh", "-c", "echo $(( {} * {} ))", ":::"]
+                ["run", "--provider", "swarm", "--image", SwarmCLI.image, "-j", "4", "--stats", "-q", "--", "sh", "-c", "echo $(( {} * {} ))", ":::"]
                     + (1...200).map(String.init))
             #expect(run.status == 0, "\(run.errorOutput)")
             #expect(run.output == (1...200).map { "\($0 * $0)\n" }.joined())
@@ -94,7 +94,7 @@ struct SwarmCLITests {
                 try await cli.run(["status", "--name", "cli-swarm"] + swarm).output.contains("4 slot(s)")
             }
 
-            let submit = try await cli.run(["submit", "--name", "cli-swarm", "--job", "doubles"] + swarm + ["--", "sh", "-c", "echo $(( {} * 2 ))", ":::", "1", "2", "3"])
+            let submit = try await cli.run(["submit", "--name", "cli-swarm", "--job", "doubles"] + swarm + ["-q", "--", "sh", "-c", "echo $(( {} * 2 ))", ":::", "1", "2", "3"])
             #expect(submit.status == 0, "\(submit.errorOutput)")
             let results = try await cli.run(["results", "--name", "cli-swarm", "--job", "doubles"] + swarm)
             #expect(results.output == "2\n4\n6\n", "\(results.errorOutput)")

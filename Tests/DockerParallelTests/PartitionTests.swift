@@ -125,7 +125,7 @@ struct PartitionTests {
             let errors = "\(state)/run.err"
             let client = try namespace.process(
                 Binaries.dockerparallel,
-                ["run", "--cluster", "cutclient", "--no-progress", "--", "sh", "-c", "sleep 0.25; echo {}", ":::"]
+                ["run", "--cluster", "cutclient", "--no-progress", "-q", "--", "sh", "-c", "sleep 0.25; echo {}", ":::"]
                     + (1...count).map(String.init))
             var environment = ProcessInfo.processInfo.environment.filter { !$0.key.hasPrefix("DOCKERPARALLEL_") }
             environment["DOCKERPARALLEL_HOME"] = state

@@ -1,0 +1,316 @@
+import DockerParallelTestKit
+import Foundation
+import Testing
+
+/// GNU parallel, where it is installed (Debian's `parallel`); `DOCKERPARALLEL_REQUIRE_GNU_PARALLEL=1`
+/// (as `.ci/run` sets) makes its absence a failure.
+enum GNUParallel {
+    static let path = "/usr/bin/parallel"
+    static var enabled: Bool {
+        FileManager.default.isExecutableFile(atPath: path)
+            || ProcessInfo.processInfo.environment["DOCKERPARALLEL_REQUIRE_GNU_PARALLEL"] == "1"
+    }
+
+    /// Runs GNU parallel with `-k` (its outputs in input order, as this tool prints them always)
+    /// and `/bin/sh` as its shell, as workers run command lines.
+    static func run(_ arguments: [String], stdin: String?, home: String) throws -> CLI.Outcome {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: path)
+        process.arguments = ["-k"] + arguments
+        var environment = ProcessInfo.processInfo.environment
+        environment["HOME"] = home
+        environment["PARALLEL_SHELL"] = "/bin/sh"
+        process.environment = environment
+        let output = Pipe(), errorOutput = Pipe()
+        process.standardOutput = output
+        process.standardError = errorOutput
+        let input = Pipe()
+        process.standardInput = stdin == nil ? FileHandle.nullDevice : input
+        try process.run()
+        if let stdin {
+            input.fileHandleForWriting.write(Data(stdin.utf8))
+            try input.fileHandleForWriting.close()
+        }
+        let outputReader = StreamReader(output), errorReader = StreamReader(errorOutput)
+        outputReader.waitUntilDone()
+        errorReader.waitUntilDone()
+        process.waitUntilExit()
+        return CLI.Outcome(status: process.terminationStatus, output: outputReader.text, errorOutput: errorReader.text)
+    }
+}
+
+/// The same invocations through GNU parallel and `dockerparallel run`: the same standard output
+/// and exit status.
+@Suite(.serialized, .timeLimit(.minutes(5)), .enabled(if: GNUParallel.enabled, "needs GNU parallel: apt-get install parallel (set DOCKERPARALLEL_REQUIRE_GNU_PARALLEL=1 to fail instead)"))
+struct GNUParallelTests {
+    struct Case: Sendable, CustomStringConvertible {
+        var arguments: [String]
+        var stdin: String?
+        init(_ arguments: [String], stdin: String? = nil) {
+            self.arguments = arguments
+            self.stdin = stdin
+        }
+        var description: String { arguments.joined(separator: " ") }
+    }
+
+    static func cases(files: String) -> [Case] {
+        [
+            // Input sources.
+            Case(["echo", ":::", "a", "b", ":::", "1", "2"]),
+            Case(["echo", ":::", "a", "b", "c", ":::+", "1", "2"]),
+            Case(["echo", ":::", "a", "b", ":::+", "1", "2", "3", ":::", "x", "y"]),
+            Case(["-a", "\(files)/letters", "echo", ":::", "1", "2"]),
+            Case(["-a", "\(files)/letters", "-a", "\(files)/numbers", "echo"]),
+            Case(["--arg-file", "\(files)/letters", "echo", "{2}-{1}", ":::", "1", "2"]),
+            Case(["echo", "::::", "\(files)/letters", ":::", "1", "2"]),
+            Case(["echo", "::::", "\(files)/letters", "::::+", "\(files)/numbers"]),
+            Case(["echo", "[{}]"], stdin: "x\ny z\n\nlast"),
+            Case(["echo", "::::", "-", ":::", "1"], stdin: "from stdin\n"),
+            Case(["-0", "echo", "[{}]"], stdin: "a b\0c\nd\0"),
+            Case(["--null", "echo", "[{}]"], stdin: "a\0b"),
+            Case(["-d", ":", "echo", "[{}]"], stdin: "a:b:c"),
+            // Columns, trimming, several inputs a command.
+            Case(["--colsep", ",", "echo", "{2}", "{1}"], stdin: "a,b\nc,d,e\n"),
+            Case(["--colsep", ",", "echo", "{}"], stdin: "a,b\nc,d,e\n"),
+            Case(["--colsep", ",+", "echo", "{2}"], stdin: "a,,b\n"),
+            Case(["--colsep", ",", "echo", "{1}/{2}/{3}", ":::", "a,b", "c", ":::", "1,2"]),
+            Case(["--trim", "lr", "--colsep", ",", "echo", "x{1}x{2}x"], stdin: "  a  ,b \n"),
+            Case(["--trim", "lr", "echo", "x{}x"], stdin: "  a  \n"),
+            Case(["echo", "x{}x"], stdin: "  a  \n"),
+            Case(["-N2", "echo", ":::", "1", "2", "3", "4", "5"]),
+            Case(["-N", "2", "echo", "{1}-{2}", ":::", "1", "2", "3", "4", "5"]),
+            Case(["-n2", "echo", "{1}+{2}", ":::", "1", "2", "3", "4", "5"]),
+            Case(["-n", "2", "echo", ":::", "a", "b", "c", ":::", "1", "2"]),
+            Case(["-N2", "echo", "{1}/{2}/{3}/{4}", ":::", "a", "b", "c", ":::", "1", "2"]),
+            Case(["-N0", "echo", "hi", ":::", "a", "b"]),
+            // Replacement strings.
+            Case(["echo", "{} {.} {/} {//} {/.} {#}", ":::", "dir/sub/file.tar.gz", "/x.y", "plain", ".hidden", "dir.d/f"]),
+            Case(["echo", "{1} {1.} {1/} {1//} {1/.} {2} {-1} {-2} [{5}]", ":::", "d/a.txt", ":::", "e/b.c"]),
+            Case(["echo", "{.}", "{/}", ":::", "a.x/b.c", ":::", "d.e"]),
+            Case(["echo", "{#}:{}", "{x}", "{0}", ":::", "a", "b"]),
+            Case(["echo $PARALLEL_SEQ {}", ":::", "a", "b", "c"]),
+            // Quoting: the shell sees each input as one word, and -q runs words without a shell.
+            Case(["echo", ":::", "a  b", "it's", "x$HOME", "*", "", "é", "a=b", "semi;colon", "back\\slash"]),
+            Case(["--dry-run", "echo", ":::", "a b", "it's", "x$y", "", "é", "a+b", "a=b", "'a", "a'"]),
+            Case(["--dry-run", "-N2", "echo", "{}", ":::", "a b", "c"]),
+            Case(["--dry-run", "echo hi;", ":::", "a b", ":::", "c"]),
+            Case(["echo {} | tr a-z A-Z", ":::", "shell", "pipes"]),
+            Case(["-q", "sh", "-c", "echo [{}]", ":::", "a;echo b", "x y"]),
+            Case(["-q", "--dry-run", "sh", "-c", "echo [{}]", ":::", "a;echo b"]),
+            Case(["--tag", "echo", ":::", "b c", ":::", "it's"]),
+            Case(["--tag", "printf \"%s\\n%s\\n\" {} two", ":::", "one"]),
+            // Exit status: the number of failed commands, at most 101.
+            Case(["echo {}; exit {}", ":::", "0", "3", "0", "4"]),
+            Case(["-k", "exit 1", ":::"] + (1...103).map(String.init)),
+        ]
+    }
+
+    @Test func sameOutputAndStatusAsGNUParallel() async throws {
+        let cli = try CLI()
+        defer { cli.tearDown() }
+        try FileManager.default.createDirectory(atPath: cli.home + "/.parallel", withIntermediateDirectories: true)
+        #expect(FileManager.default.createFile(atPath: cli.home + "/.parallel/will-cite", contents: Data()))
+        #expect(FileManager.default.createFile(atPath: cli.home + "/letters", contents: Data("x\ny\n".utf8)))
+        #expect(FileManager.default.createFile(atPath: cli.home + "/numbers", contents: Data("1\n2\n3\n".utf8)))
+        let up = try await cli.run(["up", "--name", "gnu", "--port", "0", "--workers", "2"])
+        try #require(up.status == 0, "\(up.errorOutput)")
+        for testCase in Self.cases(files: cli.home) {
+            let gnu = try GNUParallel.run(testCase.arguments, stdin: testCase.stdin, home: cli.home)
+            let ours = try await cli.run(["run", "--cluster", "gnu", "--no-progress"] + testCase.arguments, stdin: testCase.stdin)
+            #expect(ours.output == gnu.output, "\(testCase): GNU parallel printed \(gnu.output.debugDescription), ours \(ours.output.debugDescription) (\(ours.errorOutput))")
+            #expect(ours.status == gnu.status, "\(testCase): GNU parallel exited \(gnu.status), ours \(ours.status) (\(ours.errorOutput))")
+        }
+    }
+}
+
+extension GNUParallelTests {
+    /// The job log's Seq, Receive, Exitval, Signal and Command columns (its Host and times differ).
+    static func loggedColumns(_ path: String) -> [String] {
+        let text = (try? String(contentsOfFile: path, encoding: .utf8)) ?? ""
+        return text.split(separator: "\n").map { line in
+            let columns = line.split(separator: "\t", omittingEmptySubsequences: false)
+            return columns.count == 9 ? [0, 5, 6, 7, 8].map { String(columns[$0]) }.joined(separator: "\t") : "malformed: \(line)"
+        }
+    }
+
+    @Test func jobLogAndResumingAsGNUParallel() async throws {
+        let cli = try CLI()
+        defer { cli.tearDown() }
+        try FileManager.default.createDirectory(atPath: cli.home + "/.parallel", withIntermediateDirectories: true)
+        #expect(FileManager.default.createFile(atPath: cli.home + "/.parallel/will-cite", contents: Data()))
+        let up = try await cli.run(["up", "--name", "gnulog", "--port", "0", "--workers", "2"])
+        try #require(up.status == 0, "\(up.errorOutput)")
+        // A first run with a failure, then --resume-failed reruns it and runs the new input,
+        // then --resume runs only what the log does not list.
+        let steps: [[String]] = [
+            ["echo {}; exit {}", ":::", "0", "1", "0"],
+            ["--resume-failed", "echo again {}", ":::", "0", "1", "0", "5"],
+            ["--resume", "echo r {}", ":::", "0", "1", "0", "5", "6"],
+        ]
+        for step in steps {
+            let gnu = try GNUParallel.run(["--joblog", cli.home + "/gnu.log"] + step, stdin: nil, home: cli.home)
+            let ours = try await cli.run(["run", "--cluster", "gnulog", "--no-progress", "--joblog", cli.home + "/ours.log"] + step)
+            #expect(ours.output == gnu.output, "\(step): GNU parallel printed \(gnu.output.debugDescription), ours \(ours.output.debugDescription)")
+            #expect(ours.status == gnu.status, "\(step): \(ours.errorOutput)")
+            #expect(Self.loggedColumns(cli.home + "/ours.log") == Self.loggedColumns(cli.home + "/gnu.log"))
+        }
+        let lines = try String(contentsOfFile: cli.home + "/ours.log", encoding: .utf8).split(separator: "\n")
+        #expect(lines.first == "Seq\tHost\tStarttime\tJobRuntime\tSend\tReceive\tExitval\tSignal\tCommand")
+        // Host is the worker; the start is this run's, and the runtime is padded as GNU pads it.
+        let first = lines[1].split(separator: "\t")
+        #expect(first[1].hasPrefix("gnulog"), "\(lines[1])")
+        #expect(abs((Double(first[2]) ?? 0) - Date().timeIntervalSince1970) < 300, "\(lines[1])")
+        #expect(first[3].count == 10, "\(lines[1])")
+    }
+}
+
+extension GNUParallelTests {
+    /// `--halt now`, on one worker and GNU parallel's -j1, so that which commands ran before the
+    /// halt is the same in both.
+    @Test func haltingAsGNUParallel() async throws {
+        let cli = try CLI()
+        defer { cli.tearDown() }
+        let up = try await cli.run(["up", "--name", "gnuhalt", "--port", "0", "--workers", "1"])
+        try #require(up.status == 0, "\(up.errorOutput)")
+        let cases: [[String]] = [
+            ["--halt", "now,fail=1", "echo {}; exit {}", ":::", "0", "3", "0", "4"],
+            ["--halt", "2", "echo {}; exit {}", ":::", "0", "0", "5", "0"],
+            ["--halt", "now,fail=2", "echo {}; exit {}", ":::", "0", "3", "0", "4", "5", "0"],
+            ["--halt", "now,fail=40%", "echo {}; exit {}", ":::", "0", "3", "0", "4", "5", "0"],
+            ["--halt", "now,success=1", "echo {}; exit {}", ":::", "3", "0", "4"],
+            ["--halt", "soon,fail=1", "echo {}; exit {}", ":::", "0", "0", "3"],
+        ]
+        for arguments in cases {
+            let gnu = try GNUParallel.run(["-j1"] + arguments, stdin: nil, home: cli.home)
+            let ours = try await cli.run(["run", "--cluster", "gnuhalt", "--no-progress"] + arguments)
+            #expect(ours.output == gnu.output, "\(arguments): GNU parallel printed \(gnu.output.debugDescription), ours \(ours.output.debugDescription) (\(ours.errorOutput))")
+            #expect(ours.status == gnu.status, "\(arguments): GNU parallel exited \(gnu.status), ours \(ours.status) (\(ours.errorOutput))")
+        }
+        let bad = try await cli.run(["run", "--cluster", "gnuhalt", "--halt", "later,fail=1", "echo", ":::", "a"])
+        #expect(bad.status != 0)
+        #expect(bad.errorOutput.contains("--halt takes now|soon,fail|success|done=N or N%"), "\(bad.errorOutput)")
+    }
+
+    /// `--results DIR`: the same folders and files, and nothing printed; `--retries`: as many runs.
+    @Test func resultFilesAndRetriesAsGNUParallel() async throws {
+        let cli = try CLI()
+        defer { cli.tearDown() }
+        let up = try await cli.run(["up", "--name", "gnufiles", "--port", "0", "--workers", "2"])
+        try #require(up.status == 0, "\(up.errorOutput)")
+        let cases: [[String]] = [
+            ["echo out {}; echo err {} >&2; exit {2}", ":::", "a", "b/c", "d e", ":::", "0", "1"],
+            ["-N2", "echo {}", ":::", "1", "2", "3"],
+            ["--colsep", ",", "echo {2}", ":::", "x,y"],
+        ]
+        for (number, arguments) in cases.enumerated() {
+            let gnuFolder = "\(cli.home)/gnu-results-\(number)", ourFolder = "\(cli.home)/our-results-\(number)"
+            let gnu = try GNUParallel.run(["--results", gnuFolder] + arguments, stdin: nil, home: cli.home)
+            let ours = try await cli.run(["run", "--cluster", "gnufiles", "--no-progress", "--results", ourFolder] + arguments)
+            #expect(ours.output == gnu.output && ours.output.isEmpty, "\(arguments): \(ours.output)")
+            #expect(ours.status == gnu.status, "\(arguments): \(ours.errorOutput)")
+            #expect(try Self.tree(ourFolder) == Self.tree(gnuFolder), "\(arguments)")
+        }
+        for program in ["gnu", "ours"] {
+            let counter = "\(cli.home)/runs-\(program)"
+            let arguments = ["--retries", "3", "echo x >> \(counter); exit 1", ":::", "a"]
+            let outcome = program == "gnu"
+                ? try GNUParallel.run(arguments, stdin: nil, home: cli.home)
+                : try await cli.run(["run", "--cluster", "gnufiles", "--no-progress"] + arguments)
+            #expect(outcome.status == 1)
+            let runs = try String(contentsOfFile: counter, encoding: .utf8).split(separator: "\n").count
+            #expect(runs == 3, "\(program) ran the failing command \(runs) times")
+        }
+    }
+
+    /// Every file under `folder` with its contents.
+    static func tree(_ folder: String) throws -> [String: String] {
+        var files: [String: String] = [:]
+        let enumerator = FileManager.default.enumerator(atPath: folder)
+        while let path = enumerator?.nextObject() as? String {
+            var isFolder: ObjCBool = false
+            if FileManager.default.fileExists(atPath: "\(folder)/\(path)", isDirectory: &isFolder), !isFolder.boolValue {
+                files[path] = try String(contentsOfFile: "\(folder)/\(path)", encoding: .utf8)
+            }
+        }
+        return files
+    }
+}
+
+/// What GNU parallel's users type that is not a comparison of outputs: -j's forms, options this
+/// tool does not have, options after the command.
+@Suite(.serialized, .timeLimit(.minutes(3)))
+struct GNUOptionTests {
+    @Test(arguments: [("4", 4), ("-j4", 4), ("+1", 3), ("-1", 1), ("50%", 1), ("0", 3)])
+    func jobsTakeGNUParallelsForms(_ jobs: String, _ workers: Int) async throws {
+        let cli = try CLI()
+        defer { cli.tearDown() }
+        let cores = ProcessInfo.processInfo.activeProcessorCount
+        let expected = switch jobs {
+        case "+1": cores + 1
+        case "-1": max(1, cores - 1)
+        case "50%": max(1, cores / 2)
+        default: workers
+        }
+        let arguments = jobs.hasPrefix("-j") ? [jobs] : ["-j", jobs]
+        let outcome = try await cli.run(["run"] + arguments + ["--stats", "echo", ":::", "a", "b", "c"])
+        #expect(outcome.status == 0, "\(outcome.errorOutput)")
+        #expect(outcome.output == "a\nb\nc\n")
+        #expect(outcome.errorOutput.contains("on \(expected) local workers"), "\(outcome.errorOutput)")
+    }
+
+    @Test func anOptionThisToolLacksIsNamedWithTheNearestOne() async throws {
+        let cli = try CLI()
+        defer { cli.tearDown() }
+        let typo = try await cli.run(["run", "--tga", "echo", ":::", "a"])
+        #expect(typo.status != 0)
+        #expect(typo.errorOutput.contains("--tga is not an option"), "\(typo.errorOutput)")
+        #expect(typo.errorOutput.contains("the nearest it supports is --tag"), "\(typo.errorOutput)")
+        let gnuOnly = try await cli.run(["run", "--sshlogin", "host", "echo", ":::", "a"])
+        #expect(gnuOnly.status != 0)
+        #expect(gnuOnly.errorOutput.contains("--sshlogin is a GNU parallel option this tool does not support"), "\(gnuOnly.errorOutput)")
+        #expect(!gnuOnly.output.contains("a"))
+        let badJobs = try await cli.run(["run", "-j", "many", "echo", ":::", "a"])
+        #expect(badJobs.status != 0)
+        #expect(badJobs.errorOutput.contains("-j takes N, +N, -N, N% or 0, not 'many'"), "\(badJobs.errorOutput)")
+    }
+
+    @Test func aTimeoutOfTheMedianKillsTheSlowCommand() async throws {
+        let cli = try CLI()
+        defer { cli.tearDown() }
+        let started = Date()
+        let outcome = try await cli.run(["run", "-j", "2", "--timeout", "300%", "sleep {}; echo {}", ":::", "0.1", "0.1", "0.1", "0.1", "30"])
+        #expect(outcome.status == 1, "\(outcome.errorOutput)")
+        #expect(outcome.output == "0.1\n0.1\n0.1\n0.1\n")
+        #expect(outcome.errorOutput.contains("over 300% of the median"), "\(outcome.errorOutput)")
+        // The slow command sleeps 30 s: ending sooner shows the limit ended it.
+        #expect(Date().timeIntervalSince(started) < 29)
+    }
+
+    @Test func theProgressBarShowsARateAndAnETA() async throws {
+        let cli = try CLI()
+        defer { cli.tearDown() }
+        let outcome = try await cli.run(["run", "-j", "2", "--bar", "sleep 0.2; echo {}", ":::", "1", "2", "3", "4", "5", "6"])
+        #expect(outcome.status == 0, "\(outcome.errorOutput)")
+        #expect(outcome.output == "1\n2\n3\n4\n5\n6\n")
+        #expect(outcome.errorOutput.contains("/6 done"), "\(outcome.errorOutput)")
+        #expect(outcome.errorOutput.contains("/s, ETA 0:0"), "\(outcome.errorOutput)")
+    }
+
+    @Test func ungroupedOutputComesAsCommandsFinish() async throws {
+        let cli = try CLI()
+        defer { cli.tearDown() }
+        // The slow first command holds one worker; the other prints quick ones meanwhile.
+        let outcome = try await cli.run(["run", "-j", "2", "--ungroup", "sleep {}; echo {}", ":::", "3", "0", "0", "0", "0", "0"])
+        #expect(outcome.status == 0, "\(outcome.errorOutput)")
+        #expect(outcome.output.hasPrefix("0\n"), "\(outcome.output)")
+        #expect(outcome.output.split(separator: "\n").sorted() == ["0", "0", "0", "0", "0", "3"])
+    }
+
+    @Test func optionsAfterTheCommandBelongToIt() async throws {
+        let cli = try CLI()
+        defer { cli.tearDown() }
+        let outcome = try await cli.run(["run", "-j", "1", "echo", "--tag", "-k", ":::", "a"])
+        #expect(outcome.status == 0, "\(outcome.errorOutput)")
+        #expect(outcome.output == "--tag -k a\n")
+    }
+}
