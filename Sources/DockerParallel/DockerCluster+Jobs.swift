@@ -252,6 +252,22 @@ extension DockerCluster {
         }
     }
 
+    /// A job's tasks as they were submitted, by index: what each command runs. The server keeps
+    /// them in its store (a server without one cannot answer).
+    public func tasks(jobID: JobID) async throws -> [TaskSpec] {
+        try await withServerRetry { connection in
+            var tasks: [TaskSpec] = []
+            for try await reply in connection.stream(.tasks(jobID: jobID.rawValue)) {
+                switch reply {
+                case .tasks(let batch): tasks += batch
+                case .done: return tasks
+                default: break
+                }
+            }
+            throw DockerParallelError(.connectionFailed, "the server closed the connection")
+        }
+    }
+
     /// Waits for every result of a job, ordered by index.
     public func collect(jobID: JobID, progress: @escaping @Sendable (JobStatus) -> Void = { _ in }) async throws -> [TaskResult] {
         var results: [TaskResult] = []

@@ -23,9 +23,14 @@ final class Broker: Sendable {
         case loadPayloads([TaskQueue.Key])
         /// Send a job's attempt log.
         case sendAttempts(jobID: String, index: Int?, channel: any Channel, requestID: UInt32)
+        /// Send a job's tasks.
+        case sendTasks(jobID: String, channel: any Channel, requestID: UInt32)
 
         var readsAttempts: Bool {
-            if case .sendAttempts = self { true } else { false }
+            switch self {
+            case .sendAttempts, .sendTasks: true
+            default: false
+            }
         }
     }
 
@@ -207,6 +212,8 @@ final class Broker: Sendable {
         case .loadPayloads(let keys): .loadPayloads(keys)
         case .sendAttempts(let jobID, let index, let peer, let requestID):
             channels[peer].map { .sendAttempts(jobID: jobID, index: index, channel: $0, requestID: requestID) }
+        case .sendTasks(let jobID, let peer, let requestID):
+            channels[peer].map { .sendTasks(jobID: jobID, channel: $0, requestID: requestID) }
         }
     }
 

@@ -83,11 +83,15 @@ struct CommandJob: Sendable {
 
     /// The job without the commands whose numbers are in `done`.
     func skipping(_ done: Set<Int>) -> CommandJob {
+        selecting(numbers.indices.filter { !done.contains(numbers[$0]) })
+    }
+
+    /// The job of the commands at these positions, in this order.
+    func selecting(_ positions: [Int]) -> CommandJob {
         var job = self
-        let kept = numbers.indices.filter { !done.contains(numbers[$0]) }
-        job.records = kept.map { records[$0] }
-        job.arguments = kept.map { arguments[$0] }
-        job.numbers = kept.map { numbers[$0] }
+        job.records = positions.map { records[$0] }
+        job.arguments = positions.map { arguments[$0] }
+        job.numbers = positions.map { numbers[$0] }
         return job
     }
 

@@ -22,6 +22,14 @@ struct Submit: AsyncParsableCommand {
 
     @OptionGroup var inputOptions: InputOptionGroup
 
+    @Flag(help: ArgumentHelp(
+        "Skip every command the job already has a result for, and add the rest to it.",
+        discussion: "The job is --job, or else one with an id made from the command: rerunning the same submit resumes it."))
+    var resume = false
+
+    @Flag(help: "As --resume, but queue again the commands that failed (after a fix).")
+    var resumeFailed = false
+
     @Argument(parsing: .captureForPassthrough, help: "[--] COMMAND ARGS… [::: INPUT… | :::+ INPUT… | :::: FILE…]…")
     var words: [String] = []
 
@@ -32,6 +40,13 @@ struct Submit: AsyncParsableCommand {
             throw ValidationError("--timeout N% needs run, which watches the job; give submit a number of seconds")
         }
         let handle = try await cluster.reconnected()
+        if resume || resumeFailed {
+            let plan = try await StoredResume.prepare(
+                commands, on: handle, jobID: job ?? StoredResume.defaultJobID(for: commands.command), failedToo: !resumeFailed, options: options)
+            FileHandle.standardError.write(Data(plan.summary.utf8))
+            print(plan.jobID)
+            return
+        }
         let submitted = try await handle.submitCommandLines(
             commands.command, arguments: commands.arguments, numbers: commands.numbers, options: options, jobID: job ?? .random())
         print(submitted.id)

@@ -64,10 +64,12 @@ struct Run: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Log each finished command to FILE, in GNU parallel's columns.", valueName: "file"))
     var joblog: String?
 
-    @Flag(help: "With --joblog: skip the commands the log lists, and add to it.")
+    @Flag(help: ArgumentHelp(
+        "Skip the commands the --joblog lists, and add to it; on a named --cluster without --joblog, those its server has done.",
+        discussion: "On a named cluster the job stays on the server under an id made from the command, for the next rerun."))
     var resume = false
 
-    @Flag(help: "With --joblog: skip the commands the log lists as succeeded, and add to it.")
+    @Flag(help: "As --resume, but run again the commands that failed.")
     var resumeFailed = false
 
     @Option(help: "Where cluster state lives.")
@@ -110,9 +112,16 @@ struct Run: AsyncParsableCommand {
         var job = try CommandJob.parse(
             words, options: inputOptions, inputsPerCommand: maxArguments, known: UnknownOption.names(of: Self.self))
         let options = try jobOptions.options()
+        var storedResume: (jobID: JobID, failedToo: Bool)?
         if resume || resumeFailed {
-            guard let joblog else { throw ValidationError("--resume and --resume-failed read the log that --joblog FILE names") }
-            job = job.skipping(try JobLog.done(in: joblog, failedToo: !resumeFailed))
+            if let joblog {
+                job = job.skipping(try JobLog.done(in: joblog, failedToo: !resumeFailed))
+            } else if cluster != nil {
+                storedResume = (StoredResume.defaultJobID(for: job.command), !resumeFailed)
+            } else {
+                throw ValidationError(
+                    "--resume and --resume-failed read the log that --joblog FILE names, or, on a named --cluster, the job its server keeps")
+            }
         }
         let jobs = try Self.workers(self.jobs, cores: ProcessInfo.processInfo.activeProcessorCount, commands: job.arguments.count)
         if dryRun {
@@ -175,9 +184,11 @@ struct Run: AsyncParsableCommand {
                 let showProgress = !noProgress && (showsProgress || isatty(2) == 1)
                 let watch = Watch(files: files, halt: haltPolicy, timeoutShare: timeoutShare, log: log)
                 let commands = job
+                let resume = storedResume
                 group.addTask {
                     try await Self.execute(
-                        commands, options: options, on: handle, style: style, watch: watch, showProgress: showProgress, submitted: submitted)
+                        commands, options: options, on: handle, style: style, watch: watch, resume: resume,
+                        showProgress: showProgress, submitted: submitted)
                 }
                 defer { group.cancelAll() }
                 while let next = try await group.next() {
@@ -207,39 +218,63 @@ struct Run: AsyncParsableCommand {
                 job.arguments.count, workers, seconds, Double(job.arguments.count) / max(seconds, 1e-9), failures.count)
             FileHandle.standardError.write(Data(line.utf8))
         }
-        try JobOutput.finish(failures: failures, total: job.arguments.count, status: submitted.haltStatus, describe: job.describe)
+        let shown = submitted.printed ?? job
+        try JobOutput.finish(failures: failures, total: shown.arguments.count, status: submitted.haltStatus, describe: shown.describe)
     }
 
-    /// Submits, prints outputs in input order as they become printable, returns the failures.
+    /// Submits (or, resuming, submits what the job lacks), prints outputs in input order as they
+    /// become printable, returns the failures.
     private static func execute(
-        _ commands: CommandJob, options: JobOptions, on cluster: DockerCluster, style: JobOutput.Style, watch: Watch,
-        showProgress: Bool, submitted: SubmittedJob
+        _ all: CommandJob, options: JobOptions, on cluster: DockerCluster, style: JobOutput.Style, watch: Watch,
+        resume: (jobID: JobID, failedToo: Bool)?, showProgress: Bool, submitted: SubmittedJob
     ) async throws -> [TaskResult] {
         let log = watch.log
-        let job = try await cluster.submitCommandLines(
-            commands.command, arguments: commands.arguments, numbers: commands.numbers, options: options)
-        submitted.value = job.id
-        let progress = ProgressBar(total: commands.arguments.count, enabled: showProgress)
-        let results = try await job.results(progress: { progress.update($0) })
+        // The commands this run prints, in order, and (resuming) their indices in the job.
+        var commands = all
+        var style = style
+        let indices: [Int]?
+        let jobID: JobID
+        let total: Int
+        if let resume {
+            let plan = try await StoredResume.prepare(all, on: cluster, jobID: resume.jobID, failedToo: resume.failedToo, options: options)
+            FileHandle.standardError.write(Data(plan.summary.utf8))
+            commands = all.selecting(plan.positions)
+            style.tags = style.tags.map { tags in plan.positions.map { tags[$0] } }
+            indices = plan.indices
+            jobID = plan.jobID
+            total = plan.total
+        } else {
+            let job = try await cluster.submitCommandLines(
+                all.command, arguments: all.arguments, numbers: all.numbers, options: options)
+            indices = nil
+            jobID = job.id
+            total = all.arguments.count
+        }
+        submitted.value = jobID
+        submitted.printed = commands
+        guard !commands.arguments.isEmpty else { return [] }
+        let progress = ProgressBar(total: total, enabled: showProgress)
+        var results = try await cluster.results(jobID: jobID, progress: { progress.update($0) })
+        if let indices { results = Self.only(indices, of: results) }
         // Each command's line in the job log, with its worker and times from the attempt log,
         // in the order of the output (as GNU parallel writes it), apart from the printing.
         let (toLog, logging) = AsyncStream.makeStream(of: TaskResult.self)
-        let logged = log.map { log in
+        let logged = log.map { [commands] log in
             Task {
                 for await result in toLog {
-                    let attempt = try? await cluster.attemptLog(jobID: job.id, index: result.index).last
+                    let attempt = try? await cluster.attemptLog(jobID: jobID, index: indices?[result.index] ?? result.index).last
                     log.record(number: commands.numbers[result.index], result: result, attempt: attempt, command: commands.commandLine(result.index))
                 }
             }
         }
         let halt = watch.halt.map { policy in
             HaltTracker(policy: policy, total: commands.arguments.count) { running in
-                await Self.cancel(job.id, on: cluster, count: commands.arguments.count, running: running)
+                await Self.cancel(jobID, on: cluster, count: total, running: running)
             }
         }
         // --timeout N%: commands that run longer than that share of the median are killed.
         let timeouts = watch.timeoutShare.map { share in
-            Task { await Self.killSlowCommands(job.id, on: cluster, share: share) }
+            Task { await Self.killSlowCommands(jobID, on: cluster, share: share) }
         }
         defer { timeouts?.cancel() }
         let failures: [TaskResult]
@@ -254,8 +289,34 @@ struct Run: AsyncParsableCommand {
         logging.finish()
         submitted.haltStatus = halt?.exitStatus
         await logged?.value
-        try? await cluster.forget(jobID: job.id)
+        // A resumable job stays on the server for the next rerun.
+        if indices == nil { try? await cluster.forget(jobID: jobID) }
         return failures
+    }
+
+    /// The results of the job's tasks at `indices`, numbered by their place in `indices`,
+    /// ending once each has one.
+    static func only(_ indices: [Int], of results: AsyncThrowingStream<TaskResult, any Error>) -> AsyncThrowingStream<TaskResult, any Error> {
+        let place = Dictionary(indices.enumerated().map { ($1, $0) }, uniquingKeysWith: { first, _ in first })
+        let (stream, continuation) = AsyncThrowingStream.makeStream(of: TaskResult.self)
+        let forwarding = Task {
+            var seen = 0
+            do {
+                for try await result in results {
+                    guard let position = place[result.index] else { continue }
+                    var result = result
+                    result.index = position
+                    continuation.yield(result)
+                    seen += 1
+                    if seen == indices.count { break }
+                }
+                continuation.finish()
+            } catch {
+                continuation.finish(throwing: error)
+            }
+        }
+        continuation.onTermination = { _ in forwarding.cancel() }
+        return stream
     }
 }
 
@@ -301,11 +362,13 @@ extension Run {
     }
 }
 
-/// The id of the job `run` submitted, once it has, and the exit status `--halt` set.
+/// The id of the job `run` submitted, once it has, the commands it printed, and the exit status
+/// `--halt` set.
 final class SubmittedJob: @unchecked Sendable {
     private let lock = NSLock()
     private var jobID: JobID?
     private var halted: Int32?
+    private var commands: CommandJob?
 
     var value: JobID? {
         get { lock.withLock { jobID } }
@@ -315,6 +378,12 @@ final class SubmittedJob: @unchecked Sendable {
     var haltStatus: Int32? {
         get { lock.withLock { halted } }
         set { lock.withLock { halted = newValue } }
+    }
+
+    /// The commands the run printed (resuming: those it ran now).
+    var printed: CommandJob? {
+        get { lock.withLock { commands } }
+        set { lock.withLock { commands = newValue } }
     }
 }
 

@@ -236,6 +236,75 @@ extension GNUParallelTests {
     }
 }
 
+/// Resuming from the server's store on a named cluster, without a job log: each command runs
+/// once unless it failed and --resume-failed asks for it again, after a crash, a fix, or with
+/// more inputs.
+@Suite(.serialized, .timeLimit(.minutes(3)))
+struct StoredResumeTests {
+    /// How many times each input ran, from the file every command appends to.
+    static func runs(_ file: String) -> [String: Int] {
+        let lines = ((try? String(contentsOfFile: file, encoding: .utf8)) ?? "").split(separator: "\n")
+        return Dictionary(lines.map { (String($0), 1) }, uniquingKeysWith: +)
+    }
+
+    @Test func runResumesFromTheServersStore() async throws {
+        let cli = try CLI()
+        defer { cli.tearDown() }
+        let up = try await cli.run(["up", "--name", "keep", "--port", "0", "--workers", "2"])
+        try #require(up.status == 0, "\(up.errorOutput)")
+        let runs = cli.home + "/runs", fixed = cli.home + "/fixed"
+        // Input 2 fails until the fix is in.
+        let command = "echo {} >> \(runs); echo {}; [ {} != 2 ] || [ -e \(fixed) ]"
+        let first = try await cli.run(["run", "--cluster", "keep", "--no-progress", "--resume", command, ":::", "1", "2", "3"])
+        #expect(first.status == 1)
+        #expect(first.output == "1\n2\n3\n")
+        #expect(first.errorOutput.contains("0 command(s) already done, 0 failed one(s) queued again, 3 new"), "\(first.errorOutput)")
+        // --resume skips what ran, failed or not; a new input runs.
+        let again = try await cli.run(["run", "--cluster", "keep", "--no-progress", "--resume", command, ":::", "1", "2", "3", "4"])
+        #expect(again.status == 0, "\(again.errorOutput)")
+        #expect(again.output == "4\n")
+        // After the fix, --resume-failed runs only the failed one.
+        #expect(FileManager.default.createFile(atPath: fixed, contents: Data()))
+        let fix = try await cli.run(["run", "--cluster", "keep", "--no-progress", "--resume-failed", command, ":::", "1", "2", "3", "4"])
+        #expect(fix.status == 0, "\(fix.errorOutput)")
+        #expect(fix.output == "2\n")
+        #expect(fix.errorOutput.contains("3 command(s) already done, 1 failed one(s) queued again, 0 new"), "\(fix.errorOutput)")
+        #expect(Self.runs(runs) == ["1": 1, "2": 2, "3": 1, "4": 1])
+        // The job stayed on the server with all four.
+        let results = try await cli.run(["results", "--cluster", "keep"])
+        #expect(results.output.contains("4/4 done, 0 failed"), "\(results.output)")
+        let noCluster = try await cli.run(["run", "--resume", "echo", ":::", "a"])
+        #expect(noCluster.status != 0)
+        #expect(noCluster.errorOutput.contains("--joblog FILE names, or, on a named --cluster"), "\(noCluster.errorOutput)")
+    }
+
+    @Test func submitResumesABigBatchAfterAFix() async throws {
+        let cli = try CLI()
+        defer { cli.tearDown() }
+        let up = try await cli.run(["up", "--name", "batch", "--port", "0", "--workers", "2"])
+        try #require(up.status == 0, "\(up.errorOutput)")
+        let runs = cli.home + "/runs", fixed = cli.home + "/fixed"
+        let command = "echo {} >> \(runs); [ $(( {} % 10 )) != 0 ] || [ -e \(fixed) ]"
+        let inputs = (1...50).map(String.init)
+        let first = try await cli.run(["submit", "--cluster", "batch", "--resume", command, ":::"] + inputs)
+        #expect(first.status == 0, "\(first.errorOutput)")
+        let job = first.output.trimmingCharacters(in: .whitespacesAndNewlines)
+        #expect(job.hasPrefix("resume-"))
+        let done = try await cli.run(["results", "--cluster", "batch", "--job", job])
+        #expect(done.status == 5, "\(done.errorOutput)")
+        // The same submit again, after the fix: the same job; only the five failures run again.
+        #expect(FileManager.default.createFile(atPath: fixed, contents: Data()))
+        let again = try await cli.run(["submit", "--cluster", "batch", "--resume-failed", command, ":::"] + inputs)
+        #expect(again.output.trimmingCharacters(in: .whitespacesAndNewlines) == job)
+        #expect(again.errorOutput.contains("45 command(s) already done, 5 failed one(s) queued again, 0 new"), "\(again.errorOutput)")
+        let all = try await cli.run(["results", "--cluster", "batch", "--job", job])
+        #expect(all.status == 0, "\(all.errorOutput)")
+        let counts = Self.runs(runs)
+        #expect(counts.count == 50)
+        #expect(counts.filter { $0.value != 1 }.keys.sorted() == ["10", "20", "30", "40", "50"])
+    }
+}
+
 /// What GNU parallel's users type that is not a comparison of outputs: -j's forms, options this
 /// tool does not have, options after the command.
 @Suite(.serialized, .timeLimit(.minutes(3)))

@@ -138,6 +138,58 @@ func attemptLog(_ client: PeerConnection, jobID: String, index: Int? = nil) asyn
         }
     }
 
+    /// A job's tasks as submitted come back from the store, done or not, also after a restart;
+    /// a server without a store says it cannot answer.
+    @Test func aJobsTasksComeBackAsSubmitted() async throws {
+        @Sendable func tasks(_ client: PeerConnection, _ jobID: String) async throws -> [TaskSpec] {
+            var tasks: [TaskSpec] = []
+            for try await message in client.stream(.tasks(jobID: jobID)) {
+                if case .tasks(let batch) = message { tasks += batch }
+                if case .done = message { break }
+            }
+            return tasks
+        }
+        try await withStateDirectory { folder in
+            let store = "\(folder)/broker.sqlite"
+            try await withStoredServer(store: store) { endpoint in
+                let client = try await client(endpoint)
+                guard case .submitted(3, 0) = try await client.request(.submit(jobID: "job", options: JobOptions(), tasks: commands(3))) else {
+                    Issue.record("submit was not acknowledged")
+                    return
+                }
+                let (worker, assignments) = try await worker("w", slots: 1, at: endpoint)
+                worker.send(.complete(
+                    leaseID: assignments[0].leaseID, jobID: "job", index: assignments[0].task.index,
+                    report: AttemptReport(succeeded: true, exitCode: 0, output: Data("done\n".utf8))))
+                try await waitUntil("one task is done") {
+                    guard case .status(let report) = try await client.request(.status) else { return false }
+                    return report.jobs.first?.succeeded == 1
+                }
+                #expect(try await tasks(client, "job") == commands(3))
+                do {
+                    _ = try await tasks(client, "nope")
+                    Issue.record("a missing job was not an error")
+                } catch {
+                    #expect("\(error)".contains("there is no job 'nope'"))
+                }
+            }
+            try await withStoredServer(store: store) { endpoint in
+                let stored = try await tasks(try await client(endpoint), "job")
+                #expect(stored == commands(3))
+            }
+        }
+        try await withServer { endpoint in
+            let client = try await client(endpoint)
+            _ = try await client.request(.submit(jobID: "job", options: JobOptions(), tasks: commands(1)))
+            do {
+                _ = try await tasks(client, "job")
+                Issue.record("a server without a store answered")
+            } catch {
+                #expect("\(error)".contains("start it with a store"))
+            }
+        }
+    }
+
     /// With a small resident limit, most queued payloads wait on disk; workers still get every
     /// task, in order, with its input, also after a restart.
     @Test func queuedPayloadsBeyondTheResidentLimitWaitOnDisk() async throws {

@@ -41,10 +41,15 @@ package struct BrokerActions: Sendable, Equatable {
         case loadPayloads([TaskQueue.Key])
         /// Send a job's attempt log, read from the store, to a peer.
         case sendAttempts(jobID: String, index: Int?, peer: PeerID, requestID: UInt32)
+        /// Send a job's tasks, read from the store, to a peer.
+        case sendTasks(jobID: String, peer: PeerID, requestID: UInt32)
 
-        /// Whether the work reads the attempt log (everything before it must be written).
+        /// Whether the work reads what the store holds (everything before it must be written).
         package var readsAttempts: Bool {
-            if case .sendAttempts = self { true } else { false }
+            switch self {
+            case .sendAttempts, .sendTasks: true
+            default: false
+            }
         }
     }
 

@@ -108,6 +108,10 @@ extension BrokerStateMachine {
             guard queue.status(jobID: jobID) != nil else { return noJob(jobID) }
             return BrokerActions(afterWrite: [.sendAttempts(jobID: jobID, index: index, peer: id, requestID: requestID)])
 
+        case .tasks(let jobID):
+            guard queue.status(jobID: jobID) != nil else { return noJob(jobID) }
+            return BrokerActions(afterWrite: [.sendTasks(jobID: jobID, peer: id, requestID: requestID)])
+
         case .status:
             return reply(.status(report(now: now)))
 

@@ -70,6 +70,9 @@ package enum ClientMessage: Sendable, Codable, Equatable {
     case status
     /// Streams the attempt log of a job, or of one of its tasks: `attempts` replies, then `done`.
     case attempts(jobID: String, index: Int?)
+    /// Streams a job's tasks as submitted (their commands, or Swift tasks and inputs), by index:
+    /// `tasks` replies, then `done`. A server with a store keeps them; one without cannot answer.
+    case tasks(jobID: String)
     /// Asks for this many workers. The server only records the number (it reports it as
     /// ``ServerReport/desiredWorkers``): whoever supervises the cluster (`dockerparallel
     /// supervise`, `DockerCluster.supervise(followingRequests: true)`) starts or stops workers to match. Replies `status`.
@@ -109,4 +112,6 @@ package enum ServerMessage: Sendable, Codable, Equatable {
     case status(ServerReport)
     /// Part of a job's attempt log, oldest first.
     case attempts([AttemptRecord])
+    /// Part of a job's tasks, by index.
+    case tasks([TaskSpec])
 }

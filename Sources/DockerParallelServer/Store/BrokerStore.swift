@@ -22,6 +22,8 @@ protocol BrokerStore: Sendable {
     func payloads(_ keys: [TaskQueue.Key]) throws -> [(key: TaskQueue.Key, spec: TaskSpec?)]
     /// A job's attempt log, or one task's, oldest first.
     func attempts(jobID: String, index: Int?) throws -> [AttemptRecord]
+    /// A job's tasks as submitted, by index.
+    func tasks(jobID: String) throws -> [TaskSpec]
     /// Makes the changes durable, in order, atomically.
     func write(_ changes: [StoreChange]) throws
     /// Whether `write` failed because the disk is full: nothing was written, and the same write

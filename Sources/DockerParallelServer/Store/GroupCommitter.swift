@@ -410,6 +410,23 @@ final class GroupCommitter: Sendable {
                     requestID: requestID)]
             }
             Self.perform(frames.map { (channel, $0) })
+        case .sendTasks(let jobID, let channel, let requestID):
+            let frames: [Frame]
+            if let store {
+                do {
+                    let tasks = try store.tasks(jobID: jobID)
+                    frames = stride(from: 0, to: tasks.count, by: 1024).map {
+                        Broker.frame(.tasks(Array(tasks[$0..<min($0 + 1024, tasks.count)])), requestID: requestID)
+                    } + [Broker.frame(.done, requestID: requestID)]
+                } catch {
+                    frames = [Broker.frame(.error(code: .providerFailed, message: "cannot read the job's tasks: \(error)"), requestID: requestID)]
+                }
+            } else {
+                frames = [Broker.frame(
+                    .error(code: .invalidArgument, message: "this server keeps no tasks once they are done: start it with a store (--store FILE)"),
+                    requestID: requestID)]
+            }
+            Self.perform(frames.map { (channel, $0) })
         }
     }
 

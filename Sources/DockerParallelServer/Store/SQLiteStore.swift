@@ -117,6 +117,14 @@ struct SQLiteStore: BrokerStore {
         }
     }
 
+    func tasks(jobID: String) throws -> [TaskSpec] {
+        try database.read { db in
+            try Row.fetchAll(db, sql: "SELECT idx, kind, input FROM tasks WHERE job = ? ORDER BY idx", arguments: [jobID]).map { row in
+                TaskSpec(index: row[0], kind: try StoredTaskKind.decode(row[1] as Data), input: (row[2] as Data?) ?? Data())
+            }
+        }
+    }
+
     func attempts(jobID: String, index: Int?) throws -> [AttemptRecord] {
         try database.read { db in
             let columns = "lease, job, idx, attempt, worker, started, ended, outcome, error"
