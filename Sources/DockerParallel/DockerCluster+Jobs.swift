@@ -142,17 +142,28 @@ extension DockerCluster {
         _ command: ShellCommandLine, arguments: [[String]], numbers: [Int]? = nil, environment: [String: String] = [:],
         options: JobOptions = JobOptions(), jobID: JobID = .random()
     ) async throws -> JobHandle<TaskResult> {
+        let specs = try Self.commandLineTasks(command, arguments: arguments, numbers: numbers, environment: environment)
+        try await submit(specs, jobID: jobID, options: options)
+        return JobHandle(cluster: self, id: jobID, count: arguments.count)
+    }
+
+    /// The tasks ``submitCommandLines(_:arguments:numbers:environment:options:jobID:)`` submits,
+    /// indexed from `firstIndex`, for a caller that submits them itself (a few at a time, or
+    /// added to a job).
+    public static func commandLineTasks(
+        _ command: ShellCommandLine, arguments: [[String]], numbers: [Int]? = nil, environment: [String: String] = [:],
+        firstIndex: Int = 0
+    ) throws -> [TaskSpec] {
         let numbers = numbers ?? arguments.indices.map { $0 + 1 }
         guard numbers.count == arguments.count else {
             throw DockerParallelError(.invalidArgument, "\(numbers.count) command numbers for \(arguments.count) commands")
         }
-        let specs = arguments.enumerated().map { index, arguments in
+        return arguments.enumerated().map { offset, arguments in
             var environment = environment
-            environment["PARALLEL_SEQ"] = String(numbers[index])
-            return TaskSpec(index: index, kind: .command(argv: command.argv(arguments: arguments, number: numbers[index]), environment: environment))
+            environment["PARALLEL_SEQ"] = String(numbers[offset])
+            return TaskSpec(
+                index: firstIndex + offset, kind: .command(argv: command.argv(arguments: arguments, number: numbers[offset]), environment: environment))
         }
-        try await submit(specs, jobID: jobID, options: options)
-        return JobHandle(cluster: self, id: jobID, count: arguments.count)
     }
 
     /// Submits task specifications in batches; returns once the server has stored them all.

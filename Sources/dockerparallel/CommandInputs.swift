@@ -169,7 +169,6 @@ enum UnknownOption {
         "-X": "-N sets how many inputs one command takes",
         "-m": "-N sets how many inputs one command takes",
         "--shuf": "inputs always run in their order",
-        "--delay": "workers start commands as soon as they are free",
         "--plus": "the replacement strings are {} {.} {/} {//} {/.} {#} and {1} {1.} … by position",
         "--rpl": "the replacement strings are {} {.} {/} {//} {/.} {#} and {1} {1.} … by position",
         "--semaphore": "not supported",

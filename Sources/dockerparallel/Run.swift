@@ -61,6 +61,9 @@ struct Run: AsyncParsableCommand {
     @Flag(name: [.customLong("bar"), .customLong("eta"), .customLong("progress")], help: "Show the progress bar, with a rate and an ETA, even when standard error is not a terminal.")
     var showsProgress = false
 
+    @Option(help: ArgumentHelp("Start the commands at least this long apart: seconds, or with s, m or h.", valueName: "duration"))
+    var delay: String?
+
     @Option(help: ArgumentHelp("Log each finished command to FILE, in GNU parallel's columns.", valueName: "file"))
     var joblog: String?
 
@@ -136,6 +139,7 @@ struct Run: AsyncParsableCommand {
         }
         let files = try results.map { try ResultFiles(folder: $0, job: job) }
         let timeoutShare = try jobOptions.timeoutShareOfMedian()
+        let spacing = try delay.map(Self.duration)
         let log = try joblog.map { try JobLog(path: $0, appending: resume || resumeFailed) }
         defer { log?.close() }
         guard !job.arguments.isEmpty else { return }
@@ -182,7 +186,7 @@ struct Run: AsyncParsableCommand {
                     return nil
                 }
                 let showProgress = !noProgress && (showsProgress || isatty(2) == 1)
-                let watch = Watch(files: files, halt: haltPolicy, timeoutShare: timeoutShare, log: log)
+                let watch = Watch(files: files, halt: haltPolicy, timeoutShare: timeoutShare, log: log, delay: spacing)
                 let commands = job
                 let resume = storedResume
                 group.addTask {
@@ -235,6 +239,7 @@ struct Run: AsyncParsableCommand {
         let indices: [Int]?
         let jobID: JobID
         let total: Int
+        var paced: [TaskSpec] = []
         if let resume {
             let plan = try await StoredResume.prepare(all, on: cluster, jobID: resume.jobID, failedToo: resume.failedToo, options: options)
             FileHandle.standardError.write(Data(plan.summary.utf8))
@@ -243,6 +248,14 @@ struct Run: AsyncParsableCommand {
             indices = plan.indices
             jobID = plan.jobID
             total = plan.total
+        } else if watch.delay != nil {
+            // --delay: the first command now, each next one a delay later (below).
+            let tasks = try DockerCluster.commandLineTasks(all.command, arguments: all.arguments, numbers: all.numbers)
+            jobID = JobID.random()
+            try await cluster.submit(Array(tasks.prefix(1)), jobID: jobID, options: options)
+            paced = Array(tasks.dropFirst())
+            indices = nil
+            total = all.arguments.count
         } else {
             let job = try await cluster.submitCommandLines(
                 all.command, arguments: all.arguments, numbers: all.numbers, options: options)
@@ -253,8 +266,28 @@ struct Run: AsyncParsableCommand {
         submitted.value = jobID
         submitted.printed = commands
         guard !commands.arguments.isEmpty else { return [] }
+        let pacer = watch.delay.map { _ in Pacer() }
+        let pacing = watch.delay.map { delay in
+            Task { [paced] in
+                do {
+                    for task in paced {
+                        try await Task.sleep(for: delay)
+                        try await cluster.submit([task], jobID: jobID, options: options)
+                    }
+                    pacer?.end(nil)
+                } catch {
+                    pacer?.end(error)
+                }
+            }
+        }
+        defer { pacing?.cancel() }
         let progress = ProgressBar(total: total, enabled: showProgress)
-        var results = try await cluster.results(jobID: jobID, progress: { progress.update($0) })
+        var results: AsyncThrowingStream<TaskResult, any Error>
+        if let pacer {
+            results = Self.everyResult(of: jobID, count: total, on: cluster, progress: { progress.update($0) }, while: pacer)
+        } else {
+            results = try await cluster.results(jobID: jobID, progress: { progress.update($0) })
+        }
         if let indices { results = Self.only(indices, of: results) }
         // Each command's line in the job log, with its worker and times from the attempt log,
         // in the order of the output (as GNU parallel writes it), apart from the printing.
@@ -269,6 +302,7 @@ struct Run: AsyncParsableCommand {
         }
         let halt = watch.halt.map { policy in
             HaltTracker(policy: policy, total: commands.arguments.count) { running in
+                pacing?.cancel()
                 await Self.cancel(jobID, on: cluster, count: total, running: running)
             }
         }
@@ -292,6 +326,51 @@ struct Run: AsyncParsableCommand {
         // A resumable job stays on the server for the next rerun.
         if indices == nil { try? await cluster.forget(jobID: jobID) }
         return failures
+    }
+
+    /// Every result of a job whose tasks are still being added (`--delay`): the server's stream
+    /// ends whenever every task added so far has its result, so it is watched again, the
+    /// results already seen skipped, until `count` have come or adding ended early.
+    static func everyResult(
+        of jobID: JobID, count: Int, on cluster: DockerCluster, progress: @escaping @Sendable (JobStatus) -> Void,
+        while pacer: Pacer
+    ) -> AsyncThrowingStream<TaskResult, any Error> {
+        let (stream, continuation) = AsyncThrowingStream.makeStream(of: TaskResult.self)
+        let forwarding = Task {
+            var seen = Set<Int>()
+            do {
+                while seen.count < count {
+                    for try await result in try await cluster.results(jobID: jobID, progress: progress)
+                    where seen.insert(result.index).inserted {
+                        continuation.yield(result)
+                    }
+                    guard seen.count < count else { break }
+                    if let ending = pacer.ending, try await cluster.jobStatus(jobID: jobID).total <= seen.count {
+                        // Adding stopped early (a halt) or failed: what came is all there is.
+                        if let error = ending, !(error is CancellationError) { throw error }
+                        break
+                    }
+                    // The next command is not added yet.
+                    try await Task.sleep(for: .milliseconds(50))
+                }
+                continuation.finish()
+            } catch {
+                continuation.finish(throwing: error)
+            }
+        }
+        continuation.onTermination = { _ in forwarding.cancel() }
+        return stream
+    }
+
+    /// `--delay`'s duration: seconds, or a number with s, m or h.
+    static func duration(_ text: String) throws -> Duration {
+        let units: [Character: Double] = ["s": 1, "m": 60, "h": 3600]
+        let scale = text.last.flatMap { units[$0] } ?? 1
+        let number = units[text.last ?? " "] == nil ? Substring(text) : text.dropLast()
+        guard let value = Double(number), value >= 0, let duration = Duration(checkedSeconds: value * scale) else {
+            throw ValidationError("--delay takes seconds, or a number with s, m or h (2.5, 30s, 1m), not '\(text)'")
+        }
+        return duration
     }
 
     /// The results of the job's tasks at `indices`, numbered by their place in `indices`,
@@ -320,12 +399,26 @@ struct Run: AsyncParsableCommand {
     }
 }
 
+/// Whether the commands `--delay` adds one by one are all added, or adding ended early (with
+/// its error).
+final class Pacer: @unchecked Sendable {
+    private let lock = NSLock()
+    private var ended: (any Error)??
+
+    /// `nil` while adding; then `.some(nil)` when every command was added, else its error.
+    var ending: (any Error)?? { lock.withLock { ended } }
+
+    func end(_ error: (any Error)?) { lock.withLock { ended = .some(error) } }
+}
+
 /// What `run` watches as its commands finish besides printing them.
 struct Watch: Sendable {
     var files: ResultFiles?
     var halt: HaltPolicy?
     var timeoutShare: Double?
     var log: JobLog?
+    /// How long apart commands start (`--delay`).
+    var delay: Duration?
 }
 
 extension Run {

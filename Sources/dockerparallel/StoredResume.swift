@@ -69,9 +69,8 @@ struct StoredResume: Sendable {
                 plan.positions.append(position)
                 plan.indices.append(index)
             } else {
-                var environment = [String: String]()
-                environment["PARALLEL_SEQ"] = String(commands.numbers[position])
-                newTasks.append(TaskSpec(index: next, kind: .command(argv: argv, environment: environment)))
+                newTasks += try DockerCluster.commandLineTasks(
+                    commands.command, arguments: [commands.arguments[position]], numbers: [commands.numbers[position]], firstIndex: next)
                 indexOf[argv] = next
                 plan.positions.append(position)
                 plan.indices.append(next)

@@ -99,6 +99,9 @@ struct GNUParallelTests {
             Case(["-q", "--dry-run", "sh", "-c", "echo [{}]", ":::", "a;echo b"]),
             Case(["--tag", "echo", ":::", "b c", ":::", "it's"]),
             Case(["--tag", "printf \"%s\\n%s\\n\" {} two", ":::", "one"]),
+            // Time: a limit, and commands started apart.
+            Case(["--timeout", "1", "sleep {}; echo {}", ":::", "0.1", "3", "0.2"]),
+            Case(["--delay", "0.2", "echo", ":::", "a", "b", "c"]),
             // Exit status: the number of failed commands, at most 101.
             Case(["echo {}; exit {}", ":::", "0", "3", "0", "4"]),
             Case(["-k", "exit 1", ":::"] + (1...103).map(String.init)),
@@ -353,6 +356,23 @@ struct GNUOptionTests {
         #expect(outcome.errorOutput.contains("over 300% of the median"), "\(outcome.errorOutput)")
         // The slow command sleeps 30 s: ending sooner shows the limit ended it.
         #expect(Date().timeIntervalSince(started) < 29)
+    }
+
+    @Test func delayedCommandsStartApart() async throws {
+        let cli = try CLI()
+        defer { cli.tearDown() }
+        let before = Date().timeIntervalSince1970
+        let outcome = try await cli.run(["run", "-j", "3", "--delay", "0.3", "date +%s.%N #{}", ":::", "1", "2", "3", "4"])
+        #expect(outcome.status == 0, "\(outcome.errorOutput)")
+        let starts = outcome.output.split(separator: "\n").compactMap { Double($0) }
+        #expect(starts.count == 4, "\(outcome.output)")
+        // Command k is handed over 0.3 s × k after the first at the earliest.
+        for (k, start) in starts.enumerated() {
+            #expect(start - before >= 0.3 * Double(k), "command \(k + 1) started \(start - before) s in")
+        }
+        let bad = try await cli.run(["run", "--delay", "soon", "echo", ":::", "a"])
+        #expect(bad.status != 0)
+        #expect(bad.errorOutput.contains("--delay takes seconds, or a number with s, m or h"), "\(bad.errorOutput)")
     }
 
     @Test func theProgressBarShowsARateAndAnETA() async throws {
