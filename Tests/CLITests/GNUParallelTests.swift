@@ -102,6 +102,14 @@ struct GNUParallelTests {
             // Time: a limit, and commands started apart.
             Case(["--timeout", "1", "sleep {}; echo {}", ":::", "0.1", "3", "0.2"]),
             Case(["--delay", "0.2", "echo", ":::", "a", "b", "c"]),
+            // Options that change how it runs or what goes to standard error, not the output.
+            Case(["--bar", "echo", ":::", "a", "b"]),
+            Case(["--eta", "--progress", "echo", ":::", "a"]),
+            Case(["-j", "+1", "echo", ":::", "a", "b"]),
+            Case(["-j", "-1", "echo", ":::", "a"]),
+            Case(["-j", "50%", "echo", ":::", "a"]),
+            Case(["-j0", "echo", ":::", "a", "b"]),
+            Case(["-k", "--keep-order", "echo", ":::", "a", "b"]),
             // Exit status: the number of failed commands, at most 101.
             Case(["echo {}; exit {}", ":::", "0", "3", "0", "4"]),
             Case(["-k", "exit 1", ":::"] + (1...103).map(String.init)),
@@ -168,8 +176,8 @@ extension GNUParallelTests {
 }
 
 extension GNUParallelTests {
-    /// `--halt now`, on one worker and GNU parallel's -j1, so that which commands ran before the
-    /// halt is the same in both.
+    /// `--halt now`, output as it comes and `--timeout N%`, on one worker and GNU parallel's -j1,
+    /// so that which commands ran, and when, is the same in both.
     @Test func haltingAsGNUParallel() async throws {
         let cli = try CLI()
         defer { cli.tearDown() }
@@ -182,6 +190,11 @@ extension GNUParallelTests {
             ["--halt", "now,fail=40%", "echo {}; exit {}", ":::", "0", "3", "0", "4", "5", "0"],
             ["--halt", "now,success=1", "echo {}; exit {}", ":::", "3", "0", "4"],
             ["--halt", "soon,fail=1", "echo {}; exit {}", ":::", "0", "0", "3"],
+            // One worker prints as commands finish in their order, as GNU parallel's -j1 does.
+            ["-u", "echo", ":::", "a", "b", "c"],
+            ["--line-buffer", "echo {}; echo {}", ":::", "a", "b"],
+            // The slow last command is killed at three times the median of the others.
+            ["--timeout", "300%", "sleep {}; echo {}", ":::", "0.1", "0.1", "0.1", "0.1", "5"],
         ]
         for arguments in cases {
             let gnu = try GNUParallel.run(["-j1"] + arguments, stdin: nil, home: cli.home)
