@@ -14,8 +14,8 @@ struct InputOptionGroup: ParsableArguments {
     @Option(help: ArgumentHelp("Split each input into columns {1} {2} … at this regular expression.", valueName: "regex"))
     var colsep: String?
 
-    @Option(help: ArgumentHelp("Remove spaces and tabs from the inputs' ends: n (none), l, r or lr.", valueName: "n|l|r|lr"))
-    var trim: String = "n"
+    @Option(help: ArgumentHelp("Remove white space from the inputs' ends: n (none), l, r or lr (with --colsep, lr unless given).", valueName: "n|l|r|lr"))
+    var trim: String?
 
     @Option(name: .customShort("N", allowingJoined: true), help: ArgumentHelp(
         "Inputs per command: {} is all of them, {1} … {N} each (-N0: none).", valueName: "count"))
@@ -37,7 +37,7 @@ struct InputOptionGroup: ParsableArguments {
     var keepOrder = false
 
     /// The separator of records read from files and standard input.
-    func recordSeparator() throws -> Character {
+    func recordSeparator() throws -> Unicode.Scalar {
         if null { return "\0" }
         guard let delimiter else { return "\n" }
         switch delimiter {
@@ -45,7 +45,7 @@ struct InputOptionGroup: ParsableArguments {
         case "\\t": return "\t"
         case "\\0": return "\0"
         default:
-            guard delimiter.count == 1, let character = delimiter.first else {
+            guard delimiter.unicodeScalars.count == 1, let character = delimiter.unicodeScalars.first else {
                 throw ValidationError("-d takes one character (or \\n, \\t, \\0), not '\(delimiter)'")
             }
             return character
@@ -53,8 +53,10 @@ struct InputOptionGroup: ParsableArguments {
     }
 
     func layout(inputsPerCommand otherSpelling: Int? = nil) throws -> ArgumentLayout {
-        guard let trim = ArgumentLayout.Trim(rawValue: trim == "rl" ? "lr" : trim) else {
-            throw ValidationError("--trim takes n, l, r or lr, not '\(trim)'")
+        // GNU parallel trims columns at both ends unless told otherwise.
+        let given = self.trim ?? (colsep == nil ? "n" : "lr")
+        guard let trim = ArgumentLayout.Trim(rawValue: given == "rl" ? "lr" : given) else {
+            throw ValidationError("--trim takes n, l, r or lr, not '\(given)'")
         }
         let perCommand = inputsPerCommand ?? otherSpelling ?? 1
         guard perCommand >= 0 else { throw ValidationError("-N must not be negative, got \(perCommand)") }
@@ -130,8 +132,9 @@ struct CommandJob: Sendable {
             let linked = marker.hasSuffix("+")
             if marker.hasPrefix("::::") {
                 guard !values.isEmpty else { throw ValidationError("\(marker) needs a file name after it") }
-                for (offset, file) in values.enumerated() {
-                    sources.append(InputSource(try records(ofFile: file, separator: separator), linked: linked && offset == 0))
+                // `::::+` links every file after it.
+                for file in values {
+                    sources.append(InputSource(try records(ofFile: file, separator: separator), linked: linked))
                 }
             } else {
                 sources.append(InputSource(Array(values), linked: linked))
@@ -145,7 +148,7 @@ struct CommandJob: Sendable {
         }
     }
 
-    private static func records(ofFile path: String, separator: Character) throws -> [String] {
+    private static func records(ofFile path: String, separator: Unicode.Scalar) throws -> [String] {
         if path == "-" { return records(of: FileHandle.standardInput.readDataToEndOfFile(), separator: separator) }
         guard let data = FileManager.default.contents(atPath: path) else {
             throw ValidationError("cannot read the input file '\(path)': it does not exist or is not readable")
@@ -153,7 +156,7 @@ struct CommandJob: Sendable {
         return records(of: data, separator: separator)
     }
 
-    private static func records(of data: Data, separator: Character) -> [String] {
+    private static func records(of data: Data, separator: Unicode.Scalar) -> [String] {
         InputSource.records(of: String(decoding: data, as: UTF8.self), separator: separator)
     }
 }
@@ -226,7 +229,7 @@ struct JobOptionGroup: ParsableArguments {
     var timeout: String?
 
     @Option(help: ArgumentHelp(
-        "Runs of a command that fails, in all (as GNU parallel's --retries; 0 and 1 run it once).", valueName: "count"))
+        "Runs of a command that fails, in all (0 and 1 run it once; GNU parallel's 0 retries forever).", valueName: "count"))
     var retries: Int = 1
 
     @Option(help: "Attempts of a task whose worker was lost.")

@@ -15,7 +15,7 @@ enum JobOutput {
 
     /// Prints each result's output (and its standard error) in index order as soon as every
     /// earlier one has been printed, or as it comes.
-    /// - Parameter printed: Called with each result in the order of the output.
+    /// - Parameter printed: Called with each result printed, in the order of the output.
     /// - Returns: The results that did not succeed.
     static func print(
         _ results: AsyncThrowingStream<TaskResult, any Error>, style: Style = Style(), progress: ProgressBar,
@@ -24,23 +24,24 @@ enum JobOutput {
         var pending: [Int: TaskResult] = [:]
         var next = 0
         var failures: [TaskResult] = []
-        func show(_ result: TaskResult) {
-            printed(result)
+        func show(_ result: TaskResult) throws {
+            // What a halt cut short is neither printed, kept nor logged: --resume runs it again.
             if let halt, halt.hides(result) { return }
+            try files?.write(result)
+            printed(result)
             if files == nil { write(result, tag: style.tags?[result.index], progress: progress) }
             if result.status != .succeeded { failures.append(result) }
         }
         for try await result in results {
-            // Files and the halting rule follow the commands as they finish.
-            try files?.write(result)
+            // The halting rule follows the commands as they finish.
             await halt?.observe(result)
             guard style.inOrder else {
-                show(result)
+                try show(result)
                 continue
             }
             pending[result.index] = result
             while let ready = pending.removeValue(forKey: next) {
-                show(ready)
+                try show(ready)
                 next += 1
             }
         }
@@ -100,8 +101,13 @@ struct ResultFiles: Sendable {
         guard !folder.contains("{") else {
             throw ValidationError("--results takes a folder; a file name made of replacement strings is not supported")
         }
+        self.init(folder: folder, commands: job)
+    }
+
+    /// The files of these commands, numbered by their place in `commands`.
+    init(folder: String, commands: CommandJob) {
         self.folder = folder
-        self.job = job
+        self.job = commands
     }
 
     func folder(of index: Int) -> String {
@@ -144,6 +150,8 @@ final class HaltTracker: @unchecked Sendable {
     /// The exit status once the job halted.
     private(set) var exitStatus: Int32?
     private var haltedAfter: Int?
+    /// Commands that finished after the halt (`now` leaves them out).
+    private var late: Set<Int> = []
 
     init(policy: HaltPolicy, total: Int, cancel: @escaping @Sendable (_ running: Bool) async -> Void) {
         self.policy = policy
@@ -152,7 +160,10 @@ final class HaltTracker: @unchecked Sendable {
     }
 
     func observe(_ result: TaskResult) async {
-        guard exitStatus == nil else { return }
+        guard exitStatus == nil else {
+            late.insert(result.index)
+            return
+        }
         finished += 1
         let didFail = result.status != .succeeded
         if didFail { failed += 1 }
@@ -169,9 +180,9 @@ final class HaltTracker: @unchecked Sendable {
     }
 
     /// Whether a result is left out of the output: a command the halt cancelled, and with
-    /// `now`, any after the one that halted the job.
+    /// `now`, any that finished after the halt (as GNU parallel kills them).
     func hides(_ result: TaskResult) -> Bool {
-        guard let haltedAfter else { return false }
-        return result.status == .cancelled || (policy.when == .now && result.index > haltedAfter)
+        guard haltedAfter != nil else { return false }
+        return result.status == .cancelled || (policy.when == .now && late.contains(result.index))
     }
 }

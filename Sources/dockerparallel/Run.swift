@@ -48,7 +48,7 @@ struct Run: AsyncParsableCommand {
     @Flag(name: [.customShort("u"), .customLong("ungroup"), .customLong("line-buffer")], help: "Print each command's output as soon as it finishes, not in input order.")
     var asItFinishes = false
 
-    @Option(help: ArgumentHelp(
+    @Option(parsing: .unconditional, help: ArgumentHelp(
         "Stop early: now (kill running commands) or soon (start no more), once fail=, success= or done= reaches N or N%.",
         valueName: "now|soon,fail=N"))
     var halt: String?
@@ -137,9 +137,13 @@ struct Run: AsyncParsableCommand {
         } catch let error as DockerParallelError {
             throw ValidationError(error.message)
         }
+        // Checked now; written for the commands each run prints (resuming: those it runs).
         let files = try results.map { try ResultFiles(folder: $0, job: job) }
         let timeoutShare = try jobOptions.timeoutShareOfMedian()
         let spacing = try delay.map(Self.duration)
+        if spacing != nil, storedResume != nil {
+            throw ValidationError("--delay does not go with resuming from the server's store: give --joblog FILE to resume, or leave out --delay")
+        }
         let log = try joblog.map { try JobLog(path: $0, appending: resume || resumeFailed) }
         defer { log?.close() }
         guard !job.arguments.isEmpty else { return }
@@ -217,13 +221,16 @@ struct Run: AsyncParsableCommand {
             let seconds = (ContinuousClock.now - started).inSeconds
             let kind = (try? platform.kind)?.rawValue ?? "local"
             let workers = cluster == nil ? "\(jobs) \(kind) workers" : "cluster '\(cluster ?? "")'"
+            let count = (submitted.printed ?? job).arguments.count
             let line = String(
                 format: "dockerparallel: %d tasks on %@ in %.2f s (%.0f tasks/s), %d failed\n",
-                job.arguments.count, workers, seconds, Double(job.arguments.count) / max(seconds, 1e-9), failures.count)
+                count, workers, seconds, Double(count) / max(seconds, 1e-9), failures.count)
             FileHandle.standardError.write(Data(line.utf8))
         }
         let shown = submitted.printed ?? job
-        try JobOutput.finish(failures: failures, total: shown.arguments.count, status: submitted.haltStatus, describe: shown.describe)
+        // With --halt N%, GNU parallel exits with the failures' share even when it did not halt.
+        let status = submitted.haltStatus ?? haltPolicy?.statusWithoutHalting(failed: failures.count, total: shown.arguments.count)
+        try JobOutput.finish(failures: failures, total: shown.arguments.count, status: status, describe: shown.describe)
     }
 
     /// Submits (or, resuming, submits what the job lacks), prints outputs in input order as they
@@ -266,6 +273,7 @@ struct Run: AsyncParsableCommand {
         submitted.value = jobID
         submitted.printed = commands
         guard !commands.arguments.isEmpty else { return [] }
+        let files = watch.files.map { ResultFiles(folder: $0.folder, commands: commands) }
         let pacer = watch.delay.map { _ in Pacer() }
         let pacing = watch.delay.map { delay in
             Task { [paced] in
@@ -281,7 +289,7 @@ struct Run: AsyncParsableCommand {
             }
         }
         defer { pacing?.cancel() }
-        let progress = ProgressBar(total: total, enabled: showProgress)
+        let progress = ProgressBar(total: commands.arguments.count, enabled: showProgress, finishedBefore: total - commands.arguments.count)
         var results: AsyncThrowingStream<TaskResult, any Error>
         if let pacer {
             results = Self.everyResult(of: jobID, count: total, on: cluster, progress: { progress.update($0) }, while: pacer)
@@ -307,17 +315,20 @@ struct Run: AsyncParsableCommand {
             }
         }
         // --timeout N%: commands that run longer than that share of the median are killed.
+        let numbers = Dictionary((indices ?? Array(commands.numbers.indices)).enumerated().map { ($1, commands.numbers[$0]) }, uniquingKeysWith: { first, _ in first })
         let timeouts = watch.timeoutShare.map { share in
-            Task { await Self.killSlowCommands(jobID, on: cluster, share: share) }
+            Task { await Self.killSlowCommands(jobID, on: cluster, share: share, numbers: numbers) }
         }
         defer { timeouts?.cancel() }
         let failures: [TaskResult]
         do {
             failures = try await JobOutput.print(
-                results, style: style, progress: progress, files: watch.files, halt: halt,
+                results, style: style, progress: progress, files: files, halt: halt,
                 printed: { if log != nil { logging.yield($0) } })
         } catch {
+            // The log's writer ends before the log is closed.
             logging.finish()
+            await logged?.value
             throw error
         }
         logging.finish()
@@ -429,15 +440,18 @@ extension Run {
             return
         }
         guard let attempts = try? await cluster.attemptLog(jobID: jobID) else { return }
-        let started = Set(attempts.map(\.index))
-        for index in 0..<count where !started.contains(index) {
+        // Running: whose latest attempt runs (one queued again has earlier, ended ones).
+        var latest: [Int: AttemptOutcome] = [:]
+        for attempt in attempts { latest[attempt.index] = attempt.outcome }
+        for index in 0..<count where latest[index] != .running {
             _ = try? await cluster.cancel(jobID: jobID, index: index)
         }
     }
 
     /// Kills, every half second, the commands that have run longer than `share` of the median
     /// run time of the commands finished so far (once three have).
-    static func killSlowCommands(_ jobID: JobID, on cluster: DockerCluster, share: Double) async {
+    /// - Parameter numbers: Each task's command number, by its index in the job.
+    static func killSlowCommands(_ jobID: JobID, on cluster: DockerCluster, share: Double, numbers: [Int: Int]) async {
         while !Task.isCancelled {
             try? await Task.sleep(for: .milliseconds(500))
             guard let attempts = try? await cluster.attemptLog(jobID: jobID) else { continue }
@@ -449,7 +463,7 @@ extension Run {
                 _ = try? await cluster.cancel(jobID: jobID, index: attempt.index)
                 FileHandle.standardError.write(Data(String(
                     format: "dockerparallel: command #%d killed: it ran %.1f s, over %.0f%% of the median %.3f s (--timeout)\n",
-                    attempt.index + 1, now - attempt.started, share * 100, median).utf8))
+                    numbers[attempt.index] ?? attempt.index + 1, now - attempt.started, share * 100, median).utf8))
             }
         }
     }
@@ -484,15 +498,25 @@ final class SubmittedJob: @unchecked Sendable {
 final class ProgressBar: Sendable {
     let total: Int
     let enabled: Bool
+    /// Tasks of the job that had finished before (resuming), which the bar leaves out.
+    let finishedBefore: Int
     let started = ContinuousClock.now
 
-    init(total: Int, enabled: Bool) {
+    init(total: Int, enabled: Bool, finishedBefore: Int = 0) {
         self.total = total
         self.enabled = enabled
+        self.finishedBefore = finishedBefore
     }
 
     func update(_ status: JobStatus) {
         guard enabled else { return }
+        var status = status
+        var before = finishedBefore
+        for count in [\JobStatus.succeeded, \JobStatus.failed, \JobStatus.cancelled] {
+            let taken = min(before, status[keyPath: count])
+            status[keyPath: count] -= taken
+            before -= taken
+        }
         FileHandle.standardError.write(Data("\r\(Self.line(status, total: total, seconds: (ContinuousClock.now - started).inSeconds)) ".utf8))
     }
 

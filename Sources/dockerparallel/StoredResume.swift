@@ -16,6 +16,8 @@ struct StoredResume: Sendable {
     var indices: [Int] = []
     /// How many tasks the job has now.
     var total = 0
+    /// Tasks of the job that had finished before this run and were left as they were.
+    var finishedBefore = 0
     var skipped = 0
     var retried = 0
     var added = 0
@@ -42,26 +44,35 @@ struct StoredResume: Sendable {
         let exists = try await cluster.serverReport().jobs.contains { $0.jobID == jobID }
         let stored = exists ? try await cluster.tasks(jobID: jobID) : []
         let results = exists ? try await cluster.finishedResults(jobID: jobID) : []
-        var indexOf: [[String]: Int] = [:]
-        for task in stored {
-            if case .command(let argv, _) = task.kind, indexOf[argv] == nil { indexOf[argv] = task.index }
+        // The stored tasks that run each command, in order: the k-th time a command comes in the
+        // list is the k-th such task (`-N0` or a repeated input runs the same command again).
+        var indicesOf: [[String]: [Int]] = [:]
+        for task in stored.sorted(by: { $0.index < $1.index }) {
+            if case .command(let argv, _) = task.kind { indicesOf[argv, default: []].append(task.index) }
         }
+        var used: [[String]: Int] = [:]
         let status = Dictionary(results.map { ($0.index, $0.status) }, uniquingKeysWith: { $1 })
         var next = (stored.map(\.index).max() ?? -1) + 1
         var newTasks: [TaskSpec] = []
         var retry: [Int] = []
         for position in commands.arguments.indices {
             let argv = commands.command.argv(arguments: commands.arguments[position], number: commands.numbers[position])
-            if let index = indexOf[argv] {
+            let occurrence = used[argv, default: 0]
+            used[argv] = occurrence + 1
+            if let stored = indicesOf[argv], occurrence < stored.count {
+                let index = stored[occurrence]
                 switch status[index] {
                 case .succeeded?:
                     plan.skipped += 1
                     continue
-                case .failed?, .cancelled?:
+                case .failed?:
                     guard !failedToo else {
                         plan.skipped += 1
                         continue
                     }
+                    retry.append(index)
+                case .cancelled?:
+                    // Cancelled (a halt, a cancel): it did not run to its end; it runs now.
                     retry.append(index)
                 case nil:
                     break  // still queued or running: this run waits for it
@@ -71,7 +82,6 @@ struct StoredResume: Sendable {
             } else {
                 newTasks += try DockerCluster.commandLineTasks(
                     commands.command, arguments: [commands.arguments[position]], numbers: [commands.numbers[position]], firstIndex: next)
-                indexOf[argv] = next
                 plan.positions.append(position)
                 plan.indices.append(next)
                 next += 1
@@ -80,6 +90,7 @@ struct StoredResume: Sendable {
         if !newTasks.isEmpty { try await cluster.submit(newTasks, jobID: jobID, options: options) }
         if !retry.isEmpty { _ = try await cluster.retryFailed(jobID: jobID, indices: retry) }
         plan.total = next
+        plan.finishedBefore = results.count - retry.count
         plan.retried = retry.count
         plan.added = newTasks.count
         return plan
@@ -87,6 +98,6 @@ struct StoredResume: Sendable {
 
     /// One line for standard error: what was skipped, queued again and added.
     var summary: String {
-        "dockerparallel: job \(jobID): \(skipped) command(s) already done, \(retried) failed one(s) queued again, \(added) new\n"
+        "dockerparallel: job \(jobID): \(skipped) command(s) already done, \(retried) failed or cancelled one(s) queued again, \(added) new\n"
     }
 }

@@ -142,9 +142,9 @@ import Testing
     @Test func anEmptyCommandIsRejected() async throws {
         let cli = try CLI()
         defer { cli.tearDown() }
-        let outcome = try await cli.run(["run", "--", ":::", "a"])
+        let outcome = try await cli.run(["run", "--", "", ":::", "a"])
         #expect(outcome.status != 0)
-        #expect(outcome.errorOutput.contains("no command given"))
+        #expect(outcome.errorOutput.contains("the command's first word is empty"), "\(outcome.errorOutput)")
     }
 
     @Test func killingTheCLIStopsItsEphemeralCluster() async throws {

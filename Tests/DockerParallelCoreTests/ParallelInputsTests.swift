@@ -23,6 +23,7 @@ struct ParallelInputsTests {
         #expect(try ArgumentLayout(columnSeparator: ",+").arguments(of: [InputSource(["a,,b"])]) == [["a", "b"]])
         #expect(try ArgumentLayout(columnSeparator: ",", trim: .both).arguments(of: [InputSource(["  a  ,b "])]) == [["a", "b"]])
         #expect(try ArgumentLayout(trim: .left).arguments(of: [InputSource([" \ta "])]) == [["a "]])
+        #expect(try ArgumentLayout(trim: .both).arguments(of: [InputSource(["a\r"])]) == [["a"]])
         #expect(try ArgumentLayout(recordsPerCommand: 2).arguments(of: [InputSource(["1", "2", "3", "4", "5"])])
             == [["1", "2"], ["3", "4"], ["5"]])
         #expect(try ArgumentLayout(recordsPerCommand: 2).arguments(of: [InputSource(["a", "b"]), InputSource(["1"])])
@@ -36,6 +37,8 @@ struct ParallelInputsTests {
         #expect(InputSource.records(of: "a\nb") == ["a", "b"])
         #expect(InputSource.records(of: "") == [])
         #expect(InputSource.records(of: "a b\0c\nd\0", separator: "\0") == ["a b", "c\nd"])
+        // CRLF: the line feed ends each record, whose carriage return stays (as in GNU parallel).
+        #expect(InputSource.records(of: "a\r\nb\r\n") == ["a\r", "b\r"])
     }
 
     @Test func valuesAreQuotedAsGNUParallelQuotesThem() {
@@ -55,7 +58,14 @@ struct ParallelInputsTests {
         #expect(command.commandLine(arguments: ["dir.d/f"], number: 5) == "echo dir.d/f dir.d/f f dir.d f 5")
         #expect(command.commandLine(arguments: ["/x.y"], number: 2) == "echo /x.y /x x.y / x 2")
         let positional = try ShellCommandLine(["echo", "{1} {1.} {1/} {1//} {1/.} {2} {-1} {-2} [{5}]"])
-        #expect(positional.commandLine(arguments: ["d/a.txt", "e/b.c"], number: 1) == "echo d/a.txt d/a a.txt d a e/b.c e/b.c d/a.txt ['']")
+        #expect(positional.commandLine(arguments: ["d/a.txt", "e/b.c"], number: 1) == "echo d/a.txt d/a a.txt d a e/b.c e/b.c d/a.txt []")
+        // A missing one is nothing, not an empty argument.
+        #expect(try ShellCommandLine(["echo", "{1}", "{2}"]).commandLine(arguments: ["c"], number: 3) == "echo c ")
+        // {//} is Perl's dirname.
+        let folders = try ShellCommandLine(["{//}"], quoted: true)
+        for (path, folder) in ["a/b/": "a", "a//b": "a", "/a/": "/", "/": "/", "a": ".", "/x.y": "/", "d/e/f": "d/e"] {
+            #expect(folders.argv(arguments: [path], number: 1) == [folder], "\(path)")
+        }
         // Not replacement strings: left as they are.
         let literal = try ShellCommandLine(["echo", "{x} {-0} {-} {1x} { } {"])
         #expect(!literal.usesReplacementStrings)
@@ -76,7 +86,14 @@ struct ParallelInputsTests {
         #expect(quoted.commandLine(arguments: ["a;echo b"], number: 1) == "sh -c 'echo [a;echo b]'")
         let quotedAppended = try ShellCommandLine(["printf", "%s\n"], quoted: true)
         #expect(quotedAppended.argv(arguments: ["x y"], number: 1) == ["printf", "%s\n", "x y"])
-        #expect(throws: DockerParallelError.self) { try ShellCommandLine([]) }
+        // -q: {} of several inputs is one argument each, as the shell splits GNU parallel's line.
+        let several = try ShellCommandLine(["echo", "x{}y"], quoted: true)
+        #expect(several.argv(arguments: ["a b", "c"], number: 1) == ["echo", "xa b", "cy"])
+        #expect(several.commandLine(arguments: ["a b", "c"], number: 1) == "echo 'xa b' cy")
+        // No words: the inputs are the commands.
+        let inputs = try ShellCommandLine([])
+        #expect(inputs.argv(arguments: ["echo a;", "echo b"], number: 1) == ["/bin/sh", "-c", "echo a; echo b"])
+        #expect(throws: DockerParallelError.self) { try ShellCommandLine(["", "x"]) }
     }
 }
 
@@ -88,6 +105,9 @@ struct HaltPolicyTests {
         #expect(try HaltPolicy.parse("now,success=2") == HaltPolicy(when: .now, event: .success, limit: .count(2)))
         #expect(try HaltPolicy.parse("2") == HaltPolicy(when: .now, event: .fail, limit: .count(1)))
         #expect(try HaltPolicy.parse("1") == HaltPolicy(when: .soon, event: .fail, limit: .count(1)))
+        #expect(try HaltPolicy.parse("-1") == HaltPolicy(when: .soon, event: .success, limit: .count(1)))
+        #expect(try HaltPolicy.parse("-2") == HaltPolicy(when: .now, event: .success, limit: .count(1)))
+        #expect(try HaltPolicy.parse("5%") == HaltPolicy(when: .soon, event: .fail, limit: .percent(5)))
         #expect(try HaltPolicy.parse("never") == nil)
         for bad in ["later,fail=1", "now,fail", "now,fail=0", "now,fail=x", "now,oops=1", "now,fail=150%", ""] {
             #expect(throws: DockerParallelError.self, "\(bad)") { try HaltPolicy.parse(bad) }
@@ -108,6 +128,9 @@ struct HaltPolicyTests {
         let success = try #require(try HaltPolicy.parse("now,success=1"))
         #expect(success.exitStatus(failed: 1, finished: 1, total: 3, lastFailed: true, lastExitStatus: 3) == nil)
         #expect(success.exitStatus(failed: 1, finished: 2, total: 3, lastFailed: false, lastExitStatus: 0) == 0)
+        // Without halting, a share's exit status is still the failures' share.
+        #expect(share.statusWithoutHalting(failed: 1, total: 10) == 10)
+        #expect(first.statusWithoutHalting(failed: 1, total: 10) == nil)
         let done = try #require(try HaltPolicy.parse("now,done=2"))
         #expect(done.exitStatus(failed: 0, finished: 2, total: 4, lastFailed: false, lastExitStatus: 0) == 0)
     }

@@ -20,7 +20,8 @@ public struct HaltPolicy: Sendable, Equatable {
     }
 
     /// Reads GNU parallel's spellings: `now,fail=1`, `soon,fail=20%`, `now,success=1`,
-    /// `soon,done=3`, and the old numbers (`0` never, `1` = `soon,fail=1`, `2` = `now,fail=1`).
+    /// `soon,done=3`, `20%` (`soon,fail=20%`), and the old numbers (`0` never, `1` =
+    /// `soon,fail=1`, `2` = `now,fail=1`, `-1` and `-2` the same for `success`).
     /// - Returns: `nil` for `never` and `0`.
     /// - Throws: ``DockerParallelError`` `.invalidArgument` naming the forms it takes.
     public static func parse(_ text: String) throws -> HaltPolicy? {
@@ -30,8 +31,12 @@ public struct HaltPolicy: Sendable, Equatable {
         case "0", "never": return nil
         case "1": return HaltPolicy(when: .soon, event: .fail, limit: .count(1))
         case "2": return HaltPolicy(when: .now, event: .fail, limit: .count(1))
+        case "-1": return HaltPolicy(when: .soon, event: .success, limit: .count(1))
+        case "-2": return HaltPolicy(when: .now, event: .success, limit: .count(1))
         default: break
         }
+        // `--halt 5%` is `soon,fail=5%`.
+        if text.hasSuffix("%"), !text.contains(",") { return try parse("soon,fail=" + text) }
         let parts = text.split(separator: ",", maxSplits: 1)
         guard parts.count == 2, let when = When(rawValue: String(parts[0])) else { throw invalid }
         let condition = parts[1].split(separator: "=", maxSplits: 1)
@@ -73,5 +78,12 @@ public struct HaltPolicy: Sendable, Equatable {
         if case .count(1) = limit { return lastExitStatus }
         if case .percent = limit { return Int32((Double(failed) / Double(max(total, 1)) * 100).rounded(.up)) }
         return Int32(min(failed, 101))
+    }
+
+    /// The exit status of a job that ran to its end without halting: with a share as the limit,
+    /// the failures' share in percent (GNU parallel's); else `nil`, the usual count of failures.
+    public func statusWithoutHalting(failed: Int, total: Int) -> Int32? {
+        guard case .percent = limit, event != .success else { return nil }
+        return Int32((Double(failed) / Double(max(total, 1)) * 100).rounded(.up))
     }
 }

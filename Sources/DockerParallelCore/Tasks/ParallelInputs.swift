@@ -12,11 +12,13 @@ public struct InputSource: Sendable, Equatable {
     }
 
     /// The records of a file's text: split at `separator` (a newline, or NUL for `--null`), with
-    /// a final separator ending the last record rather than starting an empty one.
-    public static func records(of text: String, separator: Character = "\n") -> [String] {
-        guard !text.isEmpty else { return [] }
-        var records = text.split(separator: separator, omittingEmptySubsequences: false).map(String.init)
-        if text.last == separator { records.removeLast() }
+    /// a final separator ending the last record rather than starting an empty one. A CRLF file's
+    /// records keep their `\r`, as GNU parallel's do.
+    public static func records(of text: String, separator: Unicode.Scalar = "\n") -> [String] {
+        let scalars = text.unicodeScalars
+        guard !scalars.isEmpty else { return [] }
+        var records = scalars.split(separator: separator, omittingEmptySubsequences: false).map { String(String.UnicodeScalarView($0)) }
+        if scalars.last == separator { records.removeLast() }
         return records
     }
 }
@@ -24,7 +26,7 @@ public struct InputSource: Sendable, Equatable {
 /// How the values of several input sources become the arguments of each command, as GNU
 /// parallel makes them (`--colsep`, `--trim`, `-N`/`-n`).
 public struct ArgumentLayout: Sendable, Equatable {
-    /// Which ends of each value lose their spaces and tabs (`--trim`).
+    /// Which ends of each value lose their white space (`--trim`; with `--colsep`, both by default).
     public enum Trim: String, Sendable, CaseIterable {
         case none = "n", left = "l", right = "r", both = "lr"
     }
@@ -81,11 +83,12 @@ public struct ArgumentLayout: Sendable, Equatable {
     }
 
     private func trimmed(_ value: String) -> String {
-        let blank: (Character) -> Bool = { $0 == " " || $0 == "\t" }
-        var value = Substring(value)
-        if trim == .left || trim == .both { value = value.drop(while: blank) }
+        // Perl's \s, as GNU parallel trims.
+        let blank: (Unicode.Scalar) -> Bool = { " \t\n\r\u{0B}\u{0C}".unicodeScalars.contains($0) }
+        var value = Substring.UnicodeScalarView(value.unicodeScalars)
+        if trim == .left || trim == .both { value = Substring.UnicodeScalarView(value.drop(while: blank)) }
         if trim == .right || trim == .both {
-            while let last = value.last, blank(last) { value = value.dropLast() }
+            while let last = value.last, blank(last) { value.removeLast() }
         }
         return String(value)
     }

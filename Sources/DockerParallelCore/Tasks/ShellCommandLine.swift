@@ -14,15 +14,20 @@ public struct ShellCommandLine: Sendable, Equatable {
     /// The shell that runs a command line.
     public var shell: String
 
-    /// - Throws: ``DockerParallelError`` `.invalidArgument` when `words` is empty.
+    /// - Parameter words: The command's words; none makes each command's arguments the command
+    ///   itself (`dockerparallel run ::: 'echo a' 'echo b'`, or command lines on standard input).
+    /// - Throws: ``DockerParallelError`` `.invalidArgument` when the first word is empty.
     public init(_ words: [String], quoted: Bool = false, shell: String = "/bin/sh") throws {
-        guard let first = words.first, !first.isEmpty else {
-            throw DockerParallelError(.invalidArgument, "no command given: put the command before ':::', e.g. dockerparallel run echo {} ::: a b")
+        if let first = words.first, first.isEmpty {
+            throw DockerParallelError(.invalidArgument, "the command's first word is empty: put the command before ':::', e.g. dockerparallel run echo {} ::: a b")
         }
         self.words = words
         self.isQuoted = quoted
         self.shell = shell
     }
+
+    /// Whether the inputs are the commands (no words were given).
+    public var inputsAreCommands: Bool { words.isEmpty }
 
     /// Whether any word holds a replacement string; without one, the arguments are appended.
     public var usesReplacementStrings: Bool {
@@ -31,6 +36,7 @@ public struct ShellCommandLine: Sendable, Equatable {
 
     /// The command line as the shell gets it, and as `--dry-run` and the job log show it.
     public func commandLine(arguments: [String], number: Int) -> String {
+        if inputsAreCommands { return isQuoted ? arguments.map(Self.quote).joined(separator: " ") : arguments.joined(separator: " ") }
         if isQuoted {
             return expandedWords(arguments: arguments, number: number).map(Self.quote).joined(separator: " ")
         }
@@ -45,9 +51,39 @@ public struct ShellCommandLine: Sendable, Equatable {
         isQuoted ? expandedWords(arguments: arguments, number: number) : [shell, "-c", commandLine(arguments: arguments, number: number)]
     }
 
+    /// The quoted command's arguments: each word with the inputs put in as they are; where a
+    /// replacement string stands for several inputs, each is its own argument (as the shell
+    /// splits GNU parallel's `-q` line).
     private func expandedWords(arguments: [String], number: Int) -> [String] {
+        guard !inputsAreCommands else { return arguments }
         guard usesReplacementStrings else { return words + arguments }
-        return words.map { substitute($0, arguments: arguments, number: number, quoting: { $0 }) }
+        var expanded: [String] = []
+        for word in words {
+            var current = ""
+            for piece in Self.pieces(of: word) {
+                switch piece {
+                case .text(let text): current += text
+                case .replacement(_, .number): current += String(number)
+                case .replacement(let position?, let transform): current += value(at: position, of: arguments, transform)
+                case .replacement(nil, let transform):
+                    for (offset, argument) in arguments.enumerated() {
+                        if offset > 0 {
+                            expanded.append(current)
+                            current = ""
+                        }
+                        current += transform.apply(to: argument)
+                    }
+                }
+            }
+            expanded.append(current)
+        }
+        return expanded
+    }
+
+    /// The argument at a position from 1 (from the end when negative), or nothing.
+    private func value(at position: Int, of arguments: [String], _ transform: Transform) -> String {
+        let index = position > 0 ? position - 1 : arguments.count + position
+        return arguments.indices.contains(index) ? transform.apply(to: arguments[index]) : ""
     }
 
     private func substitute(_ word: String, arguments: [String], number: Int, quoting: (String) -> String) -> String {
@@ -57,8 +93,9 @@ public struct ShellCommandLine: Sendable, Equatable {
             case .replacement(let position, let transform):
                 if transform == .number { return String(number) }
                 guard let position else { return arguments.map { quoting(transform.apply(to: $0)) }.joined(separator: " ") }
+                // A missing one is nothing at all, as in GNU parallel (not an empty argument).
                 let index = position > 0 ? position - 1 : arguments.count + position
-                guard arguments.indices.contains(index) else { return quoting("") }
+                guard arguments.indices.contains(index) else { return "" }
                 return quoting(transform.apply(to: arguments[index]))
             }
         }.joined()
@@ -102,9 +139,14 @@ public struct ShellCommandLine: Sendable, Equatable {
             return String(value[value.index(after: slash)...])
         }
 
+        /// Perl's `dirname`: trailing slashes go first (`a/b/` is in `a`), and the folder's own.
         static func directory(_ value: String) -> String {
-            guard let slash = value.lastIndex(of: "/") else { return "." }
-            return slash == value.startIndex ? "/" : String(value[..<slash])
+            var path = Substring(value)
+            while path.count > 1, path.hasSuffix("/") { path = path.dropLast() }
+            guard let slash = path.lastIndex(of: "/") else { return "." }
+            var folder = path[..<slash]
+            while folder.count > 1, folder.hasSuffix("/") { folder = folder.dropLast() }
+            return folder.isEmpty ? "/" : String(folder)
         }
     }
 
