@@ -297,6 +297,19 @@ extension DockerCluster {
         return status
     }
 
+    /// Starts no more of a job's tasks, as GNU parallel's `--halt soon` does: queued tasks are
+    /// cancelled, and so are those workers hold but have not started; running ones finish.
+    /// ``retryFailed(jobID:indices:)`` lets the job start tasks again.
+    /// - Returns: The job's counts afterwards (tasks handed back are cancelled a moment later).
+    @discardableResult
+    public func stopStarting(jobID: JobID) async throws -> JobStatus {
+        let reply = try await withServerRetry { try await $0.request(.stopStarting(jobID: jobID.rawValue)) }
+        guard case .job(let status) = reply else {
+            throw DockerParallelError(.protocolViolation, "the server answered stopStarting with \(reply)")
+        }
+        return status
+    }
+
     /// Queues a job's failed and cancelled tasks again, with fresh attempts.
     /// - Parameter indices: Only these tasks (default: every failed or cancelled one).
     /// - Returns: The job's counts afterwards.

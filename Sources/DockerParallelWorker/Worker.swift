@@ -160,6 +160,8 @@ public final class Worker: Service {
                     actions = machine.assigned(assignments, now: now)
                 case .server(.abort(let leaseIDs)):
                     actions = machine.aborted(leaseIDs, now: now)
+                case .server(.handBack(let leaseIDs)):
+                    actions = machine.handBack(leaseIDs, now: now)
                 case .server(.error(let code, let message)):
                     logger.warning("server reported an error", metadata: ["code": "\(code)", "message": "\(message)"])
                     actions = []

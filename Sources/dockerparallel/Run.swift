@@ -311,7 +311,7 @@ struct Run: AsyncParsableCommand {
         let halt = watch.halt.map { policy in
             HaltTracker(policy: policy, total: commands.arguments.count) { running in
                 pacing?.cancel()
-                await Self.cancel(jobID, on: cluster, count: total, running: running)
+                await Self.cancel(jobID, on: cluster, running: running)
             }
         }
         // --timeout N%: commands that run longer than that share of the median are killed.
@@ -433,18 +433,13 @@ struct Watch: Sendable {
 }
 
 extension Run {
-    /// Cancels a job's unfinished commands, or (`running` false) only those no worker runs yet.
-    static func cancel(_ jobID: JobID, on cluster: DockerCluster, count: Int, running: Bool) async {
+    /// Cancels a job's unfinished commands, or (`running` false) only those no worker has
+    /// started (`--halt soon`).
+    static func cancel(_ jobID: JobID, on cluster: DockerCluster, running: Bool) async {
         if running {
             _ = try? await cluster.cancel(jobID: jobID)
-            return
-        }
-        guard let attempts = try? await cluster.attemptLog(jobID: jobID) else { return }
-        // Running: whose latest attempt runs (one queued again has earlier, ended ones).
-        var latest: [Int: AttemptOutcome] = [:]
-        for attempt in attempts { latest[attempt.index] = attempt.outcome }
-        for index in 0..<count where latest[index] != .running {
-            _ = try? await cluster.cancel(jobID: jobID, index: index)
+        } else {
+            _ = try? await cluster.stopStarting(jobID: jobID)
         }
     }
 

@@ -205,7 +205,8 @@ extension GNUParallelTests {
             ["--halt", "now,success=1", "echo {}; exit {}", ":::", "3", "0", "4"],
             ["--halt", "soon,fail=1", "echo {}; exit {}", ":::", "0", "0", "3"],
             ["--halt", "-2", "echo {}; exit {}", ":::", "3", "0", "4"],
-            // (soon: a command a worker already took may still run, so the failure comes last.)
+            // (soon: a worker may start its next command before the halt reaches it — see
+            // GNUOptionTests — so here the failure that halts comes last.)
             ["--halt", "50%", "echo {}; exit {}", ":::", "0", "3", "0", "4"],
             // One worker prints as commands finish in their order, as GNU parallel's -j1 does.
             ["-u", "echo", ":::", "a", "b", "c"],
@@ -394,6 +395,20 @@ struct GNUOptionTests {
         #expect(outcome.errorOutput.contains("over 300% of the median"), "\(outcome.errorOutput)")
         // The slow command sleeps 30 s: ending sooner shows the limit ended it.
         #expect(Date().timeIntervalSince(started) < 29)
+    }
+
+    /// `--halt soon`: commands a worker took ahead but has not started are handed back, so only
+    /// a command or two more run after the failure, not the worker's whole prefetch.
+    @Test func haltingSoonStartsAlmostNothingMore() async throws {
+        let cli = try CLI()
+        defer { cli.tearDown() }
+        let runs = cli.home + "/runs"
+        let outcome = try await cli.run(
+            ["run", "-j", "1", "--halt", "soon,fail=1", "echo {} >> \(runs); [ {} != 30 ]", ":::"] + (1...400).map(String.init))
+        #expect(outcome.status == 1, "\(outcome.errorOutput)")
+        let ran = ((try? String(contentsOfFile: runs, encoding: .utf8)) ?? "").split(separator: "\n").count
+        #expect(ran >= 30 && ran <= 35, "\(ran) commands ran")
+        #expect(outcome.errorOutput.contains("--halt soon, starting no more commands"), "\(outcome.errorOutput)")
     }
 
     @Test func delayedCommandsStartApart() async throws {

@@ -396,6 +396,36 @@ import Testing
         #expect(unknown.durable.map(\.message) == [.error(code: .invalidArgument, message: "there is no job 'nope' on this server")])
     }
 
+    /// `--halt soon`: queued tasks are cancelled at once, the worker is asked for the ones it
+    /// holds, those it gives back are cancelled, and the one it runs finishes and counts.
+    @Test func stoppingAJobCancelsWhatHasNotStartedAndLetsRunningTasksFinish() {
+        var broker = machine()
+        let client = connect(&broker, .client, name: "c")
+        let worker = connect(&broker, .worker, name: "w", slots: 1)
+        _ = broker.received(.credit(count: 2), requestID: 0, from: worker, now: .zero)
+        let leases = assigned(broker.received(.submit(jobID: "j", options: JobOptions(), tasks: commands(4)), requestID: 2, from: client, now: .zero))[worker] ?? []
+        #expect(leases.count == 2)
+        let stop = broker.received(.stopStarting(jobID: "j"), requestID: 3, from: client, now: .seconds(1))
+        #expect(stop.now == [.init(peer: worker, requestID: 0, message: .handBack(leaseIDs: leases.map(\.leaseID)))])
+        #expect(broker.queue.status(jobID: "j")?.cancelled == 2)
+        // The worker gives back the one it had not started: cancelled, not queued again.
+        let released = broker.received(.release(leaseIDs: [leases[1].leaseID]), requestID: 0, from: worker, now: .seconds(2))
+        #expect(released.changes.contains { if case .result(let result) = $0 { result.index == leases[1].task.index && result.status == .cancelled } else { false } })
+        _ = broker.received(.credit(count: 1), requestID: 0, from: worker, now: .seconds(2))
+        #expect(broker.queue.status(jobID: "j")?.cancelled == 3)
+        #expect(broker.queue.status(jobID: "j")?.queued == 0)
+        // The running one finishes and counts.
+        _ = broker.received(
+            .completed([Completion(leaseID: leases[0].leaseID, jobID: "j", index: leases[0].task.index, report: success())], credit: 1),
+            requestID: 0, from: worker, now: .seconds(3))
+        #expect(broker.queue.status(jobID: "j")?.succeeded == 1)
+        // Queued again, the job starts tasks again.
+        _ = broker.received(.retry(jobID: "j", indices: nil), requestID: 4, from: client, now: .seconds(4))
+        #expect(broker.queue.status(jobID: "j")?.cancelled == 0)
+        let unknown = broker.received(.stopStarting(jobID: "nope"), requestID: 5, from: client, now: .zero)
+        #expect(unknown.durable.map(\.message) == [.error(code: .invalidArgument, message: "there is no job 'nope' on this server")])
+    }
+
     @Test func aDrainingWorkerHandsTasksBackWithoutUsingAttempts() {
         var broker = machine()
         let client = connect(&broker, .client, name: "c")

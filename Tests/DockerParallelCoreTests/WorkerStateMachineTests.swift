@@ -41,6 +41,23 @@ import Testing
         #expect(worker.held == [2, 3])
     }
 
+    /// `--halt soon`: asked for leases back, it gives those it has not started, with their credit,
+    /// and goes on with those it runs.
+    @Test func aHandBackReturnsOnlyWhatHasNotStarted() {
+        var worker = machine(slots: 1, prefetch: 2)
+        _ = worker.connected(now: .zero)
+        #expect(started(worker.assigned([assignment(1), assignment(2), assignment(3)], now: .zero)) == [1])
+        let actions = worker.handBack([1, 2, 3], now: .milliseconds(10))
+        #expect(sent(actions) == [.release(leaseIDs: [2, 3]), .credit(count: 2)])
+        #expect(worker.waiting.isEmpty)
+        #expect(worker.held == [1])
+        // Nothing to give back: nothing said.
+        #expect(worker.handBack([1], now: .milliseconds(20)).isEmpty)
+        let finished = worker.finished(completion(1), duration: .milliseconds(50), now: .milliseconds(60))
+        #expect(started(finished).isEmpty)
+        #expect(sent(finished).contains { if case .completed([completion(1)], _) = $0 { true } else { false } })
+    }
+
     @Test func commandsNeverRunInlineAndTinySwiftTasksDo() {
         var worker = machine(slots: 1, prefetch: 0)
         _ = worker.connected(now: .zero)

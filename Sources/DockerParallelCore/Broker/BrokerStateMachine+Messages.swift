@@ -65,8 +65,8 @@ extension BrokerStateMachine {
                 // sends credit again).
                 peer.credit = 0
             }
-            queue.release(from: id.worker, leaseIDs: leaseIDs, now: now.inSeconds)
-            return dispatch(now: now)
+            let cancelled = queue.release(from: id.worker, leaseIDs: leaseIDs, now: now.inSeconds)
+            return notify(cancelled) + dispatch(now: now)
 
         case .watch(let jobID):
             return watch(jobID: jobID, peer: id, requestID: requestID)
@@ -88,6 +88,25 @@ extension BrokerStateMachine {
                 guard self.peer(holder) != nil, let ids = byHolder[worker] else { continue }
                 update(holder) { $0.leases.subtract(ids) }
                 actions.now.append(Output(peer: holder, requestID: 0, message: .abort(leaseIDs: ids)))
+            }
+            return actions
+
+        case .stopStarting(let jobID):
+            guard queue.status(jobID: jobID) != nil else { return noJob(jobID) }
+            let stopping = queue.stopStarting(jobID: jobID, now: now.inSeconds)
+            let status = queue.status(jobID: jobID) ?? JobStatus(jobID: JobID(jobID))
+            var actions = notify(stopping.results) + reply(.job(status))
+            // Workers holding its tasks give back those they have not started.
+            var holders: [WorkerID] = []
+            var byHolder: [WorkerID: [LeaseID]] = [:]
+            for (worker, leaseID) in stopping.abortedLeases {
+                if byHolder[worker] == nil { holders.append(worker) }
+                byHolder[worker, default: []].append(leaseID)
+            }
+            for worker in holders {
+                let holder = PeerID(worker.rawValue)
+                guard self.peer(holder) != nil, let ids = byHolder[worker] else { continue }
+                actions.now.append(Output(peer: holder, requestID: 0, message: .handBack(leaseIDs: ids)))
             }
             return actions
 

@@ -62,6 +62,10 @@ package enum ClientMessage: Sendable, Codable, Equatable {
     case run(jobID: String, options: JobOptions, tasks: [TaskSpec])
     /// Cancels a job, or one of its tasks.
     case cancel(jobID: String, index: Int?)
+    /// Starts no more of a job's tasks (`--halt soon`): queued ones are cancelled, workers hand
+    /// back those they hold but have not started (cancelled too), running ones finish. Replies
+    /// `job`.
+    case stopStarting(jobID: String)
     /// Removes a job and its results from the server.
     case forget(jobID: String)
     /// Queues a job's failed and cancelled tasks again (all of them, or these indices).
@@ -102,6 +106,9 @@ package enum ServerMessage: Sendable, Codable, Equatable {
     case assign([Assignment])
     /// Leases a worker must stop running, without reporting them (their tasks were cancelled).
     case abort(leaseIDs: [LeaseID])
+    /// Leases a worker gives back (`release`) unless it has started them: their job starts no
+    /// more tasks, and those it started finish.
+    case handBack(leaseIDs: [LeaseID])
     /// Results of a watched job.
     case results([TaskResult])
     /// The state of a job; sent after results while watching, and in reply to cancel.

@@ -31,11 +31,34 @@ extension TaskQueue {
         return cancellation
     }
 
+    /// Starts no more of a job's tasks (GNU parallel's `--halt soon`): queued ones are cancelled,
+    /// leased ones are left to their workers, which hand back those they have not started
+    /// (cancelled then, see ``release(from:leaseIDs:now:)``).
+    /// - Returns: The cancellations, and the leases whose workers are asked to hand them back.
+    package mutating func stopStarting(jobID: String, now: Double = 0) -> Cancellation {
+        guard let job = jobs[jobID] else { return Cancellation() }
+        stoppedJobs.insert(jobID)
+        var stopping = Cancellation()
+        for index in job.indices {
+            switch entries[Key(jobID: jobID, index: index)]?.state {
+            case .queued?:
+                stopping.results += cancel(jobID: jobID, index: index, now: now).results
+            case .leased(let id)?:
+                if let lease = leases[id] { stopping.abortedLeases.append((lease.worker, id)) }
+            default:
+                break
+            }
+        }
+        return stopping
+    }
+
     /// Puts a job's failed and cancelled tasks (or those of `indices` among them) back in the
     /// queue with fresh attempts; their results are dropped.
     /// - Returns: The indices queued again.
     package mutating func retry(jobID: String, indices: [Int]? = nil) -> [Int] {
         guard var job = jobs.removeValue(forKey: jobID) else { return [] }
+        // A job queued again starts tasks again.
+        stoppedJobs.remove(jobID)
         var retried: [Int] = []
         for index in indices ?? job.indices {
             let key = Key(jobID: jobID, index: index)
@@ -76,6 +99,7 @@ extension TaskQueue {
 
     /// Removes a job and its results.
     package mutating func forget(jobID: String) {
+        stoppedJobs.remove(jobID)
         guard let job = jobs.removeValue(forKey: jobID) else { return }
         for index in job.indices {
             let key = Key(jobID: jobID, index: index)

@@ -104,6 +104,9 @@ package struct TaskQueue: Sendable {
     /// Seconds a lease lasts without a heartbeat.
     package let leaseDuration: Double
     var jobs: [String: Job] = [:]
+    /// Jobs that start no more tasks (``stopStarting(jobID:now:)``): a task handed back is
+    /// cancelled instead of queued again.
+    var stoppedJobs: Set<String> = []
     var entries: [Key: Entry] = [:]
     /// Payloads in memory: of queued tasks in `ready`, leased tasks, and (without a store)
     /// failed ones, which may be retried.
@@ -332,14 +335,22 @@ package struct TaskQueue: Sendable {
 
     /// Puts a worker's leased tasks back at the front of the queue without counting an attempt
     /// (a worker that drains on SIGTERM hands its tasks back).
-    package mutating func release(from worker: WorkerID, leaseIDs: [LeaseID], now: Double = 0) {
+    /// - Returns: Cancellations committed: tasks of a job that starts no more are cancelled
+    ///   instead of queued again.
+    @discardableResult
+    package mutating func release(from worker: WorkerID, leaseIDs: [LeaseID], now: Double = 0) -> [TaskResult] {
+        var cancelled: [TaskResult] = []
         for id in leaseIDs {
             guard let lease = leases[id], lease.worker == worker else { continue }
             log(lease, leaseID: id, outcome: .released, ended: now)
             dropLease(id)
             entries[lease.key]?.attempts -= 1
             requeue(lease.key, atFront: true, now: now)
+            if stoppedJobs.contains(lease.key.jobID) {
+                cancelled += cancel(jobID: lease.key.jobID, index: lease.key.index, now: now).results
+            }
         }
+        return cancelled
     }
 
     /// Handles a worker that disconnected: its tasks go back to the queue, or fail when their

@@ -88,6 +88,22 @@ package struct WorkerStateMachine: Sendable {
         return actions
     }
 
+    /// The server asks for leases back unless they started (their job starts no more tasks):
+    /// those still waiting go back, with credit again for as many.
+    package mutating func handBack(_ leaseIDs: [LeaseID], now: Duration) -> [WorkerAction] {
+        let asked = Set(leaseIDs)
+        let returned = waiting.filter { asked.contains($0.leaseID) }.map(\.leaseID)
+        guard !returned.isEmpty else { return [] }
+        waiting.removeAll { asked.contains($0.leaseID) }
+        held.subtract(returned)
+        var actions: [WorkerAction] = []
+        flushReportsIfDue(now: now, into: &actions)
+        // The server takes a release as "no more for now": the credit comes back with it.
+        actions.append(.send(.release(leaseIDs: returned)))
+        if !isDraining { actions.append(.send(.credit(count: returned.count))) }
+        return actions
+    }
+
     /// An attempt ended after `duration`; its report goes out with the next batch, unless its
     /// lease was aborted meanwhile.
     package mutating func finished(_ completion: Completion, duration: Duration, now: Duration) -> [WorkerAction] {
