@@ -20,7 +20,6 @@
 @_exported import struct DockerParallelCore.ShellCommandLine
 @_exported import struct DockerParallelCore.InputSource
 @_exported import struct DockerParallelCore.ArgumentLayout
-@_exported import struct DockerParallelCore.HaltPolicy
 @_exported import struct DockerParallelCore.TaskSpec
 @_exported import struct DockerParallelCore.JobID
 @_exported import struct DockerParallelCore.JobOptions

@@ -113,6 +113,17 @@ func curl(_ arguments: [String]) async throws -> (status: Int, body: String) {
                 // Sent again: nothing twice.
                 let again = try await curl(auth + ["-X", "POST", "--data", body, "\(base)/jobs"])
                 #expect(again.body == #"{"accepted":0,"duplicates":100,"id":"web"}"#)
+                // A big job in two submits: the second's inputs follow the first's.
+                for (first, part) in [(0, ["a", "b"]), (2, ["c"])] {
+                    let submit = try String(decoding: JSONSerialization.data(withJSONObject: [
+                        "id": "parts", "command": ["echo", "{#}:{}"], "inputs": part, "firstIndex": first,
+                    ]), as: UTF8.self)
+                    let sent = try await curl(auth + ["-X", "POST", "--data", submit, "\(base)/jobs"])
+                    #expect(sent.body == #"{"accepted":\#(part.count),"duplicates":0,"id":"parts"}"#, "\(sent.body)")
+                }
+                let parts = try await curl(auth + ["\(base)/jobs/parts/results"])
+                #expect(parts.body.contains(#""output":"3:c\n""#), "\(parts.body)")
+                #expect(parts.body.split(separator: "\n").count == 3, "\(parts.body)")
 
                 // Results stream in input order, one JSON object a line, and resume from an index.
                 struct Line: Decodable { var index: Int; var status: String; var output: String; var attempts: Int }

@@ -77,15 +77,7 @@ extension BrokerStateMachine {
             let status = queue.status(jobID: jobID) ?? JobStatus(jobID: JobID(jobID))
             var actions = notify(cancellation.results) + reply(.job(status))
             // Workers running a cancelled task stop it, and do not report it.
-            var holders: [WorkerID] = []
-            var byHolder: [WorkerID: [LeaseID]] = [:]
-            for (worker, leaseID) in cancellation.abortedLeases {
-                if byHolder[worker] == nil { holders.append(worker) }
-                byHolder[worker, default: []].append(leaseID)
-            }
-            for worker in holders {
-                let holder = PeerID(worker.rawValue)
-                guard self.peer(holder) != nil, let ids = byHolder[worker] else { continue }
+            for (holder, ids) in byHolder(cancellation.abortedLeases) {
                 update(holder) { $0.leases.subtract(ids) }
                 actions.now.append(Output(peer: holder, requestID: 0, message: .abort(leaseIDs: ids)))
             }
@@ -97,15 +89,7 @@ extension BrokerStateMachine {
             let status = queue.status(jobID: jobID) ?? JobStatus(jobID: JobID(jobID))
             var actions = notify(stopping.results) + reply(.job(status))
             // Workers holding its tasks give back those they have not started.
-            var holders: [WorkerID] = []
-            var byHolder: [WorkerID: [LeaseID]] = [:]
-            for (worker, leaseID) in stopping.abortedLeases {
-                if byHolder[worker] == nil { holders.append(worker) }
-                byHolder[worker, default: []].append(leaseID)
-            }
-            for worker in holders {
-                let holder = PeerID(worker.rawValue)
-                guard self.peer(holder) != nil, let ids = byHolder[worker] else { continue }
+            for (holder, ids) in byHolder(stopping.abortedLeases) {
                 actions.now.append(Output(peer: holder, requestID: 0, message: .handBack(leaseIDs: ids)))
             }
             return actions
@@ -210,5 +194,21 @@ extension BrokerStateMachine {
             }
         }
         return actions + notify(results)
+    }
+
+    /// Leases grouped by the connected worker that holds them, in the order the workers first
+    /// appear.
+    private func byHolder(_ leases: [(worker: WorkerID, leaseID: LeaseID)]) -> [(PeerID, [LeaseID])] {
+        var order: [WorkerID] = []
+        var grouped: [WorkerID: [LeaseID]] = [:]
+        for (worker, leaseID) in leases {
+            if grouped[worker] == nil { order.append(worker) }
+            grouped[worker, default: []].append(leaseID)
+        }
+        return order.compactMap { worker in
+            let holder = PeerID(worker.rawValue)
+            guard peer(holder) != nil, let ids = grouped[worker] else { return nil }
+            return (holder, ids)
+        }
     }
 }

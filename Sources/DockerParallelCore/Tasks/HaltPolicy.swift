@@ -1,19 +1,19 @@
 /// When a command job stops early, as GNU parallel's `--halt` says: `now` (running commands are
 /// killed) or `soon` (no new ones start), once `fail=`, `success=` or `done=` reaches a number
 /// of commands or a share of them (`fail=10%`).
-public struct HaltPolicy: Sendable, Equatable {
-    public enum When: String, Sendable { case now, soon }
-    public enum Event: String, Sendable { case fail, success, done }
-    public enum Limit: Sendable, Equatable {
+package struct HaltPolicy: Sendable, Equatable {
+    package enum When: String, Sendable { case now, soon }
+    package enum Event: String, Sendable { case fail, success, done }
+    package enum Limit: Sendable, Equatable {
         case count(Int)
         case percent(Double)
     }
 
-    public var when: When
-    public var event: Event
-    public var limit: Limit
+    package var when: When
+    package var event: Event
+    package var limit: Limit
 
-    public init(when: When, event: Event, limit: Limit) {
+    package init(when: When, event: Event, limit: Limit) {
         self.when = when
         self.event = event
         self.limit = limit
@@ -24,7 +24,7 @@ public struct HaltPolicy: Sendable, Equatable {
     /// `soon,fail=1`, `2` = `now,fail=1`, `-1` and `-2` the same for `success`).
     /// - Returns: `nil` for `never` and `0`.
     /// - Throws: ``DockerParallelError`` `.invalidArgument` naming the forms it takes.
-    public static func parse(_ text: String) throws -> HaltPolicy? {
+    package static func parse(_ text: String) throws -> HaltPolicy? {
         let invalid = DockerParallelError(
             .invalidArgument, "--halt takes now|soon,fail|success|done=N or N%, e.g. now,fail=1 or soon,fail=10%, not '\(text)'")
         switch text {
@@ -58,7 +58,7 @@ public struct HaltPolicy: Sendable, Equatable {
     ///   - finished: Commands finished so far.
     ///   - total: Commands in the job.
     ///   - lastExitStatus: This command's exit status (a signal's as 128 + it).
-    public func exitStatus(failed: Int, finished: Int, total: Int, lastFailed: Bool, lastExitStatus: Int32) -> Int32? {
+    package func exitStatus(failed: Int, finished: Int, total: Int, lastFailed: Bool, lastExitStatus: Int32) -> Int32? {
         let reached: Int
         switch event {
         case .fail:
@@ -82,7 +82,7 @@ public struct HaltPolicy: Sendable, Equatable {
 
     /// The exit status of a job that ran to its end without halting: with a share as the limit,
     /// the failures' share in percent (GNU parallel's); else `nil`, the usual count of failures.
-    public func statusWithoutHalting(failed: Int, total: Int) -> Int32? {
+    package func statusWithoutHalting(failed: Int, total: Int) -> Int32? {
         guard case .percent = limit, event != .success else { return nil }
         return Int32((Double(failed) / Double(max(total, 1)) * 100).rounded(.up))
     }

@@ -79,6 +79,9 @@ enum HTTPJobs {
         var command: [String]
         /// One task per input.
         var inputs: [String]
+        /// The index of the first input in the job (default 0): a big job goes in several
+        /// submits of the same id, each after the inputs sent before.
+        var firstIndex: Int?
         /// Extra environment for every command.
         var environment: [String: String]?
         var maxAttempts: Int?
@@ -137,14 +140,18 @@ enum HTTPJobs {
             }
             let jobID = submission.id ?? JobID.random().rawValue
             let environment = submission.environment ?? [:]
+            let first = submission.firstIndex ?? 0
+            guard first >= 0 else {
+                throw HTTPError(.badRequest, message: "firstIndex must not be negative, not \(first): it is the index of the first input in the job")
+            }
             var accepted = 0
             var duplicates = 0
             for start in stride(from: 0, to: max(submission.inputs.count, 1), by: submitBatch) {
                 let end = min(start + submitBatch, submission.inputs.count)
-                let tasks = (start..<end).map { index in
+                let tasks = (start..<end).map { offset in
                     TaskSpec(
-                        index: index,
-                        kind: .command(argv: template.argv(input: submission.inputs[index], number: index + 1), environment: environment))
+                        index: first + offset,
+                        kind: .command(argv: template.argv(input: submission.inputs[offset], number: first + offset + 1), environment: environment))
                 }
                 guard case .submitted(let taken, let again) = try await client.request(.submit(jobID: jobID, options: options, tasks: tasks)) else {
                     throw HTTPError(.internalServerError, message: "the broker did not take the job")
