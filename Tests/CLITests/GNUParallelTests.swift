@@ -39,6 +39,17 @@ enum GNUParallel {
     }
 }
 
+extension CLI {
+    /// Starts a named local cluster for the tests that compare with GNU parallel, and tells GNU
+    /// parallel (whose home is this CLI's) that its citation notice was seen.
+    func upForComparison(_ name: String, workers: Int) async throws {
+        try FileManager.default.createDirectory(atPath: home + "/.parallel", withIntermediateDirectories: true)
+        #expect(FileManager.default.createFile(atPath: home + "/.parallel/will-cite", contents: Data()))
+        let up = try await run(["up", "--name", name, "--port", "0", "--workers", String(workers)])
+        try #require(up.status == 0, "\(up.errorOutput)")
+    }
+}
+
 /// The same invocations through GNU parallel and `dockerparallel run`: the same standard output
 /// and exit status.
 @Suite(.serialized, .timeLimit(.minutes(5)), .enabled(if: GNUParallel.enabled, "needs GNU parallel: apt-get install parallel (set DOCKERPARALLEL_REQUIRE_GNU_PARALLEL=1 to fail instead)"))
@@ -132,13 +143,10 @@ struct GNUParallelTests {
     @Test func sameOutputAndStatusAsGNUParallel() async throws {
         let cli = try CLI()
         defer { cli.tearDown() }
-        try FileManager.default.createDirectory(atPath: cli.home + "/.parallel", withIntermediateDirectories: true)
-        #expect(FileManager.default.createFile(atPath: cli.home + "/.parallel/will-cite", contents: Data()))
         #expect(FileManager.default.createFile(atPath: cli.home + "/letters", contents: Data("x\ny\n".utf8)))
         #expect(FileManager.default.createFile(atPath: cli.home + "/numbers", contents: Data("1\n2\n3\n".utf8)))
         #expect(FileManager.default.createFile(atPath: cli.home + "/crlf", contents: Data("a\r\nb\r\n".utf8)))
-        let up = try await cli.run(["up", "--name", "gnu", "--port", "0", "--workers", "2"])
-        try #require(up.status == 0, "\(up.errorOutput)")
+        try await cli.upForComparison("gnu", workers: 2)
         for testCase in Self.cases(files: cli.home) {
             let gnu = try GNUParallel.run(testCase.arguments, stdin: testCase.stdin, home: cli.home)
             let ours = try await cli.run(["run", "--cluster", "gnu", "--no-progress"] + testCase.arguments, stdin: testCase.stdin)
@@ -161,10 +169,7 @@ extension GNUParallelTests {
     @Test func jobLogAndResumingAsGNUParallel() async throws {
         let cli = try CLI()
         defer { cli.tearDown() }
-        try FileManager.default.createDirectory(atPath: cli.home + "/.parallel", withIntermediateDirectories: true)
-        #expect(FileManager.default.createFile(atPath: cli.home + "/.parallel/will-cite", contents: Data()))
-        let up = try await cli.run(["up", "--name", "gnulog", "--port", "0", "--workers", "2"])
-        try #require(up.status == 0, "\(up.errorOutput)")
+        try await cli.upForComparison("gnulog", workers: 2)
         // A first run with a failure, then --resume-failed reruns it and runs the new input,
         // then --resume runs only what the log does not list.
         let steps: [[String]] = [
@@ -195,8 +200,7 @@ extension GNUParallelTests {
     @Test func haltingAsGNUParallel() async throws {
         let cli = try CLI()
         defer { cli.tearDown() }
-        let up = try await cli.run(["up", "--name", "gnuhalt", "--port", "0", "--workers", "1"])
-        try #require(up.status == 0, "\(up.errorOutput)")
+        try await cli.upForComparison("gnuhalt", workers: 1)
         let cases: [[String]] = [
             ["--halt", "now,fail=1", "echo {}; exit {}", ":::", "0", "3", "0", "4"],
             ["--halt", "2", "echo {}; exit {}", ":::", "0", "0", "5", "0"],
@@ -237,8 +241,7 @@ extension GNUParallelTests {
     @Test func resultFilesAndRetriesAsGNUParallel() async throws {
         let cli = try CLI()
         defer { cli.tearDown() }
-        let up = try await cli.run(["up", "--name", "gnufiles", "--port", "0", "--workers", "2"])
-        try #require(up.status == 0, "\(up.errorOutput)")
+        try await cli.upForComparison("gnufiles", workers: 2)
         let cases: [[String]] = [
             ["echo out {}; echo err {} >&2; exit {2}", ":::", "a", "b/c", "d e", ":::", "0", "1"],
             ["-N2", "echo {}", ":::", "1", "2", "3"],
@@ -292,8 +295,7 @@ struct StoredResumeTests {
     @Test func runResumesFromTheServersStore() async throws {
         let cli = try CLI()
         defer { cli.tearDown() }
-        let up = try await cli.run(["up", "--name", "keep", "--port", "0", "--workers", "2"])
-        try #require(up.status == 0, "\(up.errorOutput)")
+        try await cli.upForComparison("keep", workers: 2)
         let runs = cli.home + "/runs", fixed = cli.home + "/fixed"
         // Input 2 fails until the fix is in.
         let command = "echo {} >> \(runs); echo {}; [ {} != 2 ] || [ -e \(fixed) ]"
@@ -323,8 +325,7 @@ struct StoredResumeTests {
     @Test func submitResumesABigBatchAfterAFix() async throws {
         let cli = try CLI()
         defer { cli.tearDown() }
-        let up = try await cli.run(["up", "--name", "batch", "--port", "0", "--workers", "2"])
-        try #require(up.status == 0, "\(up.errorOutput)")
+        try await cli.upForComparison("batch", workers: 2)
         let runs = cli.home + "/runs", fixed = cli.home + "/fixed"
         let command = "echo {} >> \(runs); [ $(( {} % 10 )) != 0 ] || [ -e \(fixed) ]"
         let inputs = (1...50).map(String.init)
