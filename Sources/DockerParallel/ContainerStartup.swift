@@ -115,9 +115,39 @@ enum ContainerStartup {
             guard let rscript = firstExecutable(["/usr/bin/Rscript", "/usr/local/bin/Rscript"]) else {
                 throw StartupError("R packages \(r.joined(separator: " ")) were asked for, but this image has no Rscript")
             }
-            say("Installing R packages: \(r.joined(separator: " "))")
+            // Debian's binary builds first (r-cran-NAME, r-bioc-NAME): they install in seconds,
+            // with their system libraries; the rest from CRAN.
+            var fromCRAN = r
+            if FileManager.default.isExecutableFile(atPath: "/usr/bin/apt-get") {
+                let environment = ["DEBIAN_FRONTEND": "noninteractive"]
+                try? execute("/usr/bin/apt-get", ["update", "-qq"], environment: environment)
+                var debian: [String] = []
+                fromCRAN = []
+                for name in r {
+                    let candidates = ["r-cran-\(name.lowercased())", "r-bioc-\(name.lowercased())"]
+                    if let available = candidates.first(where: { (try? execute("/usr/bin/apt-cache", ["show", "-q", $0], quiet: true)) != nil }) {
+                        debian.append(available)
+                    } else {
+                        fromCRAN.append(name)
+                    }
+                }
+                if !debian.isEmpty {
+                    say("Installing R packages from Debian: \(debian.joined(separator: " "))")
+                    try execute("/usr/bin/apt-get", ["install", "-y", "-qq", "--no-install-recommends"] + debian, environment: environment)
+                }
+            }
+            if !fromCRAN.isEmpty {
+                say("Installing R packages from CRAN: \(fromCRAN.joined(separator: " "))")
+                let list = fromCRAN.map { "'\($0.replacingOccurrences(of: "'", with: ""))'" }.joined(separator: ",")
+                try execute(rscript, ["-e", "install.packages(c(\(list)), repos = 'https://cloud.r-project.org')"])
+            }
+            // install.packages only warns when it fails: each package must load.
             let list = r.map { "'\($0.replacingOccurrences(of: "'", with: ""))'" }.joined(separator: ",")
-            try execute(rscript, ["-e", "install.packages(c(\(list)), repos = 'https://cloud.r-project.org')"])
+            do {
+                try execute(rscript, ["-e", "p <- c(\(list)); ok <- vapply(p, requireNamespace, NA, quietly = TRUE); if (!all(ok)) { message('not installed: ', paste(p[!ok], collapse = ' ')); quit(status = 1) }"])
+            } catch {
+                throw StartupError("R packages \(r.joined(separator: " ")) could not all be installed (see the lines above): check their names, or use an image that has them")
+            }
         }
     }
 
@@ -143,8 +173,12 @@ enum ContainerStartup {
         paths.first { FileManager.default.isExecutableFile(atPath: $0) }
     }
 
-    private static func execute(_ program: String, _ arguments: [String], environment: [String: String] = [:]) throws {
+    private static func execute(_ program: String, _ arguments: [String], environment: [String: String] = [:], quiet: Bool = false) throws {
         let process = Process()
+        if quiet {
+            process.standardOutput = FileHandle.nullDevice
+            process.standardError = FileHandle.nullDevice
+        }
         process.executableURL = URL(fileURLWithPath: program)
         process.arguments = arguments
         process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }

@@ -14,11 +14,10 @@ extension WireWriter {
         switch spec.kind {
         case .command(let argv, let environment):
             byte(0)
-            array(argv) { $0.string($1) }
-            array(environment.sorted { $0.key < $1.key }) {
-                $0.string($1.key)
-                $0.string($1.value)
-            }
+            program(argv, environment)
+        case .process(let argv, let environment):
+            byte(3)
+            program(argv, environment)
         case .swift(let name):
             byte(1)
             string(name)
@@ -27,6 +26,14 @@ extension WireWriter {
             string(name)
         }
         data(spec.input)
+    }
+
+    private mutating func program(_ argv: [String], _ environment: [String: String]) {
+        array(argv) { $0.string($1) }
+        array(environment.sorted { $0.key < $1.key }) {
+            $0.string($1.key)
+            $0.string($1.value)
+        }
     }
 
     mutating func options(_ options: JobOptions) {
@@ -87,9 +94,11 @@ extension WireReader {
         let kind: TaskSpec.Kind
         switch try byte() {
         case 0:
-            let argv = try array { try $0.string() }
-            let pairs = try array { (try $0.string(), try $0.string()) }
-            kind = .command(argv: argv, environment: Dictionary(pairs, uniquingKeysWith: { _, last in last }))
+            let (argv, environment) = try program()
+            kind = .command(argv: argv, environment: environment)
+        case 3:
+            let (argv, environment) = try program()
+            kind = .process(argv: argv, environment: environment)
         case 1:
             kind = .swift(name: try string())
         case 2:
@@ -98,6 +107,12 @@ extension WireReader {
             throw Self.malformed("unknown task kind \(tag)")
         }
         return TaskSpec(index: index, kind: kind, input: try data())
+    }
+
+    private mutating func program() throws -> (argv: [String], environment: [String: String]) {
+        let argv = try array { try $0.string() }
+        let pairs = try array { (try $0.string(), try $0.string()) }
+        return (argv, Dictionary(pairs, uniquingKeysWith: { _, last in last }))
     }
 
     mutating func options() throws -> JobOptions {

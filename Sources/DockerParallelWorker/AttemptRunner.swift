@@ -2,9 +2,10 @@ import DockerParallelCore
 import DockerParallelWire
 import Foundation
 
-/// Runs one assignment, command or Swift task, and reports how it went. Never throws.
+/// Runs one assignment, command, persistent process's task or Swift task, and reports how it went. Never throws.
 struct AttemptRunner: Sendable {
     let registry: TaskRegistry
+    let processes: ProcessPool
 
     func run(_ assignment: Assignment) async -> AttemptReport {
         switch assignment.task.kind {
@@ -17,6 +18,8 @@ struct AttemptRunner: Sendable {
             environment["DOCKERPARALLEL_TASK_INDEX"] = String(assignment.task.index)
             environment["DOCKERPARALLEL_ATTEMPT"] = String(assignment.attempt)
             return await CommandRunner.run(argv: argv, environment: environment, timeout: assignment.timeout)
+        case .process(let argv, let environment):
+            return await processes.run(assignment, key: ProcessPool.Key(argv: argv, environment: environment))
         case .swift(let name):
             guard let runner = registry.runner(named: name) else { return unknown(name) }
             let input = assignment.task.input

@@ -20,7 +20,8 @@ enum CommandRunner {
 
     /// The most output kept per stream; beyond it the output is truncated.
     static let outputLimit = 16 * 1024 * 1024
-    private static let spawnLock = NIOLock()
+    /// Held while pipes are made and a child spawned, so that no child inherits another's pipes.
+    static let spawnLock = NIOLock()
 
     static func run(argv: [String], environment: [String: String], timeout: Double?) async -> AttemptReport {
         let processID = NIOLockedValueBox(ChildState())

@@ -23,6 +23,8 @@ public final class Worker: Service {
     private let logger: Logger
     private let onConnected: @Sendable () -> Void
     private let draining = NIOLockedValueBox(false)
+    /// The long-lived processes of process tasks, kept across reconnects.
+    private let processes: ProcessPool
 
     /// Creates a worker.
     /// - Parameters:
@@ -33,11 +35,13 @@ public final class Worker: Service {
         self.configuration = configuration
         self.logger = logger
         self.onConnected = onConnected
+        self.processes = ProcessPool(capacity: configuration.slots)
     }
 
     /// Runs until shutdown, or until the server cannot be reached for the reconnect timeout.
     /// - Throws: `.connectionFailed` when the server stays unreachable, `.authenticationFailed` on a wrong password.
     public func run() async throws {
+        defer { processes.close() }
         try await withGracefulShutdownHandler {
             while !draining.withLockedValue({ $0 }) && !Task.isCancelled {
                 let connection = try await connect()
@@ -90,7 +94,7 @@ public final class Worker: Service {
     /// - Parameter loop: The connection's event loop as an executor, where Swift tasks of
     ///   microseconds run.
     private func serve(_ connection: PeerConnection, loop: (any TaskExecutor)?) async {
-        let runner = AttemptRunner(registry: configuration.registry)
+        let runner = AttemptRunner(registry: configuration.registry, processes: processes)
         let draining = self.draining
         let logger = self.logger
         let opened = ContinuousClock.now

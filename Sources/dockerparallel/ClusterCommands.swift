@@ -110,7 +110,14 @@ struct Status: AsyncParsableCommand {
 
     @OptionGroup var cluster: ClusterOptions
 
+    @Flag(help: "Print JSON, for programs (the R package reads it): whether the cluster exists and runs, its workers, its jobs.")
+    var json = false
+
     func run() async throws {
+        if json {
+            print(try await StatusReport.json(cluster))
+            return
+        }
         let handle = try await cluster.reconnected()
         print(try await StatusReport.render(handle))
     }
@@ -255,6 +262,45 @@ enum StatusReport {
             }
         }
         return lines.joined(separator: "\n")
+    }
+
+    /// The status as JSON: `exists` is false for a cluster this machine does not know (no error).
+    static func json(_ options: ClusterOptions) async throws -> String {
+        struct Job: Encodable {
+            var id: String
+            var total, queued, running, succeeded, failed, cancelled: Int
+        }
+        struct Status: Encodable {
+            var name: String
+            var exists: Bool
+            var running: Bool
+            var server: String?
+            var workers: WorkerNumbers?
+            var connectedWorkers: Int?
+            var slots: Int?
+            var jobs: [Job] = []
+        }
+        let provider = try options.provider
+        let known = try await provider.clusterNames().contains(options.name)
+        var status = Status(name: options.name, exists: known, running: false)
+        // A known cluster whose server stopped has no handle: it exists, and does not run.
+        if known, let handle = try? await options.reconnected() {
+            status.running = try await handle.clusterExists()
+            let configuration = await handle.configuration
+            status.server = await handle.runtime.serverEndpoints?.endpoint(sameLAN: configuration.serverClientSameLAN)?.description
+            status.workers = try? await handle.workerNumbers()
+            if status.running, let report = try? await handle.serverReport() {
+                status.connectedWorkers = report.workers.count
+                status.slots = report.workerSlots
+                status.jobs = report.jobs.map {
+                    Job(id: $0.jobID.rawValue, total: $0.total, queued: $0.queued, running: $0.running,
+                        succeeded: $0.succeeded, failed: $0.failed, cancelled: $0.cancelled)
+                }
+            }
+        }
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        return String(decoding: try encoder.encode(status), as: UTF8.self)
     }
 
     /// `2h 05m`, `3m 07s` or `12s`.

@@ -106,6 +106,16 @@ struct ProviderOptions: ParsableArguments {
     @Option(help: "The server and worker image (docker, swarm, kubernetes and ecs providers), as built by `dockerparallel image build`.")
     var image: String = "dockerparallel:latest"
 
+    @Option(name: .customLong("system-package"), help: ArgumentHelp(
+        "A Debian package each worker container installs with apt-get at start-up (repeatable; the image needs apt-get).",
+        valueName: "name"))
+    var systemPackages: [String] = []
+
+    @Option(name: .customLong("r-package"), help: ArgumentHelp(
+        "An R package each worker container installs at start-up, as the original's RPackages (repeatable): Debian's r-cran-/r-bioc- package when apt has it, else from CRAN.",
+        valueName: "name"))
+    var rPackages: [String] = []
+
     @Option(help: ArgumentHelp(
         "The containers' network mode (docker provider), the services' network (swarm provider), or the pods' (kubernetes provider).",
         discussion: "Default host, for kubernetes pod. For swarm: host, or an overlay network's name (created when missing; its services are reached by DNS round robin). For kubernetes: pod (workers dial the server's Service) or host (pods use their node's network)."))
@@ -283,8 +293,14 @@ struct ProviderOptions: ParsableArguments {
 
     func workerContainer(slots: Int) throws -> any WorkerContainer {
         switch try kind {
-        case .local: LocalProcessContainer(maxWorkersPerContainer: slots)
-        case .docker, .swarm, .kubernetes, .ecs: DockerWorkerContainer(image: image, maxWorkersPerContainer: slots)
+        case .local:
+            guard systemPackages.isEmpty, rPackages.isEmpty else {
+                throw CLIError("--system-package and --r-package are installed in worker containers at start-up: the local provider runs processes on this machine, which has what it has")
+            }
+            return LocalProcessContainer(maxWorkersPerContainer: slots)
+        case .docker, .swarm, .kubernetes, .ecs:
+            return DockerWorkerContainer(
+                image: image, maxWorkersPerContainer: slots, systemPackages: systemPackages, languagePackages: rPackages)
         }
     }
 }

@@ -106,11 +106,44 @@ import Testing
         var worker = machine(slots: 1, prefetch: 1)
         _ = worker.connected(now: .zero)
         #expect(worker.tick(now: .seconds(5)).isEmpty)
-        _ = worker.assigned([assignment(1), assignment(2)], now: .seconds(5))
+        _ = worker.assigned([assignment(1)], now: .seconds(5))
         // No heartbeat for over a second: the first tick with leases sends one.
-        #expect(sent(worker.tick(now: .milliseconds(5_500))) == [.heartbeat(leaseIDs: [1, 2])])
+        #expect(sent(worker.tick(now: .milliseconds(5_500))) == [.heartbeat(leaseIDs: [1])])
         #expect(sent(worker.tick(now: .milliseconds(6_100))).isEmpty)
-        #expect(sent(worker.tick(now: .milliseconds(6_600))) == [.heartbeat(leaseIDs: [1, 2])])
+        #expect(sent(worker.tick(now: .milliseconds(6_600))) == [.heartbeat(leaseIDs: [1])])
+    }
+
+    /// Behind a long task, a task leased ahead would wait however many workers are idle: after a
+    /// second it goes back to the server, and its credit is asked for again when the slot frees.
+    @Test func aTaskLeasedAheadGoesBackWhenItWaitsBehindALongOne() {
+        var worker = machine(slots: 1, prefetch: 1)
+        _ = worker.connected(now: .zero)
+        _ = worker.assigned([assignment(1), assignment(2)], now: .zero)
+        func releases(_ actions: [WorkerAction]) -> [ClientMessage] {
+            sent(actions).filter { if case .release = $0 { true } else { false } }
+        }
+        #expect(releases(worker.tick(now: .milliseconds(900))).isEmpty)
+        #expect(releases(worker.tick(now: .milliseconds(1_000))) == [.release(leaseIDs: [2])])
+        #expect(worker.held == [1])
+        #expect(worker.waiting.isEmpty)
+        #expect(releases(worker.tick(now: .seconds(3))).isEmpty)
+        let finished = worker.finished(completion(1), duration: .seconds(5), now: .seconds(5))
+        guard case .completed(let completions, let credit)? = sent(finished).first else {
+            Issue.record("no report: \(finished)")
+            return
+        }
+        #expect(completions == [completion(1)])
+        // One for the freed slot, one for the prefetch handed back.
+        #expect(credit == 2)
+    }
+
+    /// With a slot free, a waiting task starts; none goes back.
+    @Test func tasksLeasedAheadOfShortOnesStay() {
+        var worker = machine(slots: 2, prefetch: 1)
+        _ = worker.connected(now: .zero)
+        _ = worker.assigned([assignment(1), assignment(2), assignment(3)], now: .zero)
+        _ = worker.finished(completion(1), duration: .milliseconds(500), now: .milliseconds(500))
+        #expect(!sent(worker.tick(now: .seconds(2))).contains { if case .release = $0 { true } else { false } })
     }
 
     @Test func anAbortedTaskIsCancelledAndNotReported() {

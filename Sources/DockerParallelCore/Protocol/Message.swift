@@ -24,7 +24,7 @@ package struct Hello: Sendable, Codable, Equatable {
     package var taskNames: [String]
 
     /// The protocol version this build speaks.
-    package static let currentProtocolVersion = 2
+    package static let currentProtocolVersion = 3
 
     /// Creates a hello.
     package init(role: PeerRole, password: String, name: String, slots: Int = 0, taskNames: [String] = []) {

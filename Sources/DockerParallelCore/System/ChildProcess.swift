@@ -41,9 +41,12 @@ package enum ChildProcess {
     ///   - output: Where standard output and error go.
     ///   - grouping: A new session or a new process group.
     ///   - searchPath: Whether to look `argv[0]` up on `PATH`.
+    ///   - extraDescriptors: Descriptors the child gets as 3, 4, … in this order (for example the
+    ///     ends of pipes to a persistent process); each must be above 4 and close-on-exec here.
     /// - Returns: The child's pid, or the `errno` of the failure (`ENOENT` for a missing program).
     package static func spawn(
-        argv: [String], environment: [String: String], output: Output, grouping: Grouping, searchPath: Bool
+        argv: [String], environment: [String: String], output: Output, grouping: Grouping, searchPath: Bool,
+        extraDescriptors: [Int32] = []
     ) -> Result<pid_t, Errno> {
         guard let program = argv.first, !program.isEmpty else { return .failure(Errno(ENOENT)) }
         var actions = posix_spawn_file_actions_t()
@@ -57,6 +60,9 @@ package enum ChildProcess {
         case .descriptors(let out, let error):
             posix_spawn_file_actions_adddup2(&actions, out, 1)
             posix_spawn_file_actions_adddup2(&actions, error, 2)
+        }
+        for (offset, descriptor) in extraDescriptors.enumerated() {
+            posix_spawn_file_actions_adddup2(&actions, descriptor, Int32(3 + offset))
         }
 
         var attributes = posix_spawnattr_t()

@@ -12,13 +12,17 @@ public struct TaskSpec: Sendable, Codable, Equatable {
         /// ``TaskSpec/input`` by ``TaskChunk``; the output packs their outputs. The inputs are
         /// leased, retried and failed together.
         case swiftChunk(name: String)
+        /// Run the task in a long-lived process the worker keeps between tasks (an R or Python
+        /// interpreter, say), started from `argv` with `environment` added: ``TaskSpec/input`` is
+        /// sent to it and its reply is the output. See ``PersistentProcessProtocol``.
+        case process(argv: [String], environment: [String: String])
     }
 
     /// The task's position in its job; with the job id, its identity.
     public var index: Int
     /// What to run.
     public var kind: Kind
-    /// The encoded input of a Swift task (empty for commands).
+    /// The encoded input of a Swift task or a persistent process's task (empty for commands).
     public var input: Data
 
     /// Creates a task.

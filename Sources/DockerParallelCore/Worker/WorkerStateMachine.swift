@@ -37,6 +37,10 @@ package struct WorkerStateMachine: Sendable {
     package static let inlineBelowSeconds = 0.000_2
     /// Average attempt length, in seconds, under which reports are held back for a batch (1 ms).
     package static let shortTaskSeconds = 0.001
+    /// How long a task leased ahead may wait for a busy slot before it goes back to the server,
+    /// where an idle worker can take it: behind a long task, a prefetched one would otherwise
+    /// wait for it however many workers are free.
+    package static let prefetchWait: Duration = .seconds(1)
 
     package let configuration: Configuration
     /// Leases the worker holds: waiting, running, or finished and not yet reported.
@@ -51,6 +55,11 @@ package struct WorkerStateMachine: Sendable {
     private var prefetch: PrefetchPolicy
     private var reports = ReportBatch()
     private var closed = false
+    /// When each waiting assignment came.
+    private var waitingSince: [LeaseID: Duration] = [:]
+    /// Credit given back with prefetched tasks that waited too long, asked for again when a slot
+    /// frees.
+    private var creditHandedBack = 0
 
     package init(configuration: Configuration) {
         self.configuration = configuration
@@ -72,6 +81,7 @@ package struct WorkerStateMachine: Sendable {
         if isDraining { return [.send(.release(leaseIDs: assignments.map(\.leaseID)))] }
         held.formUnion(assignments.map(\.leaseID))
         waiting.append(contentsOf: assignments)
+        for assignment in assignments { waitingSince[assignment.leaseID] = now }
         var actions: [WorkerAction] = []
         startWaiting(into: &actions)
         flushReportsIfDue(now: now, into: &actions)
@@ -83,6 +93,7 @@ package struct WorkerStateMachine: Sendable {
         let aborted = Set(leaseIDs)
         held.subtract(aborted)
         waiting.removeAll { aborted.contains($0.leaseID) }
+        for id in leaseIDs { waitingSince[id] = nil }
         var actions: [WorkerAction] = [.cancel(leaseIDs)]
         flushReportsIfDue(now: now, into: &actions)
         return actions
@@ -96,6 +107,7 @@ package struct WorkerStateMachine: Sendable {
         guard !returned.isEmpty else { return [] }
         waiting.removeAll { asked.contains($0.leaseID) }
         held.subtract(returned)
+        for id in returned { waitingSince[id] = nil }
         var actions: [WorkerAction] = []
         flushReportsIfDue(now: now, into: &actions)
         // The server takes a release as "no more for now": the credit comes back with it.
@@ -109,8 +121,10 @@ package struct WorkerStateMachine: Sendable {
     package mutating func finished(_ completion: Completion, duration: Duration, now: Duration) -> [WorkerAction] {
         active -= 1
         let report = held.contains(completion.leaseID) ? completion : nil
-        // One credit for the freed slot, and more while short tasks raise the prefetch.
-        let credit = isDraining ? 0 : 1 + prefetch.record(duration)
+        // One credit for the freed slot, and more while short tasks raise the prefetch; and the
+        // prefetch handed back while the slots were busy.
+        let credit = isDraining ? 0 : 1 + prefetch.record(duration) + creditHandedBack
+        if !isDraining { creditHandedBack = 0 }
         reports.add(report, credit: credit, now: now)
         var actions: [WorkerAction] = []
         startWaiting(into: &actions)
@@ -132,6 +146,7 @@ package struct WorkerStateMachine: Sendable {
                 return actions + [.close]
             }
         }
+        handBackStalePrefetch(now: now, into: &actions)
         if !held.isEmpty, now - lastHeartbeat > configuration.heartbeatInterval {
             actions.append(.send(.heartbeat(leaseIDs: held.sorted())))
             lastHeartbeat = now
@@ -146,6 +161,7 @@ package struct WorkerStateMachine: Sendable {
         drainStarted = now
         let handedBack = waiting.map(\.leaseID)
         waiting.removeAll()
+        waitingSince.removeAll()
         held.subtract(handedBack)
         var actions: [WorkerAction] = []
         flushReportsIfDue(now: now, into: &actions)
@@ -153,17 +169,33 @@ package struct WorkerStateMachine: Sendable {
         return actions + tick(now: now)
     }
 
+    /// Hands back the tasks leased ahead that waited ``prefetchWait`` while every slot was busy;
+    /// their credit is asked for again when a slot frees.
+    private mutating func handBackStalePrefetch(now: Duration, into actions: inout [WorkerAction]) {
+        guard !isDraining, active >= configuration.slots, !waiting.isEmpty else { return }
+        let stale = waiting.filter { now - (waitingSince[$0.leaseID] ?? now) >= Self.prefetchWait }.map(\.leaseID)
+        guard !stale.isEmpty else { return }
+        let returned = Set(stale)
+        waiting.removeAll { returned.contains($0.leaseID) }
+        held.subtract(stale)
+        for id in stale { waitingSince[id] = nil }
+        creditHandedBack += stale.count
+        actions.append(.send(.release(leaseIDs: stale)))
+    }
+
     /// Starts waiting assignments while slots are free.
     private mutating func startWaiting(into actions: inout [WorkerAction]) {
         while active < configuration.slots, !isDraining, let assignment = waiting.popFirst() {
+            waitingSince[assignment.leaseID] = nil
             active += 1
             // Swift tasks that lately took microseconds run on the connection's own thread;
-            // commands and the rest run on the shared pool.
-            var inline = false
-            if case .command = assignment.task.kind {
+            // commands and persistent processes run on the shared pool.
+            let inline: Bool
+            switch assignment.task.kind {
+            case .command, .process:
                 inline = false
-            } else if let average = prefetch.averageSeconds, average < Self.inlineBelowSeconds {
-                inline = true
+            case .swift, .swiftChunk:
+                inline = prefetch.averageSeconds.map { $0 < Self.inlineBelowSeconds } ?? false
             }
             actions.append(.start(assignment, inline: inline))
         }

@@ -71,14 +71,20 @@ final class SelfClient: Sendable {
 
 /// The job routes of the HTTP API.
 enum HTTPJobs {
-    /// A job as `POST /api/v1/jobs` takes it: one command per input, GNU parallel style.
+    /// A job as `POST /api/v1/jobs` takes it: one command per input, GNU parallel style; or one
+    /// task per input for a persistent process (`process`).
     struct Submission: Decodable {
         /// The job's id (default: a new one). Submitting again with the same id adds nothing twice.
         var id: String?
         /// The command and its arguments; `{}` is the input (appended when absent).
-        var command: [String]
+        var command: [String]?
+        /// Instead of `command`: the program of a persistent process that each worker slot keeps
+        /// running, to which each input is sent as a task (``PersistentProcessProtocol``).
+        var process: [String]?
         /// One task per input.
         var inputs: [String]
+        /// How the inputs are written: `text` (default) or `base64` (bytes).
+        var inputEncoding: String?
         /// The index of the first input in the job (default 0): a big job goes in several
         /// submits of the same id, each after the inputs sent before.
         var firstIndex: Int?
@@ -90,7 +96,7 @@ enum HTTPJobs {
         var timeout: Double?
     }
 
-    /// A task's result as the API shows it: outputs as text.
+    /// A task's result as the API shows it: outputs as text, or in base64 when asked.
     struct Result: Encodable {
         var index: Int
         var status: String
@@ -100,12 +106,12 @@ enum HTTPJobs {
         var errorOutput: String
         var error: String?
 
-        init(_ result: TaskResult) {
+        init(_ result: TaskResult, base64: Bool = false) {
             index = result.index
             status = result.status.rawValue
             attempts = result.attempts
             exitCode = result.exitCode
-            output = String(decoding: result.output, as: UTF8.self)
+            output = base64 ? result.output.base64EncodedString() : String(decoding: result.output, as: UTF8.self)
             errorOutput = String(decoding: result.errorOutput, as: UTF8.self)
             error = result.error
         }
@@ -125,11 +131,47 @@ enum HTTPJobs {
                     .badRequest,
                     message: "the body is not a job: send JSON {\"command\": [\"echo\", \"{}\"], \"inputs\": [\"a\", \"b\"]} (\(error))")
             }
-            let template: CommandTemplate
-            do {
-                template = try CommandTemplate(submission.command)
-            } catch let error as DockerParallelError {
-                throw HTTPError(.badRequest, message: error.message)
+            // What each input becomes: a command line, or a task for a persistent process.
+            let makeKind: (_ input: String, _ number: Int) -> TaskSpec.Kind
+            let base64Inputs: Bool
+            switch submission.inputEncoding ?? "text" {
+            case "text": base64Inputs = false
+            case "base64": base64Inputs = true
+            case let other:
+                throw HTTPError(.badRequest, message: "inputEncoding must be \"text\" or \"base64\", not \"\(other)\"")
+            }
+            let environment = submission.environment ?? [:]
+            switch (submission.command, submission.process) {
+            case (let command?, nil):
+                guard !base64Inputs else {
+                    throw HTTPError(.badRequest, message: "a command's inputs are text: base64 inputs are for a \"process\" job")
+                }
+                let template: CommandTemplate
+                do {
+                    template = try CommandTemplate(command)
+                } catch let error as DockerParallelError {
+                    throw HTTPError(.badRequest, message: error.message)
+                }
+                makeKind = { input, number in .command(argv: template.argv(input: input, number: number), environment: environment) }
+            case (nil, let process?):
+                guard let program = process.first, !program.isEmpty else {
+                    throw HTTPError(.badRequest, message: "process must name a program: [\"Rscript\", \"-e\", \"…\"]")
+                }
+                makeKind = { _, _ in .process(argv: process, environment: environment) }
+            case (nil, nil):
+                throw HTTPError(.badRequest, message: "the job needs a \"command\" (run once per input) or a \"process\" (kept running, sent each input)")
+            case (_?, _?):
+                throw HTTPError(.badRequest, message: "send either \"command\" or \"process\", not both")
+            }
+            var inputData: [Data] = []
+            if base64Inputs {
+                inputData.reserveCapacity(submission.inputs.count)
+                for (offset, input) in submission.inputs.enumerated() {
+                    guard let data = Data(base64Encoded: input) else {
+                        throw HTTPError(.badRequest, message: "input \(offset) is not base64, though inputEncoding is \"base64\"")
+                    }
+                    inputData.append(data)
+                }
             }
             var options = JobOptions(maxAttempts: submission.maxAttempts ?? 3, failureRetries: submission.failureRetries ?? 0)
             if let seconds = submission.timeout {
@@ -139,7 +181,6 @@ enum HTTPJobs {
                 options.timeout = timeout
             }
             let jobID = submission.id ?? JobID.random().rawValue
-            let environment = submission.environment ?? [:]
             let first = submission.firstIndex ?? 0
             guard first >= 0 else {
                 throw HTTPError(.badRequest, message: "firstIndex must not be negative, not \(first): it is the index of the first input in the job")
@@ -149,9 +190,14 @@ enum HTTPJobs {
             for start in stride(from: 0, to: max(submission.inputs.count, 1), by: submitBatch) {
                 let end = min(start + submitBatch, submission.inputs.count)
                 let tasks = (start..<end).map { offset in
-                    TaskSpec(
-                        index: first + offset,
-                        kind: .command(argv: template.argv(input: submission.inputs[offset], number: first + offset + 1), environment: environment))
+                    let kind = makeKind(submission.inputs[offset], first + offset + 1)
+                    let input: Data
+                    if case .process = kind {
+                        input = base64Inputs ? inputData[offset] : Data(submission.inputs[offset].utf8)
+                    } else {
+                        input = Data()
+                    }
+                    return TaskSpec(index: first + offset, kind: kind, input: input)
                 }
                 guard case .submitted(let taken, let again) = try await client.request(.submit(jobID: jobID, options: options, tasks: tasks)) else {
                     throw HTTPError(.internalServerError, message: "the broker did not take the job")
@@ -172,6 +218,12 @@ enum HTTPJobs {
             let id = try context.parameters.require("id")
             let from = request.uri.queryParameters.get("from", as: Int.self) ?? 0
             guard from >= 0 else { throw HTTPError(.badRequest, message: "from must be 0 or more") }
+            let base64: Bool
+            switch request.uri.queryParameters.get("encoding") ?? "text" {
+            case "text": base64 = false
+            case "base64": base64 = true
+            case let other: throw HTTPError(.badRequest, message: "encoding must be text or base64, not \(other)")
+            }
             // Whether the job exists is known before the response starts.
             guard case .status(let report) = try await client.request(.status), report.jobs.contains(where: { $0.jobID.rawValue == id }) else {
                 throw HTTPError(.notFound, message: "there is no job '\(id)' on this server: GET /api/v1/jobs lists them")
@@ -198,7 +250,7 @@ enum HTTPJobs {
                             break
                         }
                         while let result = waiting.removeValue(forKey: next) {
-                            var line = try encoder.encode(Result(result))
+                            var line = try encoder.encode(Result(result, base64: base64))
                             line.append(UInt8(ascii: "\n"))
                             try await writer.write(ByteBuffer(data: line))
                             next += 1

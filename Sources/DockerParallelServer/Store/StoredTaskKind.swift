@@ -8,7 +8,8 @@ import Foundation
 /// - a Swift task: `0x01`, then its name in UTF-8;
 /// - a chunk of Swift tasks: `0x02`, then its name in UTF-8;
 /// - a command: `0x03`, then the argument count and each argument, then the environment's count
-///   and each name and value, every count and length a big-endian `UInt32`, strings in UTF-8.
+///   and each name and value, every count and length a big-endian `UInt32`, strings in UTF-8;
+/// - a persistent process's task: `0x04`, then its program as a command's.
 ///
 /// Rows that earlier stores kept as JSON (they start with `{`) or in the wire's layout of
 /// protocol 2 (they start with `0x00`) are still read.
@@ -16,6 +17,7 @@ enum StoredTaskKind {
     private static let swiftTag: UInt8 = 0x01
     private static let chunkTag: UInt8 = 0x02
     private static let commandTag: UInt8 = 0x03
+    private static let processTag: UInt8 = 0x04
 
     /// The kind's stored bytes.
     static func encode(_ kind: TaskSpec.Kind) -> Data {
@@ -25,23 +27,29 @@ enum StoredTaskKind {
         case .swiftChunk(let name):
             return Data([chunkTag]) + Data(name.utf8)
         case .command(let argv, let environment):
-            var data = Data([commandTag])
-            func append(_ count: Int) {
-                withUnsafeBytes(of: UInt32(truncatingIfNeeded: count).bigEndian) { data.append(contentsOf: $0) }
-            }
-            func append(_ string: String) {
-                append(string.utf8.count)
-                data.append(contentsOf: string.utf8)
-            }
-            append(argv.count)
-            for argument in argv { append(argument) }
-            append(environment.count)
-            for (name, value) in environment.sorted(by: { $0.key < $1.key }) {
-                append(name)
-                append(value)
-            }
-            return data
+            return program(commandTag, argv, environment)
+        case .process(let argv, let environment):
+            return program(processTag, argv, environment)
         }
+    }
+
+    private static func program(_ tag: UInt8, _ argv: [String], _ environment: [String: String]) -> Data {
+        var data = Data([tag])
+        func append(_ count: Int) {
+            withUnsafeBytes(of: UInt32(truncatingIfNeeded: count).bigEndian) { data.append(contentsOf: $0) }
+        }
+        func append(_ string: String) {
+            append(string.utf8.count)
+            data.append(contentsOf: string.utf8)
+        }
+        append(argv.count)
+        for argument in argv { append(argument) }
+        append(environment.count)
+        for (name, value) in environment.sorted(by: { $0.key < $1.key }) {
+            append(name)
+            append(value)
+        }
+        return data
     }
 
     /// Reads stored bytes back.
@@ -52,14 +60,19 @@ enum StoredTaskKind {
         switch tag {
         case swiftTag: return .swift(name: name())
         case chunkTag: return .swiftChunk(name: name())
-        case commandTag: return try command(data)
+        case commandTag:
+            let (argv, environment) = try program(data)
+            return .command(argv: argv, environment: environment)
+        case processTag:
+            let (argv, environment) = try program(data)
+            return .process(argv: argv, environment: environment)
         case UInt8(ascii: "{"): return try JSONDecoder().decode(TaskSpec.Kind.self, from: data)
         case 0x00: return try TaskSpec.Kind.decodeWireLayout(data)
         default: throw malformed("it starts with an unknown byte \(tag)")
         }
     }
 
-    private static func command(_ data: Data) throws -> TaskSpec.Kind {
+    private static func program(_ data: Data) throws -> (argv: [String], environment: [String: String]) {
         var offset = data.startIndex + 1
         func count() throws -> Int {
             guard data.endIndex - offset >= 4 else { throw malformed("it ends early") }
@@ -81,7 +94,7 @@ enum StoredTaskKind {
             environment[name] = try string()
         }
         guard offset == data.endIndex else { throw malformed("bytes follow its end") }
-        return .command(argv: argv, environment: environment)
+        return (argv, environment)
     }
 
     private static func malformed(_ what: String) -> DockerParallelError {

@@ -1,0 +1,189 @@
+# R tasks through the broker: expressions with their globals, serialised, one job per loop.
+
+`%||%` <- function(a, b) if (is.null(a)) b else a
+
+# The globals an expression needs from `envir`, the packages they come from, and the names of the
+# functions defined at the top level (their environment is rebuilt on the worker).
+findGlobals <- function(expr, envir, exclude = character(0), export = character(0)) {
+  found <- globals::globalsOf(expr, envir = envir, mustExist = FALSE, recursive = TRUE)
+  found <- globals::cleanup(found)
+  values <- as.list(found)
+  values <- values[setdiff(names(values), exclude)]
+  for (name in export) values[name] <- list(get(name, envir = envir))
+  packages <- setdiff(globals::packagesOf(found), c("base", "stats", "utils", "methods", "graphics", "grDevices", "datasets"))
+  rebind <- names(values)[vapply(values, function(value) {
+    is.function(value) && !is.primitive(value) && identical(environment(value), globalenv())
+  }, NA)]
+  for (name in names(values)) checkSendable(name, values[[name]])
+  list(values = values, packages = packages, rebind = rebind)
+}
+
+# The globals of `FUN(element, ...)`: a function of the user's (defined at the top level or in a
+# function) is scanned for the globals it uses; a package's function travels as a reference to
+# its package.
+functionGlobals <- function(FUN, arguments) {
+  env <- environment(FUN)
+  user <- !is.primitive(FUN) && !is.null(env) && identical(topenv(env), globalenv())
+  globals <- if (user) {
+    findGlobals(body(FUN), env, exclude = names(formals(FUN)))
+  } else {
+    list(values = list(), packages = character(0), rebind = character(0))
+  }
+  if (!user && !is.primitive(FUN) && !is.null(env) && isNamespace(env)) {
+    globals$packages <- union(globals$packages, setdiff(getNamespaceName(env), "base"))
+  }
+  for (name in names(arguments)) if (nzchar(name)) checkSendable(name, arguments[[name]])
+  globals$values <- c(globals$values, list(FUN = FUN, .ARGS = arguments))
+  if (user && identical(env, globalenv())) globals$rebind <- c(globals$rebind, "FUN")
+  globals
+}
+
+# Objects that lose their meaning in another process cannot be sent.
+checkSendable <- function(name, value) {
+  tryCatch(
+    serialize(value, NULL, xdr = FALSE, refhook = function(x) {
+      if (typeof(x) == "externalptr") stop("external pointer")
+      NULL
+    }),
+    error = function(e) {
+      stop("the global '", name, "' holds an external pointer (a connection, a database handle or a C/C++ ",
+           "object) and cannot be sent to the workers: create it inside the loop body instead", call. = FALSE)
+    })
+  invisible()
+}
+
+# One independent random-number stream per element (L'Ecuyer-CMRG), derived from this session's
+# state, so that set.seed() before a loop makes its results reproducible. The session's own
+# generator kind is left as it was.
+elementSeeds <- function(count) {
+  if (!exists(".Random.seed", envir = globalenv(), inherits = FALSE)) set.seed(NULL)
+  start <- sample.int(.Machine$integer.max, 1L)
+  saved <- get(".Random.seed", envir = globalenv(), inherits = FALSE)
+  kinds <- RNGkind()
+  RNGkind("L'Ecuyer-CMRG")
+  set.seed(start)
+  stream <- get(".Random.seed", envir = globalenv(), inherits = FALSE)
+  do.call(RNGkind, as.list(kinds))
+  assign(".Random.seed", saved, envir = globalenv())
+  seeds <- vector("list", count)
+  for (i in seq_len(count)) {
+    seeds[[i]] <- stream
+    stream <- parallel::nextRNGStream(stream)
+  }
+  seeds
+}
+
+newJobID <- function(prefix = "r") {
+  paste0(prefix, "-", format(Sys.time(), "%Y%m%d%H%M%S"), "-", paste(sample(c(letters, 0:9), 6, TRUE), collapse = ""))
+}
+
+checkConnected <- function(cluster) {
+  if (is.null(cluster$api)) {
+    stop("the cluster '", cluster$jobQueueName, "' is not connected: call startCluster() or reconnect()", call. = FALSE)
+  }
+}
+
+# Submits the elements as tasks; returns the job's id.
+submitElements <- function(cluster, expr, items, globals, options = list()) {
+  checkConnected(cluster)
+  chunkSize <- as.integer(options$chunkSize %||% 1L)
+  if (is.na(chunkSize) || chunkSize < 1L) stop("chunkSize must be 1 or more", call. = FALSE)
+  seeds <- elementSeeds(length(items))
+  chunks <- split(seq_along(items), ceiling(seq_along(items) / chunkSize))
+  inputs <- lapply(chunks, function(elements) {
+    serialize(list(expr = expr, items = items[elements], globals = globals$values, rebind = globals$rebind,
+                   packages = globals$packages, seeds = seeds[elements]), NULL, xdr = FALSE)
+  })
+  job <- options$job %||% newJobID()
+  submitBatches(cluster$api, job, workerProgram(cluster$rscript), unname(inputs), list(
+    maxAttempts = as.integer(options$maxAttempts %||% 3L), retries = as.integer(options$retries %||% 0L),
+    timeout = options$timeout))
+  attr(job, "chunks") <- lengths(chunks)
+  job
+}
+
+# The condition a failed element becomes: its R error, the call, the worker's traceback and log.
+taskError <- function(record, element, job) {
+  detail <- record$error %||% "the task failed"
+  parts <- regmatches(detail, regexec("^(.*?)\n\ncall: (.*?)\ntraceback:\n?(.*)$", detail))[[1]]
+  message <- if (length(parts)) parts[2] else detail
+  call <- if (length(parts) && nzchar(parts[3])) tryCatch(str2lang(parts[3]), error = function(e) NULL) else NULL
+  traceback <- if (length(parts) && nzchar(parts[4])) strsplit(parts[4], "\n", fixed = TRUE)[[1]] else character(0)
+  if (identical(record$status, "cancelled")) message <- "the task was cancelled"
+  structure(
+    class = c("dockerparallelTaskError", "simpleError", "error", "condition"),
+    list(message = message, call = call, traceback = traceback, task = element, job = job,
+         attempts = record$attempts, log = record$errorOutput %||% ""))
+}
+
+# Each element's value, or its error condition, in order.
+collectElements <- function(cluster, job, chunks = attr(job, "chunks"), progress = FALSE) {
+  checkConnected(cluster)
+  total <- length(chunks)
+  bar <- NULL
+  report <- NULL
+  if (isTRUE(progress) && interactive()) {
+    bar <- utils::txtProgressBar(min = 0, max = max(1, total), style = 3)
+    on.exit(close(bar), add = TRUE)
+    report <- function(done, total) utils::setTxtProgressBar(bar, done)
+  }
+  records <- fetchResults(cluster$api, job, total, report)
+  values <- vector("list", sum(chunks))
+  first <- 0L
+  for (i in seq_along(records)) {
+    record <- records[[i]]
+    elements <- first + seq_len(chunks[i])
+    if (identical(record$status, "succeeded")) {
+      chunk <- unserialize(jsonlite::base64_dec(record$output))
+      for (j in seq_along(chunk)) {
+        value <- chunk[[j]]
+        if (inherits(value, "dockerparallelItemError")) value <- taskError(list(error = value$message), elements[j], job)
+        values[elements[j]] <- list(value)
+      }
+    } else {
+      for (element in elements) values[element] <- list(taskError(record, element, job))
+    }
+    first <- first + chunks[i]
+  }
+  values
+}
+
+#' Run a function over elements as a durable job, or collect a job by id.
+#'
+#' `submitJob()` sends one task per element and returns the job's id at once; the tasks run
+#' whether or not this R session stays. `collectJob()` waits for the job and returns its values
+#' (failed elements as `dockerparallelTaskError` conditions), from this session or another one
+#' after `reconnect()`.
+#' @param cluster A started or reconnected cluster.
+#' @param X The elements.
+#' @param FUN The function, called as `FUN(element, ...)`.
+#' @param ... More arguments for `FUN`.
+#' @param job The job's id (default a new one).
+#' @param retries Retries of an element whose R code failed.
+#' @param timeout Seconds an element may run.
+#' @export
+submitJob <- function(cluster, X, FUN, ..., job = NULL, retries = 0L, timeout = NULL) {
+  FUN <- match.fun(FUN)
+  arguments <- list(...)
+  # FUN(X, name = .ARGS[[1]], ...): errors show the call as BiocParallel's do.
+  expr <- as.call(c(list(as.name("FUN"), as.name("X")),
+                    lapply(seq_along(arguments), function(i) call("[[", as.name(".ARGS"), i))))
+  names(expr) <- c("", "", names(arguments) %||% rep("", length(arguments)))
+  items <- lapply(as.list(X), function(x) list(X = x))
+  id <- submitElements(cluster, expr, items, functionGlobals(FUN, arguments), list(job = job, retries = retries, timeout = timeout))
+  cluster$jobs <- union(cluster$jobs, as.character(id))
+  as.character(id)
+}
+
+#' @rdname submitJob
+#' @param simplify Return a list (default) or let `simplify2array` simplify it.
+#' @export
+collectJob <- function(cluster, job, simplify = FALSE) {
+  checkConnected(cluster)
+  status <- tryCatch(
+    apiRequest(cluster$api, "GET", paste0("/api/v1/jobs/", utils::URLencode(job, reserved = TRUE))),
+    error = function(e) stop("there is no job '", job, "' on cluster '", cluster$jobQueueName, "'", call. = FALSE))
+  total <- status$total
+  values <- collectElements(cluster, job, rep(1L, total))
+  if (simplify) simplify2array(values) else values
+}
