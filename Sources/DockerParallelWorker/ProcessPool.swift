@@ -252,7 +252,8 @@ final class PersistentProcess: @unchecked Sendable {
         var received = Data()
         var timedOut = false
         let startDeadline = ready ? nil : Date().addingTimeInterval(startSeconds)
-        let taskDeadline = timeout.map { Date().addingTimeInterval($0 + (ready ? 0 : startSeconds)) }
+        // The task's time starts when the process is ready for it.
+        var taskDeadline = ready ? timeout.map { Date().addingTimeInterval($0) } : nil
         var buffer = [UInt8](repeating: 0, count: 65536)
 
         func log() -> Data { Data((output + errorOutput).prefix(CommandRunner.outputLimit)) }
@@ -308,6 +309,7 @@ final class PersistentProcess: @unchecked Sendable {
                     switch type {
                     case PersistentProcessProtocol.ready:
                         ready = true
+                        taskDeadline = timeout.map { Date().addingTimeInterval($0) }
                         continue
                     case PersistentProcessProtocol.result, PersistentProcessProtocol.failure:
                         // What the process wrote before its reply is in the pipes by now.

@@ -44,6 +44,8 @@ optionArguments <- function(options) {
 #'   `"docker"`, `"swarm"`, `"kubernetes"` or `"ecs"`; default the one `clusterPreset()` chose.
 #' @param workerNumber Workers to start.
 #' @param jobQueueName The cluster's name, which identifies it.
+#' @param serverPort The server's port (default the program's, 8888; 0 picks a free one, for
+#'   several local clusters at once).
 #' @param workerCpu,workerMemory CPU units (1024 a core) and MB per worker container.
 #' @param slotsPerWorker R processes per worker (container).
 #' @param image The worker image (container providers); it needs R (`Rscript`).
@@ -55,7 +57,7 @@ optionArguments <- function(options) {
 #' @return A `DockerCluster` object.
 #' @export
 makeDockerCluster <- function(provider = NULL, workerNumber = 1L, jobQueueName = "DockerParallelQueue",
-                              workerCpu = NULL, workerMemory = NULL, slotsPerWorker = 1L, image = NULL,
+                              serverPort = NULL, workerCpu = NULL, workerMemory = NULL, slotsPerWorker = 1L, image = NULL,
                               RPackages = character(0), sysPackages = character(0),
                               providerArguments = list(), rscript = "Rscript",
                               stopClusterOnExit = TRUE, verbose = 1) {
@@ -82,7 +84,7 @@ makeDockerCluster <- function(provider = NULL, workerNumber = 1L, jobQueueName =
   cluster$jobs <- character(0)
   upArguments <- c(
     "--provider", provider, if (provider == presets$provider) presets$providerArguments,
-    if (!is.null(image)) c("--image", image),
+    if (!is.null(image)) c("--image", image), if (!is.null(serverPort)) c("--port", as.integer(serverPort)),
     if (!is.null(workerCpu)) c("--cpu", workerCpu), if (!is.null(workerMemory)) c("--memory", workerMemory),
     c(rbind(rep("--r-package", length(RPackages)), RPackages)),
     c(rbind(rep("--system-package", length(sysPackages)), sysPackages)),

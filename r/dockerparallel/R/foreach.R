@@ -49,22 +49,30 @@ doDockerParallelInfo <- function(data, item) {
 #' @export
 registerDoDockerParallel <- function(cluster) {
   foreach::setDoPar(doDockerParallel, data = cluster, info = doDockerParallelInfo)
+  registered$foreach <- cluster
   invisible(cluster)
 }
+
+# Which cluster each backend is registered for: stopping another cluster leaves them alone.
+registered <- new.env(parent = emptyenv())
 
 registerBackends <- function(cluster) {
   registerDoDockerParallel(cluster)
   if (requireNamespace("BiocParallel", quietly = TRUE)) {
     BiocParallel::register(DockerParam(cluster), default = TRUE)
+    registered$bioc <- cluster
   }
   invisible(cluster)
 }
 
 deregisterBackends <- function(cluster) {
-  if (identical(foreach::getDoParName(), "doDockerParallel")) foreach::registerDoSEQ()
-  if (requireNamespace("BiocParallel", quietly = TRUE)) {
-    current <- BiocParallel::bpparam()
-    if (inherits(current, "DockerParam")) BiocParallel::register(BiocParallel::SerialParam(), default = TRUE)
+  if (identical(registered$foreach, cluster) && identical(foreach::getDoParName(), "doDockerParallel")) {
+    foreach::registerDoSEQ()
+    registered$foreach <- NULL
+  }
+  if (identical(registered$bioc, cluster) && requireNamespace("BiocParallel", quietly = TRUE)) {
+    if (inherits(BiocParallel::bpparam(), "DockerParam")) BiocParallel::register(BiocParallel::SerialParam(), default = TRUE)
+    registered$bioc <- NULL
   }
   invisible(cluster)
 }

@@ -1,0 +1,61 @@
+library(foreach)
+
+test_that("the cluster object has the original's interface and reports its workers", {
+  cluster <- testCluster()
+  expect_s3_class(cluster, "DockerCluster")
+  for (method in c("startCluster", "stopCluster", "setWorkerNumber", "getWorkerNumbers", "clusterExists", "reconnect", "update")) {
+    expect_true(is.function(cluster[[method]]), info = method)
+  }
+  expect_true(cluster$clusterExists())
+  numbers <- cluster$getWorkerNumbers()
+  expect_equal(numbers$expected, 2)
+  expect_equal(numbers$running + numbers$initializing, 2)
+  expect_output(print(cluster), "Connected at http")
+  expect_equal(foreach::getDoParName(), "doDockerParallel")
+  expect_equal(foreach::getDoParWorkers(), 2)
+})
+
+test_that("a second cluster object reconnects to the running cluster by its name", {
+  cluster <- testCluster()
+  other <- makeDockerCluster(jobQueueName = cluster$jobQueueName, verbose = 0, stopClusterOnExit = FALSE)
+  expect_false(is.null(other$reconnect()$api))
+  expect_equal(other$getWorkerNumbers()$expected, 2)
+  registerDoDockerParallel(cluster)
+})
+
+test_that("a cluster that does not run says so", {
+  missing <- makeDockerCluster(jobQueueName = "no-such-cluster", verbose = 0, stopClusterOnExit = FALSE)
+  expect_false(missing$clusterExists())
+  expect_error(missing$reconnect(), "no cluster named 'no-such-cluster' is running")
+  expect_equal(missing$getWorkerNumbers(), list(initializing = 0L, running = 0L, expected = 1L))
+})
+
+test_that("bad arguments are clear errors", {
+  expect_error(makeDockerCluster(workerNumber = -1), "workerNumber must be a number of 0 or more")
+  expect_error(makeDockerCluster(jobQueueName = "a b"), "jobQueueName 'a b' must be letters")
+  expect_error(makeDockerCluster(provider = "local", RPackages = "foreach"), "local provider")
+  expect_error(makeDockerCluster(provider = "nowhere"), "should be one of")
+})
+
+test_that("setWorkerNumber scales a running cluster", {
+  cluster <- makeDockerCluster(workerNumber = 1, jobQueueName = paste0("rscale-", Sys.getpid()), serverPort = 0, verbose = 0)
+  on.exit(cluster$stopCluster(ignoreError = TRUE), add = TRUE)
+  cluster$startCluster()
+  cluster$setWorkerNumber(3)
+  waitFor("three running workers", function() cluster$getWorkerNumbers()$running == 3)
+  cluster$stopCluster()
+  expect_false(cluster$clusterExists())
+  # Its backend went with it; the shared cluster's comes back for the next tests.
+  expect_equal(foreach::getDoParName(), "doSEQ")
+  registerDoDockerParallel(testCluster())
+})
+
+test_that("stopping a cluster leaves another cluster's backend registered", {
+  shared <- testCluster()
+  other <- makeDockerCluster(workerNumber = 0, jobQueueName = paste0("rother-", Sys.getpid()), serverPort = 0, verbose = 0)
+  other$startCluster()
+  registerDoDockerParallel(shared)
+  other$stopCluster()
+  expect_equal(foreach::getDoParName(), "doDockerParallel")
+  expect_equal(foreach::foreach(i = 1:2, .combine = c) %dopar% i, 1:2)
+})
