@@ -45,7 +45,10 @@ final class ProcessPool: Sendable {
             return AttemptReport(succeeded: false, permanent: true, error: "the task has an empty program")
         }
         let (process, evicted) = take(key)
-        for old in evicted { old.stop() }
+        if !evicted.isEmpty {
+            // Reaping can wait for the kernel to free a big process's memory: not on this thread.
+            Thread { for old in evicted { old.stop() } }.start()
+        }
         let running = NIOLockedValueBox<PersistentProcess?>(process)
         let cancelled = NIOLockedValueBox(false)
         let payload = PersistentProcessProtocol.taskPayload(
@@ -68,6 +71,13 @@ final class ProcessPool: Sendable {
                     }
                     guard let process else { return }
                     let report = process.exchange(payload, timeout: assignment.timeout, startSeconds: startSeconds)
+                    // A cancel from now on finds no process to kill; one that came during the
+                    // exchange may have killed it, and a killed process is not kept.
+                    let wasCancelled = running.withLockedValue { running -> Bool in
+                        running = nil
+                        return cancelled.withLockedValue { $0 }
+                    }
+                    if wasCancelled { process.stop() }
                     continuation.resume(returning: (report, process.isAlive ? process : nil))
                 }.start()
             }
@@ -87,6 +97,13 @@ final class ProcessPool: Sendable {
     /// other programs that must go to keep within ``capacity``.
     private func take(_ key: Key) -> (PersistentProcess?, evicted: [PersistentProcess]) {
         state.withLockedValue { state in
+            // An idle process that died meanwhile (killed for memory, say) is dropped, not
+            // handed the next task.
+            let dead = state.idle.filter { $0.hasExited() }
+            if !dead.isEmpty {
+                state.idle.removeAll { process in dead.contains { $0 === process } }
+                state.live -= dead.count
+            }
             if let index = state.idle.lastIndex(where: { $0.key == key }) {
                 return (state.idle.remove(at: index), [])
             }
@@ -228,6 +245,17 @@ final class PersistentProcess: @unchecked Sendable {
         reap()
     }
 
+    /// Whether the process has exited (reaped, then, with its pipes closed); it does not wait.
+    func hasExited() -> Bool {
+        guard !exited else { return true }
+        var status: Int32 = 0
+        guard waitpid(pid, &status, WNOHANG) == pid else { return false }
+        self.status = status
+        exited = true
+        for fd in [toProcess, fromProcess, standardOutput, standardError] { close(fd) }
+        return true
+    }
+
     private func reap() {
         guard !exited else { return }
         var status: Int32 = 0
@@ -249,6 +277,9 @@ final class PersistentProcess: @unchecked Sendable {
         var output = Data()
         var errorOutput = Data()
         var pending = PersistentProcessProtocol.frame(PersistentProcessProtocol.task, payload)
+        var sent = 0
+        var outputOpen = true
+        var errorOpen = true
         var received = Data()
         var timedOut = false
         let startDeadline = ready ? nil : Date().addingTimeInterval(startSeconds)
@@ -328,8 +359,8 @@ final class PersistentProcess: @unchecked Sendable {
                 }
             }
             var fds = [pollfd(fd: fromProcess, events: Int16(POLLIN), revents: 0),
-                       pollfd(fd: standardOutput, events: Int16(POLLIN), revents: 0),
-                       pollfd(fd: standardError, events: Int16(POLLIN), revents: 0)]
+                       pollfd(fd: outputOpen ? standardOutput : -1, events: Int16(POLLIN), revents: 0),
+                       pollfd(fd: errorOpen ? standardError : -1, events: Int16(POLLIN), revents: 0)]
             if ready && !pending.isEmpty { fds.append(pollfd(fd: toProcess, events: Int16(POLLOUT), revents: 0)) }
             let now = Date()
             var wait: Int32 = 1000
@@ -363,12 +394,16 @@ final class PersistentProcess: @unchecked Sendable {
                     return died()
                 }
             }
-            if fds[1].revents != 0 { _ = drain(standardOutput, into: &output) }
-            if fds[2].revents != 0 { _ = drain(standardError, into: &errorOutput) }
+            // A stream at its end is polled no more (it would wake the poll at once, again and again).
+            if fds[1].revents != 0 && !drain(standardOutput, into: &output) { outputOpen = false }
+            if fds[2].revents != 0 && !drain(standardError, into: &errorOutput) { errorOpen = false }
             if fds.count > 3, fds[3].revents != 0 {
-                let written = pending.withUnsafeBytes { write(toProcess, $0.baseAddress, min($0.count, 65536)) }
+                let written = pending.withUnsafeBytes { bytes in
+                    write(toProcess, bytes.baseAddress! + sent, min(bytes.count - sent, 65536))
+                }
                 if written > 0 {
-                    pending.removeFirst(written)
+                    sent += written
+                    if sent == pending.count { pending = Data() }
                 } else if written < 0 && errno != EAGAIN && errno != EINTR {
                     return died()
                 }

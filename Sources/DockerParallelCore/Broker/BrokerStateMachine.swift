@@ -62,6 +62,28 @@ package struct BrokerStateMachine: Sendable {
     package static let payloadBatch = 4096
     /// Results per `results` message when a watch starts.
     static let resultsPerMessage = 512
+    /// Bytes of inputs or outputs per message, at most (unless one item alone is bigger): well
+    /// within a frame's 64 MiB.
+    static let bytesPerMessage = 16 * 1024 * 1024
+
+    /// Splits items into messages of at most `count` items and ``bytesPerMessage`` bytes.
+    static func byteBatches<Item>(_ items: [Item], count: Int = .max, bytes: (Item) -> Int) -> [[Item]] {
+        var batches: [[Item]] = []
+        var current: [Item] = []
+        var size = 0
+        for item in items {
+            let itemSize = bytes(item)
+            if !current.isEmpty && (current.count >= count || size + itemSize > bytesPerMessage) {
+                batches.append(current)
+                current = []
+                size = 0
+            }
+            current.append(item)
+            size += itemSize
+        }
+        if !current.isEmpty { batches.append(current) }
+        return batches
+    }
 
     package let configuration: Configuration
     package internal(set) var queue: TaskQueue
@@ -248,7 +270,10 @@ package struct BrokerStateMachine: Sendable {
             guard !assignments.isEmpty else { break }
             peers[id]?.credit -= assignments.count
             peers[id]?.leases.formUnion(assignments.lazy.map(\.leaseID))
-            actions.now.append(Output(peer: id, requestID: 0, message: .assign(assignments)))
+            // Several messages when the inputs are large, each well within a frame.
+            for batch in Self.byteBatches(assignments, bytes: { $0.task.input.count + 256 }) {
+                actions.now.append(Output(peer: id, requestID: 0, message: .assign(batch)))
+            }
             for assignment in assignments {
                 let failures = queue.counters(jobID: assignment.jobID, index: assignment.task.index)?.failures ?? 0
                 actions.changes.append(.counters(
@@ -284,8 +309,11 @@ package struct BrokerStateMachine: Sendable {
         for jobID in order {
             guard let jobResults = byJob[jobID], let watchers = watchers[jobID], !watchers.isEmpty,
                   let status = queue.status(jobID: jobID) else { continue }
+            let batches = Self.byteBatches(jobResults, bytes: { $0.output.count + $0.errorOutput.count + 256 })
             for watcher in watchers {
-                actions.durable.append(Output(peer: watcher.peer, requestID: watcher.requestID, message: .results(jobResults)))
+                for batch in batches {
+                    actions.durable.append(Output(peer: watcher.peer, requestID: watcher.requestID, message: .results(batch)))
+                }
                 actions.durable.append(Output(peer: watcher.peer, requestID: watcher.requestID, message: .job(status)))
             }
             actions += forgetFinishedRun(jobID)
@@ -305,8 +333,8 @@ package struct BrokerStateMachine: Sendable {
         let results = queue.results(jobID: jobID)
         if quietUntilResults && results.isEmpty && !status.isComplete { return BrokerActions() }
         var actions = BrokerActions()
-        for start in stride(from: 0, to: results.count, by: Self.resultsPerMessage) {
-            actions += reply(.results(Array(results[start..<min(start + Self.resultsPerMessage, results.count)])))
+        for batch in Self.byteBatches(results, count: Self.resultsPerMessage, bytes: { $0.output.count + $0.errorOutput.count + 256 }) {
+            actions += reply(.results(batch))
         }
         return actions + reply(.job(status))
     }

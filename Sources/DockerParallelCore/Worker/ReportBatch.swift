@@ -55,6 +55,11 @@ package struct PrefetchPolicy: Sendable {
         current = minimum
     }
 
+    /// Back to the minimum, when tasks leased ahead waited behind long ones.
+    package mutating func reset() {
+        current = minimum
+    }
+
     /// Records a finished task's duration; returns how many more tasks to lease ahead (never
     /// fewer: credit already given is not taken back).
     package mutating func record(_ duration: Duration) -> Int {

@@ -179,7 +179,11 @@ package struct WorkerStateMachine: Sendable {
         waiting.removeAll { returned.contains($0.leaseID) }
         held.subtract(stale)
         for id in stale { waitingSince[id] = nil }
-        creditHandedBack += stale.count
+        // The server forgets the worker's unused credit with a release. Tasks this long need no
+        // deep prefetch: the worker goes back to the least, and asks for it again when a slot
+        // frees.
+        prefetch.reset()
+        creditHandedBack = max(0, configuration.minimumPrefetch - waiting.count)
         actions.append(.send(.release(leaseIDs: stale)))
     }
 

@@ -14,6 +14,8 @@ import NIOCore
 final class HTTPFace: Sendable {
     /// The largest request body taken.
     static let maximumBodySize = 1 << 20
+    /// The largest body of a job submit (inputs of persistent-process tasks can be large).
+    static let maximumJobBodySize = 32 << 20
 
     private let channel: HTTP1Channel
     private let logger: Logger
@@ -154,7 +156,7 @@ final class HTTPFace: Sendable {
         switch status {
         case .notFound: "no such route: see docs/openapi.yaml for the API"
         case .methodNotAllowed: "this route does not take that method: see docs/openapi.yaml"
-        case .contentTooLarge: "the body is over \(maximumBodySize / 1024) KiB: send the inputs in several jobs of the same id"
+        case .contentTooLarge: "the body is too large (a job submit takes up to \(maximumJobBodySize >> 20) MiB, other routes \(maximumBodySize >> 20) MiB): send the inputs in several submits of the same id, each with its firstIndex"
         default: status.reasonPhrase
         }
     }

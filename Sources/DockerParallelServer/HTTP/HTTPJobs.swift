@@ -122,7 +122,7 @@ enum HTTPJobs {
     static func add(to api: RouterGroup<BasicRequestContext>, client: SelfClient) {
         api.post("/api/v1/jobs") { request, context -> Response in
             var request = request
-            let body = try await request.collectBody(upTo: HTTPFace.maximumBodySize)
+            let body = try await request.collectBody(upTo: HTTPFace.maximumJobBodySize)
             let submission: Submission
             do {
                 submission = try JSONDecoder().decode(Submission.self, from: Data(buffer: body))

@@ -25,7 +25,8 @@ apiRequest <- function(api, method, path, body = NULL) {
   if (nzchar(text)) jsonlite::fromJSON(text, simplifyVector = FALSE) else NULL
 }
 
-# The HTTP API takes bodies up to 1 MiB: the inputs go in several submits of the same job.
+# The HTTP API takes job bodies up to 32 MiB: the inputs go in submits of about 8 MB, each
+# after the inputs sent before (firstIndex).
 submitBatches <- function(api, job, process, inputs, options) {
   encoded <- gsub("\n", "", vapply(inputs, jsonlite::base64_enc, ""), fixed = TRUE)
   sizes <- nchar(encoded) + 4L
@@ -33,7 +34,7 @@ submitBatches <- function(api, job, process, inputs, options) {
   while (first <= length(encoded)) {
     last <- first
     total <- sizes[first]
-    while (last < length(encoded) && total + sizes[last + 1L] < 700000) {
+    while (last < length(encoded) && total + sizes[last + 1L] < 8e6) {
       last <- last + 1L
       total <- total + sizes[last]
     }
@@ -48,36 +49,52 @@ submitBatches <- function(api, job, process, inputs, options) {
   invisible(job)
 }
 
-# Every result of a job, in input order, as they come; `progress(done, total)` after each.
+# Every result of a job, in input order, as they come; `progress(done, total)` after each batch.
+# A stream that ends early (a restarted server, a dropped connection) is taken up again from the
+# first result still missing.
 fetchResults <- function(api, job, total, progress = NULL) {
   results <- vector("list", total)
-  pending <- raw(0)
   done <- 0L
-  handle <- apiHandle(api)
-  url <- paste0(api$url, "/api/v1/jobs/", utils::URLencode(job, reserved = TRUE), "/results?encoding=base64")
-  status <- NULL
-  curl::handle_setopt(handle, failonerror = FALSE)
-  collect <- function(chunk) {
-    pending <<- c(pending, chunk)
-    ends <- which(pending == as.raw(10L))
-    if (!length(ends)) return(invisible())
-    start <- 1L
-    for (end in ends) {
-      line <- rawToChar(pending[start:(end - 1L)])
-      start <- end + 1L
-      record <- jsonlite::fromJSON(line, simplifyVector = FALSE)
-      if (is.null(record$index)) next
-      results[[record$index + 1L]] <<- record
-      done <<- done + 1L
+  base <- paste0(api$url, "/api/v1/jobs/", utils::URLencode(job, reserved = TRUE), "/results?encoding=base64&from=")
+  stalled <- 0L
+  while (done < total) {
+    before <- done
+    # The bytes of the line being received, as a list of pieces (no copying per piece).
+    pieces <- list()
+    collect <- function(chunk) {
+      ends <- which(chunk == as.raw(10L))
+      start <- 1L
+      for (end in ends) {
+        line <- rawToChar(do.call(c, c(pieces, list(chunk[start:end]))))
+        pieces <<- list()
+        start <- end + 1L
+        record <- jsonlite::fromJSON(line, simplifyVector = FALSE)
+        if (is.null(record$index) || !is.null(results[[record$index + 1L]])) next
+        results[[record$index + 1L]] <<- record
+        done <<- done + 1L
+      }
+      if (start <= length(chunk)) pieces[[length(pieces) + 1L]] <<- chunk[start:length(chunk)]
+      if (!is.null(progress) && length(ends)) progress(done, total)
+      invisible()
     }
-    pending <<- if (start <= length(pending)) pending[start:length(pending)] else raw(0)
-    if (!is.null(progress)) progress(done, total)
-    invisible()
-  }
-  response <- curl::curl_fetch_stream(url, collect, handle = handle)
-  if (response$status_code >= 300) {
-    response$content <- pending
-    apiError(response, paste("GET results of job", job))
+    from <- match(TRUE, vapply(results, is.null, NA)) - 1L
+    handle <- apiHandle(api)
+    response <- tryCatch(curl::curl_fetch_stream(paste0(base, from), collect, handle = handle), error = function(e) e)
+    if (!inherits(response, "error") && response$status_code >= 300) {
+      response$content <- do.call(c, pieces)
+      apiError(response, paste("GET results of job", job))
+    }
+    if (done == before) {
+      stalled <- stalled + 1L
+      if (stalled >= 3L) {
+        stop("the results of job '", job, "' stopped coming (", done, " of ", total, "): ",
+             if (inherits(response, "error")) conditionMessage(response) else "the server ended the stream",
+             call. = FALSE)
+      }
+      Sys.sleep(1)
+    } else {
+      stalled <- 0L
+    }
   }
   results
 }

@@ -3,7 +3,7 @@
 #' A BiocParallel backend on a DockerParallel cluster.
 #'
 #' `startCluster()` registers one as the default when BiocParallel is installed. `bplapply()`,
-#' `bpmapply()` and `bpvec()` run as durable jobs: elements whose worker dies run again, failed
+#' `bpmapply()` and `bpvec()` run as durable jobs (`bpiterate()` is not supported): elements whose worker dies run again, failed
 #' elements are retried `retries` times, and `BPREDO` reruns only the failed ones.
 #' @param cluster A started cluster.
 #' @param retries Retries of an element whose R code failed.
@@ -37,6 +37,9 @@ dockerParamClass <- function() {
   methods::setMethod(generic("bpstop"), "DockerParam", function(x) invisible(x), where = bioc$where)
   methods::setMethod(generic("bpschedule"), "DockerParam", function(x) TRUE, where = bioc$where)
   methods::setMethod(generic("bplapply"), c("ANY", "DockerParam"), dockerBplapply, where = bioc$where)
+  methods::setMethod(generic("bpiterate"), c("ANY", "ANY", "DockerParam"), function(ITER, FUN, ..., BPPARAM) {
+    stop("bpiterate() is not supported by DockerParam: collect the items and use bplapply()", call. = FALSE)
+  }, where = bioc$where)
   bioc$generator <- generator
   generator
 }
@@ -56,7 +59,7 @@ dockerBplapply <- function(X, FUN, ..., BPREDO = list(), BPPARAM = BiocParallel:
   }
   timeout <- BiocParallel::bptimeout(BPPARAM)
   job <- submitJob(cluster, as.list(X)[elements], FUN, ..., retries = BPPARAM$retries,
-                   timeout = if (is.finite(timeout) && timeout < BiocParallel:::WORKER_TIMEOUT) timeout else NULL)
+                   timeout = if (!is.na(timeout) && is.finite(timeout)) timeout else NULL)
   values <- collectElements(cluster, job, rep(1L, length(elements)), progress = BiocParallel::bpprogressbar(BPPARAM))
   try(apiRequest(cluster$api, "DELETE", paste0("/api/v1/jobs/", job)), silent = TRUE)
   failed <- integer(0)

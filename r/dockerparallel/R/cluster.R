@@ -80,6 +80,7 @@ makeDockerCluster <- function(provider = NULL, workerNumber = 1L, jobQueueName =
   cluster$stopClusterOnExit <- stopClusterOnExit
   cluster$verbose <- verbose
   cluster$rscript <- rscript
+  cluster$slotsPerWorker <- as.integer(slotsPerWorker)
   cluster$api <- NULL
   cluster$jobs <- character(0)
   upArguments <- c(
@@ -150,6 +151,8 @@ makeDockerCluster <- function(provider = NULL, workerNumber = 1L, jobQueueName =
       stop("no cluster named '", jobQueueName, "' is running: start it with startCluster()", call. = FALSE)
     }
     cluster$expectedWorkerNumber <- cluster$getWorkerNumbers()$expected
+    # A session that only reconnects leaves the cluster running when it ends, as the original's.
+    cluster$stopClusterOnExit <- FALSE
     cluster$started <- TRUE
     connect()
   }

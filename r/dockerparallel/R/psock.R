@@ -45,9 +45,10 @@ makeDialBackCluster <- function(cluster, workers = NULL, host = "127.0.0.1", por
   deadline <- Sys.time() + timeout
   for (rank in seq_len(workers)) {
     remaining <- as.numeric(difftime(deadline, Sys.time(), units = "secs"))
-    connection <- if (remaining > 0) {
-      tryCatch(socketAccept(listener, blocking = TRUE, open = "a+b", timeout = max(1, ceiling(remaining))),
-               error = function(e) NULL)
+    # Wait for the next worker within the set-up time; the accepted connection itself gets the
+    # long timeout of makePSOCKcluster's, since socketAccept's timeout is the connection's.
+    connection <- if (remaining > 0 && isTRUE(socketSelect(list(listener), timeout = remaining))) {
+      tryCatch(socketAccept(listener, blocking = TRUE, open = "a+b", timeout = 2592000L), error = function(e) NULL)
     }
     if (is.null(connection)) {
       for (node in nodes[seq_len(rank - 1L)]) try(close(node$con), silent = TRUE)

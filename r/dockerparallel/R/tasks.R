@@ -7,7 +7,9 @@
 findGlobals <- function(expr, envir, exclude = character(0), export = character(0)) {
   found <- globals::globalsOf(expr, envir = envir, mustExist = FALSE, recursive = TRUE)
   found <- globals::cleanup(found)
-  values <- as.list(found)
+  # The values alone: a Globals object also records the environments they came from, which
+  # would travel with them.
+  values <- stats::setNames(lapply(seq_along(found), function(i) found[[i]]), names(found))
   values <- values[setdiff(names(values), exclude)]
   for (name in export) values[name] <- list(get(name, envir = envir))
   packages <- setdiff(globals::packagesOf(found), c("base", "stats", "utils", "methods", "graphics", "grDevices", "datasets"))
@@ -32,9 +34,24 @@ functionGlobals <- function(FUN, arguments) {
   if (!user && !is.primitive(FUN) && !is.null(env) && isNamespace(env)) {
     globals$packages <- union(globals$packages, setdiff(getNamespaceName(env), "base"))
   }
-  for (name in names(arguments)) if (nzchar(name)) checkSendable(name, arguments[[name]])
-  globals$values <- c(globals$values, list(FUN = FUN, .ARGS = arguments))
+  globals$values$FUN <- FUN
   if (user && identical(env, globalenv())) globals$rebind <- c(globals$rebind, "FUN")
+  # Each further argument is a global of its own; a function among them (bpmapply passes the
+  # user's function this way) brings its globals too.
+  for (i in seq_along(arguments)) {
+    name <- paste0(".ARG", i)
+    value <- arguments[[i]]
+    label <- if (nzchar(names(arguments)[i] %||% "")) names(arguments)[i] else paste("argument", i)
+    checkSendable(label, value)
+    globals$values[name] <- list(value)
+    if (is.function(value) && !is.primitive(value) && identical(topenv(environment(value)), globalenv())) {
+      inner <- findGlobals(body(value), environment(value), exclude = names(formals(value)))
+      for (global in setdiff(names(inner$values), names(globals$values))) globals$values[global] <- list(inner$values[[global]])
+      globals$packages <- union(globals$packages, inner$packages)
+      globals$rebind <- union(globals$rebind, inner$rebind)
+      if (identical(environment(value), globalenv())) globals$rebind <- c(globals$rebind, name)
+    }
+  }
   globals
 }
 
@@ -83,10 +100,23 @@ checkConnected <- function(cluster) {
   }
 }
 
+# The largest serialised task: its base64 must fit in one HTTP request of 32 MiB.
+inputLimit <- 20e6
+
+# Elements per task when the loop does not say: one each when each element's failures are
+# retried or the job is kept to be collected element by element; else about eight tasks per
+# worker slot, so that tiny elements do not pay a task's cost each (and the globals travel
+# once per task, not per element).
+defaultChunkSize <- function(cluster, count, options) {
+  if (!is.null(options$job) || isTRUE(options$keep) || (options$retries %||% 0L) > 0L) return(1L)
+  slots <- max(1L, as.integer(cluster$expectedWorkerNumber) * as.integer(cluster$slotsPerWorker %||% 1L))
+  max(1L, as.integer(ceiling(count / (slots * 8L))))
+}
+
 # Submits the elements as tasks; returns the job's id.
 submitElements <- function(cluster, expr, items, globals, options = list()) {
   checkConnected(cluster)
-  chunkSize <- as.integer(options$chunkSize %||% 1L)
+  chunkSize <- as.integer(options$chunkSize %||% defaultChunkSize(cluster, length(items), options))
   if (is.na(chunkSize) || chunkSize < 1L) stop("chunkSize must be 1 or more", call. = FALSE)
   seeds <- elementSeeds(length(items))
   chunks <- split(seq_along(items), ceiling(seq_along(items) / chunkSize))
@@ -94,6 +124,14 @@ submitElements <- function(cluster, expr, items, globals, options = list()) {
     serialize(list(expr = expr, items = items[elements], globals = globals$values, rebind = globals$rebind,
                    packages = globals$packages, seeds = seeds[elements]), NULL, xdr = FALSE)
   })
+  sizes <- lengths(inputs)
+  if (max(sizes) > inputLimit) {
+    biggest <- names(sort(vapply(globals$values, function(v) length(serialize(v, NULL)), 0), decreasing = TRUE))[1:min(3, length(globals$values))]
+    stop(sprintf(paste0(
+      "a task's data is %.1f MB serialised, over the limit of %d MB: its globals travel with every task ",
+      "(the biggest: %s); pass big data as a file the workers can read, or in smaller pieces"),
+      max(sizes) / 1e6, inputLimit / 1e6, paste(biggest[!is.na(biggest)], collapse = ", ")), call. = FALSE)
+  }
   job <- options$job %||% newJobID()
   submitBatches(cluster$api, job, workerProgram(cluster$rscript), unname(inputs), list(
     maxAttempts = as.integer(options$maxAttempts %||% 3L), retries = as.integer(options$retries %||% 0L),
@@ -165,12 +203,11 @@ collectElements <- function(cluster, job, chunks = attr(job, "chunks"), progress
 submitJob <- function(cluster, X, FUN, ..., job = NULL, retries = 0L, timeout = NULL) {
   FUN <- match.fun(FUN)
   arguments <- list(...)
-  # FUN(X, name = .ARGS[[1]], ...): errors show the call as BiocParallel's do.
-  expr <- as.call(c(list(as.name("FUN"), as.name("X")),
-                    lapply(seq_along(arguments), function(i) call("[[", as.name(".ARGS"), i))))
+  # FUN(X, name = .ARG1, ...): errors show the call as BiocParallel's do.
+  expr <- as.call(c(list(as.name("FUN"), as.name("X")), lapply(seq_along(arguments), function(i) as.name(paste0(".ARG", i)))))
   names(expr) <- c("", "", names(arguments) %||% rep("", length(arguments)))
   items <- lapply(as.list(X), function(x) list(X = x))
-  id <- submitElements(cluster, expr, items, functionGlobals(FUN, arguments), list(job = job, retries = retries, timeout = timeout))
+  id <- submitElements(cluster, expr, items, functionGlobals(FUN, arguments), list(job = job, retries = retries, timeout = timeout, chunkSize = 1L))
   cluster$jobs <- union(cluster$jobs, as.character(id))
   as.character(id)
 }

@@ -78,6 +78,19 @@ test_that("R workers stay alive between tasks", {
   expect_lte(length(unique(pids)), 2)
 })
 
+test_that("a loop of many elements goes in chunks by default; big globals are a clear error", {
+  testCluster()
+  result <- foreach(i = 1:500, .combine = c) %dopar% (i %% 7)
+  expect_equal(result, (1:500) %% 7)
+  errors <- foreach(i = 1:100, .errorhandling = "pass") %dopar% if (i == 50) stop("fifty") else i
+  expect_equal(conditionMessage(errors[[50]]), "fifty")
+  expect_equal(errors[[51]], 51)
+  huge <- raw(25e6)
+  expect_error(foreach(i = 1:2) %dopar% length(huge), "over the limit of 20 MB: its globals travel with every task \\(the biggest: huge")
+  big <- raw(5e6)
+  expect_equal(foreach(i = 1:2, .combine = c) %dopar% length(big), c(5e6, 5e6))
+})
+
 test_that("chunks of several elements give the same values", {
   testCluster()
   result <- foreach(i = 1:25, .combine = c, .options.dockerparallel = list(chunkSize = 4)) %dopar% (i * 3)

@@ -28,10 +28,23 @@ test_that("BiocParallel's bplapply runs on the cluster, and BPREDO reruns the fa
   expect_equal(bpok(partial), c(TRUE, TRUE, FALSE, TRUE))
   file.create(marker)
   expect_equal(unlist(bplapply(1:4, fragile, path = marker, BPREDO = partial)), c(10, 20, 30, 40))
+  # bpmapply passes the user's function as an argument: its globals travel with it.
+  k <- 1000
+  expect_equal(unlist(bpmapply(function(x, y) x + y + k, 1:3, 4:6)), c(1005, 1007, 1009))
+  expect_equal(bpvec(1:10, sqrt), sqrt(1:10))
+  # A time limit per element.
+  limited <- DockerParam(testCluster(), timeout = 1, stop.on.error = TRUE)
+  slow <- tryCatch(bplapply(1:2, function(x) { if (x == 2) Sys.sleep(10); x }, BPPARAM = limited), error = function(e) e)
+  expect_match(conditionMessage(slow), "timed out after 1")
+  expect_error(bpiterate(function() NULL, identity), "bpiterate\\(\\) is not supported by DockerParam")
 })
 
 test_that("a dial-back cluster serves parLapply, doParallel and future unchanged", {
   cluster <- testCluster()
+  # A call longer than the set-up time is fine: the set-up timeout is not the connection's.
+  short <- makeDialBackCluster(cluster, workers = 1, timeout = 5)
+  expect_equal(parallel::clusterEvalQ(short, { Sys.sleep(7); "slow call done" })[[1]], "slow call done")
+  parallel::stopCluster(short)
   nodes <- makeDialBackCluster(cluster, workers = 2)
   on.exit({ parallel::stopCluster(nodes); registerDoDockerParallel(cluster) }, add = TRUE)
   expect_s3_class(nodes, "SOCKcluster")
