@@ -207,9 +207,9 @@ func curl(_ arguments: [String]) async throws -> (status: Int, body: String) {
                 // Headers of a megabyte: refused, not read forever.
                 let huge = try await Self.raw("GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: \(String(repeating: "a", count: 1 << 20))\r\n\r\n", port: port)
                 #expect(huge.isEmpty || huge.hasPrefix("HTTP/1.1 4"), "\(huge.prefix(200))")
-                // A body over the limit on an API route: 413 or refused before it is read.
+                // A body over a job submit's 32 MiB limit: 413 or refused before it is read.
                 let body = NSTemporaryDirectory() + "dp-big-\(UUID().uuidString.prefix(8))"
-                FileManager.default.createFile(atPath: body, contents: Data(count: 4 << 20))
+                FileManager.default.createFile(atPath: body, contents: Data(count: 40 << 20))
                 defer { try? FileManager.default.removeItem(atPath: body) }
                 let big = try await curl([
                     "-H", "Authorization: Bearer \(token)", "-X", "POST", "--data-binary", "@\(body)", "http://127.0.0.1:\(port)/api/v1/jobs",
