@@ -15,13 +15,14 @@ if (system == "dockerparallel") {
   cluster <- makeDockerCluster(workerNumber = workers, jobQueueName = paste0("bench-r-", Sys.getpid()), serverPort = 0, verbose = 0)
   cluster$startCluster()
   stopIt <- function() cluster$stopCluster()
-  loop <- function(n) foreach(i = seq_len(n), .combine = c) %dopar% work(i)
+  loop <- function(n) foreach(i = seq_len(n), .combine = c, .export = c("work", "spin", "ms")) %dopar% work(i)
 } else if (system == "doparallel") {
   suppressMessages(library(doParallel))
   nodes <- parallel::makePSOCKcluster(workers)
   registerDoParallel(nodes)
   stopIt <- function() parallel::stopCluster(nodes)
-  loop <- function(n) foreach(i = seq_len(n), .combine = c) %dopar% work(i)
+  # doParallel does not look in the global environment for what the loop needs.
+  loop <- function(n) foreach(i = seq_len(n), .combine = c, .export = c("work", "spin", "ms")) %dopar% work(i)
 } else if (system == "future") {
   suppressMessages(library(future.apply))
   plan(multisession, workers = workers)

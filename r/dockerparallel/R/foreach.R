@@ -13,7 +13,11 @@ doDockerParallel <- function(obj, expr, envir, data) {
   globals$packages <- union(obj$packages, globals$packages)
   if (length(items) == 0L) return(foreach::getResult(it))
   job <- submitElements(cluster, expr, items, globals, options)
+  # An interrupted loop (Ctrl-C, an error here) cancels its job, unless it is to be kept.
+  collected <- FALSE
+  on.exit(if (!collected && !isTRUE(options$keep)) try(cancelJob(cluster, job), silent = TRUE), add = TRUE)
   values <- collectElements(cluster, job, progress = isTRUE(options$progress))
+  collected <- TRUE
   if (!isTRUE(options$keep)) try(apiRequest(cluster$api, "DELETE", paste0("/api/v1/jobs/", job)), silent = TRUE)
   tryCatch(accumulator(values, seq_along(values)), error = function(e) {
     stop(simpleError(paste("error calling combine function:", conditionMessage(e))))

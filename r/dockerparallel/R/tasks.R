@@ -224,3 +224,35 @@ collectJob <- function(cluster, job, simplify = FALSE) {
   values <- collectElements(cluster, job, rep(1L, total))
   if (simplify) simplify2array(values) else values
 }
+
+#' Cancel a job, or list a cluster's jobs.
+#'
+#' `cancelJob()` cancels the tasks of a job that have not finished (running ones are stopped);
+#' its finished results stay. `listJobs()` gives every job the server keeps, with its counts.
+#' @param cluster A started or reconnected cluster.
+#' @param job The job's id.
+#' @export
+cancelJob <- function(cluster, job) {
+  checkConnected(cluster)
+  status <- apiRequest(cluster$api, "POST", paste0("/api/v1/jobs/", utils::URLencode(job, reserved = TRUE), "/cancel"))
+  invisible(status)
+}
+
+#' @rdname cancelJob
+#' @export
+listJobs <- function(cluster) {
+  checkConnected(cluster)
+  jobs <- apiRequest(cluster$api, "GET", "/api/v1/jobs")
+  if (!length(jobs)) {
+    return(data.frame(job = character(0), total = integer(0), queued = integer(0), running = integer(0),
+                      succeeded = integer(0), failed = integer(0), cancelled = integer(0)))
+  }
+  data.frame(
+    job = vapply(jobs, function(j) j$jobID, ""),
+    total = vapply(jobs, function(j) as.integer(j$total), 0L),
+    queued = vapply(jobs, function(j) as.integer(j$queued), 0L),
+    running = vapply(jobs, function(j) as.integer(j$running), 0L),
+    succeeded = vapply(jobs, function(j) as.integer(j$succeeded), 0L),
+    failed = vapply(jobs, function(j) as.integer(j$failed), 0L),
+    cancelled = vapply(jobs, function(j) as.integer(j$cancelled), 0L))
+}

@@ -59,3 +59,33 @@ test_that("stopping a cluster leaves another cluster's backend registered", {
   expect_equal(foreach::getDoParName(), "doDockerParallel")
   expect_equal(foreach::foreach(i = 1:2, .combine = c) %dopar% i, 1:2)
 })
+
+test_that("update() brings back a cluster whose server was killed, with its jobs", {
+  cluster <- makeDockerCluster(workerNumber = 1, jobQueueName = paste0("rupdate-", Sys.getpid()), serverPort = 0, verbose = 0)
+  on.exit({ cluster$stopCluster(ignoreError = TRUE); registerDoDockerParallel(testCluster()) }, add = TRUE)
+  cluster$startCluster()
+  job <- submitJob(cluster, 1:3, function(x) x * 10, job = "before-the-kill")
+  expect_equal(unlist(collectJob(cluster, job)), c(10, 20, 30))
+  processes <- system2("ps", c("-eo", "pid=,args="), stdout = TRUE)
+  server <- processes[grepl(paste0("dockerparallel server --name ", cluster$jobQueueName), processes, fixed = TRUE)]
+  expect_length(server, 1)
+  tools::pskill(as.integer(sub("^\\s*([0-9]+).*$", "\\1", server)), tools::SIGKILL)
+  waitFor("the server to be gone", function() !cluster$clusterExists())
+  cluster$update()
+  expect_true(cluster$clusterExists())
+  # The stored job's results are still there, and new loops run.
+  expect_equal(unlist(collectJob(cluster, job)), c(10, 20, 30))
+  expect_equal(foreach(i = 1:3, .combine = c) %dopar% (i + 1), 2:4)
+})
+
+test_that("a job can be listed and cancelled", {
+  cluster <- testCluster()
+  job <- submitJob(cluster, 1:20, function(x) { Sys.sleep(0.5); x }, job = paste0("to-cancel-", Sys.getpid()))
+  expect_true(job %in% listJobs(cluster)$job)
+  cancelJob(cluster, job)
+  jobs <- listJobs(cluster)
+  mine <- jobs[jobs$job == job, ]
+  expect_gt(mine$cancelled, 0)
+  values <- collectJob(cluster, job)
+  expect_true(any(vapply(values, function(v) inherits(v, "error") && conditionMessage(v) == "the task was cancelled", NA)))
+})
