@@ -97,19 +97,23 @@ test_that("chunks of several elements give the same values", {
   expect_equal(result, (1:25) * 3)
 })
 
-test_that("a worker killed in the middle of a loop loses no element", {
+test_that("a worker killed in the middle of a foreach loop loses no element", {
   cluster <- makeDockerCluster(workerNumber = 2, jobQueueName = paste0("rkill-", Sys.getpid()), serverPort = 0, verbose = 0)
   on.exit({ cluster$stopCluster(ignoreError = TRUE); registerDoDockerParallel(testCluster()) }, add = TRUE)
   cluster$startCluster()
   pids <- workerPids(cluster)
   expect_length(pids, 2)
-  job <- submitJob(cluster, 1:30, function(i) { Sys.sleep(0.2); i * i })
-  # Once some elements are done, one worker dies (SIGKILL, as a spot reclaim or the OOM killer).
-  waitFor("a few finished elements", function() {
-    status <- dockerparallel:::apiRequest(cluster$api, "GET", paste0("/api/v1/jobs/", job))
-    status$succeeded >= 3
-  })
-  tools::pskill(pids[1], tools::SIGKILL)
-  values <- collectJob(cluster, job)
-  expect_equal(unlist(values), (1:30)^2)
+  # When the fifth element starts, a process of its own kills one worker with SIGKILL (as a spot
+  # reclaim or the OOM killer would), while the loop runs.
+  marker <- tempfile()
+  killer <- sprintf("for i in $(seq 1 600); do [ -f '%s' ] && break; sleep 0.05; done; kill -9 %d", marker, pids[1])
+  system2("sh", c("-c", shQuote(killer)), wait = FALSE)
+  values <- foreach(i = 1:30, .combine = c) %dopar% {
+    if (i == 5) file.create(marker)
+    Sys.sleep(0.2)
+    i * i
+  }
+  expect_true(file.exists(marker))
+  expect_equal(values, (1:30)^2)
+  waitFor("the killed worker to be gone", function() length(workerPids(cluster)) == 1)
 })
