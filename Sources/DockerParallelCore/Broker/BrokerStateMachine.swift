@@ -68,6 +68,15 @@ package struct BrokerStateMachine: Sendable {
 
     /// Splits items into messages of at most `count` items and ``bytesPerMessage`` bytes.
     static func byteBatches<Item>(_ items: [Item], count: Int = .max, bytes: (Item) -> Int) -> [[Item]] {
+        // The common case, small items: the array as it is, not copied.
+        if items.count <= count {
+            var total = 0
+            for item in items {
+                total += bytes(item)
+                if total > bytesPerMessage { break }
+            }
+            if total <= bytesPerMessage { return [items] }
+        }
         var batches: [[Item]] = []
         var current: [Item] = []
         var size = 0
