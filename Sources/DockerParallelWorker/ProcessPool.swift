@@ -83,7 +83,9 @@ final class ProcessPool: Sendable {
             }
         } onCancel: {
             cancelled.withLockedValue { $0 = true }
-            running.withLockedValue { $0 }?.kill()
+            // Under the lock: the thread clears `running` under it before it reaps the process,
+            // so this never signals a pid that was reused.
+            running.withLockedValue { $0?.kill() }
         }
         if let kept {
             if let surplus = give(kept) { surplus.stop() }

@@ -51,12 +51,15 @@ submitBatches <- function(api, job, process, inputs, options) {
 
 # Every result of a job, in input order, as they come; `progress(done, total)` after each batch.
 # A stream that ends early (a restarted server, a dropped connection) is taken up again from the
-# first result still missing.
-fetchResults <- function(api, job, total, progress = NULL) {
+# first result still missing; a server that does not answer (starting, restarting) is waited for
+# up to `patience` seconds.
+fetchResults <- function(api, job, total, progress = NULL, patience = 300) {
   results <- vector("list", total)
   done <- 0L
   base <- paste0(api$url, "/api/v1/jobs/", utils::URLencode(job, reserved = TRUE), "/results?encoding=base64&from=")
-  stalled <- 0L
+  lastProgress <- Sys.time()
+  emptyStreams <- 0L
+  pause <- 0.25
   while (done < total) {
     before <- done
     # The bytes of the line being received, as a list of pieces (no copying per piece).
@@ -78,22 +81,33 @@ fetchResults <- function(api, job, total, progress = NULL) {
       invisible()
     }
     from <- match(TRUE, vapply(results, is.null, NA)) - 1L
-    handle <- apiHandle(api)
-    response <- tryCatch(curl::curl_fetch_stream(paste0(base, from), collect, handle = handle), error = function(e) e)
-    if (!inherits(response, "error") && response$status_code >= 300) {
+    response <- tryCatch(curl::curl_fetch_stream(paste0(base, from), collect, handle = apiHandle(api)), error = function(e) e)
+    unavailable <- inherits(response, "error") || response$status_code %in% c(502L, 503L, 504L)
+    if (!unavailable && response$status_code >= 300) {
       response$content <- do.call(c, pieces)
       apiError(response, paste("GET results of job", job))
     }
-    if (done == before) {
-      stalled <- stalled + 1L
-      if (stalled >= 3L) {
-        stop("the results of job '", job, "' stopped coming (", done, " of ", total, "): ",
-             if (inherits(response, "error")) conditionMessage(response) else "the server ended the stream",
+    if (done > before) {
+      lastProgress <- Sys.time()
+      emptyStreams <- 0L
+      pause <- 0.25
+      next
+    }
+    if (unavailable) {
+      waited <- as.numeric(difftime(Sys.time(), lastProgress, units = "secs"))
+      if (waited > patience) {
+        stop("the server of job '", job, "' has not answered for ", round(waited), " s (", done, " of ", total,
+             " results in): ", if (inherits(response, "error")) conditionMessage(response) else paste("HTTP", response$status_code),
              call. = FALSE)
       }
-      Sys.sleep(1)
+      Sys.sleep(pause)
+      pause <- min(pause * 2, 5)
     } else {
-      stalled <- 0L
+      # The server ended a stream with nothing new three times: something else is wrong.
+      emptyStreams <- emptyStreams + 1L
+      if (emptyStreams >= 3L) {
+        stop("the results of job '", job, "' stopped coming (", done, " of ", total, "): the server ended the stream", call. = FALSE)
+      }
     }
   }
   results

@@ -152,7 +152,7 @@ makeDockerCluster <- function(provider = NULL, workerNumber = 1L, jobQueueName =
     }
     cluster$expectedWorkerNumber <- cluster$getWorkerNumbers()$expected
     # A session that only reconnects leaves the cluster running when it ends, as the original's.
-    cluster$stopClusterOnExit <- FALSE
+    if (!isTRUE(cluster$started)) cluster$stopClusterOnExit <- FALSE
     cluster$started <- TRUE
     connect()
   }

@@ -12,10 +12,15 @@ doDockerParallel <- function(obj, expr, envir, data) {
   globals <- findGlobals(expr, envir, exclude = c(names(obj$argnames), obj$argnames, obj$noexport), export = obj$export)
   globals$packages <- union(obj$packages, globals$packages)
   if (length(items) == 0L) return(foreach::getResult(it))
-  job <- submitElements(cluster, expr, items, globals, options)
-  # An interrupted loop (Ctrl-C, an error here) cancels its job, unless it is to be kept.
+  # An interrupted loop (Ctrl-C, an error here, even in the middle of its submits) cancels and
+  # forgets its job, unless it is to be kept.
+  id <- options$job %||% newJobID()
   collected <- FALSE
-  on.exit(if (!collected && !isTRUE(options$keep)) try(cancelJob(cluster, job), silent = TRUE), add = TRUE)
+  on.exit(if (!collected && !isTRUE(options$keep)) {
+    try(cancelJob(cluster, id), silent = TRUE)
+    try(apiRequest(cluster$api, "DELETE", paste0("/api/v1/jobs/", id)), silent = TRUE)
+  }, add = TRUE)
+  job <- submitElements(cluster, expr, items, globals, options, job = id)
   values <- collectElements(cluster, job, progress = isTRUE(options$progress))
   collected <- TRUE
   if (!isTRUE(options$keep)) try(apiRequest(cluster$api, "DELETE", paste0("/api/v1/jobs/", job)), silent = TRUE)

@@ -46,6 +46,11 @@ functionGlobals <- function(FUN, arguments) {
     globals$values[name] <- list(value)
     if (is.function(value) && !is.primitive(value) && identical(topenv(environment(value)), globalenv())) {
       inner <- findGlobals(body(value), environment(value), exclude = names(formals(value)))
+      clash <- intersect(names(inner$values), c("FUN", "X", grep("^\\.ARG[0-9]+$", names(globals$values), value = TRUE)))
+      if (length(clash)) {
+        stop("the function passed as ", label, " uses a global named '", clash[1], "', a name this package ",
+             "uses for the call itself: rename that global", call. = FALSE)
+      }
       for (global in setdiff(names(inner$values), names(globals$values))) globals$values[global] <- list(inner$values[[global]])
       globals$packages <- union(globals$packages, inner$packages)
       globals$rebind <- union(globals$rebind, inner$rebind)
@@ -108,13 +113,18 @@ inputLimit <- 20e6
 # worker slot, so that tiny elements do not pay a task's cost each (and the globals travel
 # once per task, not per element).
 defaultChunkSize <- function(cluster, count, options) {
-  if (!is.null(options$job) || isTRUE(options$keep) || (options$retries %||% 0L) > 0L) return(1L)
-  slots <- max(1L, as.integer(cluster$expectedWorkerNumber) * as.integer(cluster$slotsPerWorker %||% 1L))
+  if (!is.null(options$job) || isTRUE(options$keep) || (options$retries %||% 0L) > 0L || !is.null(options$timeout)) return(1L)
+  # The slots of the workers connected now; else those asked for; none known, one element each.
+  slots <- tryCatch(as.integer(apiRequest(cluster$api, "GET", "/api/v1/status")$workerSlots), error = function(e) 0L)
+  if (!length(slots) || is.na(slots) || slots < 1L) {
+    slots <- as.integer(cluster$expectedWorkerNumber) * as.integer(cluster$slotsPerWorker %||% 1L)
+  }
+  if (!length(slots) || is.na(slots) || slots < 1L) return(1L)
   max(1L, as.integer(ceiling(count / (slots * 8L))))
 }
 
 # Submits the elements as tasks; returns the job's id.
-submitElements <- function(cluster, expr, items, globals, options = list()) {
+submitElements <- function(cluster, expr, items, globals, options = list(), job = options$job %||% newJobID()) {
   checkConnected(cluster)
   chunkSize <- as.integer(options$chunkSize %||% defaultChunkSize(cluster, length(items), options))
   if (is.na(chunkSize) || chunkSize < 1L) stop("chunkSize must be 1 or more", call. = FALSE)
@@ -132,7 +142,6 @@ submitElements <- function(cluster, expr, items, globals, options = list()) {
       "(the biggest: %s); pass big data as a file the workers can read, or in smaller pieces"),
       max(sizes) / 1e6, inputLimit / 1e6, paste(biggest[!is.na(biggest)], collapse = ", ")), call. = FALSE)
   }
-  job <- options$job %||% newJobID()
   submitBatches(cluster$api, job, workerProgram(cluster$rscript), unname(inputs), list(
     maxAttempts = as.integer(options$maxAttempts %||% 3L), retries = as.integer(options$retries %||% 0L),
     timeout = options$timeout))

@@ -17,9 +17,14 @@ test_that("the cluster object has the original's interface and reports its worke
 
 test_that("a second cluster object reconnects to the running cluster by its name", {
   cluster <- testCluster()
-  other <- makeDockerCluster(jobQueueName = cluster$jobQueueName, verbose = 0, stopClusterOnExit = FALSE)
+  other <- makeDockerCluster(jobQueueName = cluster$jobQueueName, verbose = 0)
   expect_false(is.null(other$reconnect()$api))
   expect_equal(other$getWorkerNumbers()$expected, 2)
+  # A session that only reconnects leaves the cluster running when it ends; the one that
+  # started it still stops it.
+  expect_false(other$stopClusterOnExit)
+  cluster$reconnect()
+  expect_true(cluster$stopClusterOnExit)
   registerDoDockerParallel(cluster)
 })
 
