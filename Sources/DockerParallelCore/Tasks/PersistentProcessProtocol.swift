@@ -19,20 +19,20 @@ import Foundation
 /// A process that exits or stops answering during a task fails that attempt (and is started
 /// again for the next); one that exits before it is ready fails the task for good, with the end
 /// of its standard error; a reply over ``outputLimit`` fails the task for good.
-public enum PersistentProcessProtocol {
+package enum PersistentProcessProtocol {
     /// The frame types.
-    public static let ready: UInt8 = UInt8(ascii: "H")
-    public static let task: UInt8 = UInt8(ascii: "T")
-    public static let result: UInt8 = UInt8(ascii: "R")
-    public static let failure: UInt8 = UInt8(ascii: "F")
+    package static let ready: UInt8 = UInt8(ascii: "H")
+    package static let task: UInt8 = UInt8(ascii: "T")
+    package static let result: UInt8 = UInt8(ascii: "R")
+    package static let failure: UInt8 = UInt8(ascii: "F")
     /// The largest output a task may return.
-    public static let outputLimit = 32 * 1024 * 1024
+    package static let outputLimit = 32 * 1024 * 1024
     /// How long a process has to say it is ready, unless `DOCKERPARALLEL_PROCESS_START_SECONDS`
     /// says otherwise.
-    public static let defaultStartSeconds: Double = 120
+    package static let defaultStartSeconds: Double = 120
 
     /// A `T` frame's payload.
-    public static func taskPayload(jobID: String, index: Int, attempt: Int, input: Data) -> Data {
+    package static func taskPayload(jobID: String, index: Int, attempt: Int, input: Data) -> Data {
         var data = Data()
         func append<T: FixedWidthInteger>(_ value: T) {
             withUnsafeBytes(of: value.bigEndian) { data.append(contentsOf: $0) }
@@ -47,7 +47,7 @@ public enum PersistentProcessProtocol {
     }
 
     /// A frame: its header, then the payload.
-    public static func frame(_ type: UInt8, _ payload: Data) -> Data {
+    package static func frame(_ type: UInt8, _ payload: Data) -> Data {
         var data = Data()
         withUnsafeBytes(of: UInt32(truncatingIfNeeded: payload.count + 1).bigEndian) { data.append(contentsOf: $0) }
         data.append(type)

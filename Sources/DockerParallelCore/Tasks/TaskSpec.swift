@@ -14,7 +14,7 @@ public struct TaskSpec: Sendable, Codable, Equatable {
         case swiftChunk(name: String)
         /// Run the task in a long-lived process the worker keeps between tasks (an R or Python
         /// interpreter, say), started from `argv` with `environment` added: ``TaskSpec/input`` is
-        /// sent to it and its reply is the output. See ``PersistentProcessProtocol``.
+        /// sent to it and its reply is the output (the frames: docs/http-api.md, persistent-process jobs).
         case process(argv: [String], environment: [String: String])
     }
 

@@ -37,9 +37,10 @@ package struct WorkerStateMachine: Sendable {
     package static let inlineBelowSeconds = 0.000_2
     /// Average attempt length, in seconds, under which reports are held back for a batch (1 ms).
     package static let shortTaskSeconds = 0.001
-    /// How long a task leased ahead may wait for a busy slot before it goes back to the server,
-    /// where an idle worker can take it: behind a long task, a prefetched one would otherwise
-    /// wait for it however many workers are free.
+    /// How long, at least, a task leased ahead may wait for a busy slot before it goes back to
+    /// the server, where an idle worker can take it: behind a long task, a prefetched one would
+    /// otherwise wait for it however many workers are free. It waits four average tasks when
+    /// that is longer.
     package static let prefetchWait: Duration = .seconds(1)
 
     package let configuration: Configuration
@@ -173,7 +174,10 @@ package struct WorkerStateMachine: Sendable {
     /// their credit is asked for again when a slot frees.
     private mutating func handBackStalePrefetch(now: Duration, into actions: inout [WorkerAction]) {
         guard !isDraining, active >= configuration.slots, !waiting.isEmpty else { return }
-        let stale = waiting.filter { now - (waitingSince[$0.leaseID] ?? now) >= Self.prefetchWait }.map(\.leaseID)
+        // Longer than a second and four of this worker's average tasks: tasks that are all slow
+        // (a loaded machine) keep their prefetch; one long task among short ones does not.
+        let patience = max(Self.prefetchWait, .milliseconds(Int64(4_000 * (prefetch.averageSeconds ?? 0))))
+        let stale = waiting.filter { now - (waitingSince[$0.leaseID] ?? now) >= patience }.map(\.leaseID)
         guard !stale.isEmpty else { return }
         let returned = Set(stale)
         waiting.removeAll { returned.contains($0.leaseID) }

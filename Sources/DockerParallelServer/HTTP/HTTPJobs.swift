@@ -79,7 +79,7 @@ enum HTTPJobs {
         /// The command and its arguments; `{}` is the input (appended when absent).
         var command: [String]?
         /// Instead of `command`: the program of a persistent process that each worker slot keeps
-        /// running, to which each input is sent as a task (``PersistentProcessProtocol``).
+        /// running, to which each input is sent as a task (see PersistentProcessProtocol).
         var process: [String]?
         /// One task per input.
         var inputs: [String]
