@@ -7,7 +7,7 @@ import Testing
 
 /// A named cluster whose server dies heals: `up` (or `run`'s own supervision) restarts it with
 /// its password and port, so that its workers and clients carry on and nothing is lost.
-@Suite(.timeLimit(.minutes(3))) struct SelfHealingTests {
+@Suite(.timeLimit(.minutes(5))) struct SelfHealingTests {
     /// The command of the operator scenario: a task that takes a little while, printing its input.
     static let command = ["sh", "-c", "sleep 0.002; echo {}"]
     static let count = 2_000
@@ -68,7 +68,7 @@ import Testing
             ["run", "--cluster", "heal-run", "--no-progress", "-q", "--"] + Self.command + [":::"] + (1...Self.count).map(String.init))
         let reader = StreamReader(output)
         let errorReader = StreamReader(errorOutput)
-        try await waitUntil("a hundred outputs are printed") { reader.text.count(where: { $0 == "\n" }) >= 100 || reader.isDone }
+        try await waitUntil("a hundred outputs are printed", timeout: 120) { reader.text.count(where: { $0 == "\n" }) >= 100 || reader.isDone }
         let server = try #require(Self.serverPID(folder))
         #expect(kill(server, SIGKILL) == 0)
         try await waitUntil("the server is gone") { isGone(server) }
